@@ -1,0 +1,3 @@
+"""morphlab: make, detect and measure face morphing attacks."""
+
+__version__ = "0.1.0"
