@@ -1,0 +1,46 @@
+"""Shared fixtures: locations of the real test photos and an isolated cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real photos (FRLL, CC0 sets). Missing test data is a failure, not a skip.
+SHARED_DATA = Path(os.environ.get("MORPHLAB_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "frll" / "neutral").is_dir():
+        pytest.fail(
+            f"test data not found at {SHARED_DATA}: put the shared data folder beside the "
+            "repository (../shared/data) or set MORPHLAB_TEST_DATA"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def frll_dir(shared_data: Path) -> Path:
+    return shared_data / "frll"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    from morphlab.sample import sample_dir as _sample_dir
+
+    return _sample_dir()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the landmark/embedding caches of the test run out of ~/.cache."""
+    old = os.environ.get("MORPHLAB_CACHE")
+    os.environ["MORPHLAB_CACHE"] = str(tmp_path_factory.mktemp("morphlab-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MORPHLAB_CACHE", None)
+    else:
+        os.environ["MORPHLAB_CACHE"] = old
