@@ -1,0 +1,147 @@
+"""Image I/O: formats, EXIF orientation, explicit conversions, bad files, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from morphlab.io import (
+    ImageError,
+    atomic_open,
+    atomic_write_text,
+    encode_image,
+    read_image,
+    sha256_bytes,
+    sha256_file,
+    write_image,
+)
+
+
+@pytest.fixture()
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
+    img[:, :16] = (200, 30, 10)  # a flat red half survives lossy codecs
+    return img
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".webp", ".jpg"])
+def test_roundtrip_formats(tmp_path: Path, rgb: np.ndarray, suffix: str) -> None:
+    p = tmp_path / f"x{suffix}"
+    digest = write_image(p, rgb, quality=100)
+    assert digest == sha256_file(p)
+    back = read_image(p)
+    assert back.shape == rgb.shape and back.dtype == np.uint8
+    if suffix in (".png", ".bmp", ".tif"):
+        np.testing.assert_array_equal(back, rgb)
+    else:  # lossy: the flat red half stays red (channel order is RGB)
+        assert abs(int(back[12, 4, 0]) - 200) < 12 and back[12, 4, 2] < 40
+
+
+def test_real_photo(frll_dir: Path) -> None:
+    img = read_image(frll_dir / "neutral" / "002_03.jpg")
+    assert img.shape == (1350, 1350, 3) and img.dtype == np.uint8
+
+
+def test_exif_orientation_applied(tmp_path: Path) -> None:
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:, :10] = 255  # left half white
+    im = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display
+    p = tmp_path / "rot.jpg"
+    im.save(p, exif=exif, quality=100)
+    out = read_image(p)
+    assert out.shape == (20, 10, 3)  # rotated
+    assert out[2, 5].mean() > 200 and out[17, 5].mean() < 50  # white half now on top
+
+
+def test_grey_palette_16bit_alpha(tmp_path: Path) -> None:
+    g = Image.fromarray(np.full((4, 5), 77, np.uint8), "L")
+    g.save(tmp_path / "g.png")
+    assert (read_image(tmp_path / "g.png") == 77).all()
+
+    p16 = Image.fromarray(np.full((4, 5), 65535, np.uint16))
+    p16.save(tmp_path / "g16.png")
+    out = read_image(tmp_path / "g16.png")
+    assert out.shape == (4, 5, 3) and (out == 255).all()
+
+    pal = Image.fromarray(np.full((4, 5, 3), (10, 20, 30), np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)
+    pal.save(tmp_path / "p.png")
+    assert tuple(read_image(tmp_path / "p.png")[0, 0]) == (10, 20, 30)
+
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :2, 3] = 255  # opaque red on the left, transparent (→ white) on the right
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[0, 4]) == (255, 255, 255)
+
+    import cv2
+
+    c16 = np.zeros((4, 5, 3), np.uint16)
+    c16[..., 2] = 65535  # BGR for OpenCV: red channel full
+    cv2.imwrite(str(tmp_path / "c16.png"), c16)
+    out = read_image(tmp_path / "c16.png")
+    assert tuple(out[0, 0]) == (255, 0, 0)
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        read_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="directory"):
+        read_image(tmp_path)
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    p = tmp_path / "fake.jpg"
+    p.write_text("hello")
+    with pytest.raises(ImageError, match="fake.jpg.*not a recognised image"):
+        read_image(p)
+
+
+def test_truncated(tmp_path: Path, frll_dir: Path) -> None:
+    data = (frll_dir / "neutral" / "002_03.jpg").read_bytes()
+    p = tmp_path / "cut.jpg"
+    p.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ImageError, match="cut.jpg.*(corrupt|truncated)"):
+        read_image(p)
+
+
+def test_pixel_limit(tmp_path: Path, rgb: np.ndarray) -> None:
+    p = tmp_path / "big.png"
+    write_image(p, rgb)
+    with pytest.raises(ImageError, match="big.png.*decompression bomb"):
+        read_image(p, max_pixels=100)
+
+
+def test_encode_deterministic(rgb: np.ndarray) -> None:
+    for suffix in (".png", ".jpg"):
+        assert sha256_bytes(encode_image(rgb, suffix)) == sha256_bytes(encode_image(rgb, suffix))
+
+
+def test_encode_rejects_bad_arrays() -> None:
+    with pytest.raises(ValueError, match="RGB uint8"):
+        encode_image(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="suffix"):
+        encode_image(np.zeros((4, 4, 3), np.uint8), ".gif")
+
+
+def test_atomic_write_leaves_old_content_on_failure(tmp_path: Path) -> None:
+    p = tmp_path / "f.txt"
+    atomic_write_text(p, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(p, "w") as fh:
+            fh.write("new and partial")
+            raise RuntimeError("killed")
+    assert p.read_text() == "old"
+    assert [q.name for q in tmp_path.iterdir()] == ["f.txt"]  # no temp file left
+
+
+def test_sha256_file_missing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="absent"):
+        sha256_file(tmp_path / "absent")
