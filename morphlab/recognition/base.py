@@ -32,7 +32,10 @@ RECOGNITION: Registry = Registry(
     "recognition system",
     "morphlab.recognition",
     builtins=(
+        "morphlab.recognition.dlib_resnet",
         "morphlab.recognition.arcface_onnx",
+        "morphlab.recognition.sface_onnx",
+        "morphlab.recognition.lbph",
     ),
 )
 
