@@ -80,6 +80,9 @@ class FaceBackend(ABC):
     name: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     scheme: ClassVar[str] = ""
+    #: Whether :func:`morphlab.face.cache.get_face` may cache results by image content.
+    #: False for backends whose output depends on more than the pixels (sidecar files).
+    cacheable: ClassVar[bool] = True
 
     @abstractmethod
     def detect(self, image: np.ndarray, *, source: Optional[Path] = None) -> list[Face]:
@@ -104,21 +107,46 @@ class FaceBackend(ABC):
         No face raises :class:`NoFaceError`; several faces return the largest with a
         warning, or raise :class:`MultipleFacesError` when ``multiple="error"``.
         """
-        where = str(source) if source is not None else "image"
         faces = self.detect(image, source=source)
-        if not faces:
-            raise NoFaceError(f"{where}: no face found by the {self.name!r} backend")
-        if len(faces) > 1:
-            if multiple == "error":
-                raise MultipleFacesError(
-                    f"{where}: {len(faces)} faces found by the {self.name!r} backend; "
-                    "crop the image to one face or allow the largest to be used"
-                )
-            warnings.warn(
-                f"{where}: {len(faces)} faces found; using the largest", RuntimeWarning,
-                stacklevel=2,
+        return choose_face(faces, source=source, backend=self.name, multiple=multiple)
+
+
+def choose_face(
+    faces: list[Face],
+    *,
+    source: Optional[Path] = None,
+    backend: str = "",
+    multiple: MultiplePolicy = "largest",
+) -> Face:
+    """Apply the several-faces policy to a detection result (see :meth:`FaceBackend.landmarks`).
+
+    Args:
+        faces: the faces a backend detected in one image.
+        source: the image's path, for messages.
+        backend: the backend's name, for messages.
+        multiple: ``"largest"`` (warn and return the largest) or ``"error"``.
+
+    Raises:
+        NoFaceError: ``faces`` is empty.
+        MultipleFacesError: several faces and ``multiple="error"``.
+    """
+    if multiple not in ("largest", "error"):
+        raise ValueError(f"multiple must be 'largest' or 'error', got {multiple!r}")
+    where = str(source) if source is not None else "image"
+    if not faces:
+        raise NoFaceError(f"{where}: no face found by the {backend!r} backend")
+    if len(faces) > 1:
+        if multiple == "error":
+            raise MultipleFacesError(
+                f"{where}: {len(faces)} faces found by the {backend!r} backend; "
+                "crop the image to one face or allow the largest to be used"
             )
-        return max(faces, key=lambda f: f.area)
+        warnings.warn(
+            f"{where}: {len(faces)} faces found by the {backend!r} backend; using the largest",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return max(faces, key=lambda f: f.area)
 
 
 def create_backend(name_or_class: str | type, **params) -> FaceBackend:
