@@ -1,0 +1,375 @@
+"""A dataset that is just a folder of face images.
+
+The identity of each image comes from its file name through a regular expression with a
+named group ``subject`` (required) and, optionally, ``capture`` (session / pose / expression
+label). The expression is matched with :func:`re.match` (anchored at the start) against the
+file *stem*, the name without folder and suffix. The default,
+:data:`DEFAULT_PATTERN` = ``^(?P<subject>[^_\\-]+)(?:[_\\-](?P<capture>.+))?$``, reads
+
+=====================  ===========  =========
+file                   subject      capture
+=====================  ===========  =========
+``002_03.jpg``         ``002``      ``03``
+``smiling/002_08.jpg`` ``002``      ``08``
+``12-04.png``          ``12``       ``04``
+``alice.jpg``          ``alice``    (none)
+=====================  ===========  =========
+
+An optional metadata CSV adds per-subject attributes (one row per subject). One column
+holds the subject id (``meta_id_column``, default: the first column); every other column
+is kept under its own name, lower-cased, except the gender column, which is renamed
+``gender`` and whose values are normalised to ``female``/``male`` where recognisable
+(``f``, ``woman``, ``M``…). The gender column is ``meta_gender_column`` when given, else
+the column named ``gender``, else ``sex``, else the one column ending in
+``_gender``/``_sex``. FRLL's ``london_info.csv`` (``face_id,face_age,face_gender,face_eth``) works
+with ``meta_id_column="face_id"``.
+
+Dedicated loaders (FEI, ONOT, FRLL) return the same :class:`Dataset` of :class:`Sample`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Union
+
+from morphlab.io import IMAGE_SUFFIXES, ImageError
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Default file-name pattern: subject before the first ``_``/``-``, the rest is the capture.
+DEFAULT_PATTERN = r"^(?P<subject>[^_\-]+)(?:[_\-](?P<capture>.+))?$"
+
+_GENDER_VALUES = {
+    "f": "female", "female": "female", "woman": "female", "w": "female", "women": "female",
+    "m": "male", "male": "male", "man": "male", "men": "male",
+}
+_EXAMPLES = 5  # how many offending names an error/warning message quotes
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset.
+
+    Attributes:
+        path: the image file, absolute.
+        subject: identity label.
+        capture: capture/session label (``None`` when the loader has none).
+        metadata: per-subject attributes, e.g. ``{"gender": "female", "face_age": "24"}``.
+    """
+
+    path: Path
+    subject: str
+    capture: Optional[str] = None
+    metadata: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+
+    @property
+    def gender(self) -> Optional[str]:
+        """``metadata["gender"]`` or ``None``."""
+        return self.metadata.get("gender")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples of one dataset folder.
+
+    Attributes:
+        root: the dataset folder, absolute; sample paths lie under it.
+        samples: sorted by relative path.
+        loader: the loader's name (``"folder"``, ``"frll"``…).
+        params: the loader's parameters, recorded in pair-protocol files.
+    """
+
+    root: Path
+    samples: tuple[Sample, ...]
+    loader: str = "folder"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def subjects(self) -> list[str]:
+        """Sorted subject ids."""
+        return sorted({s.subject for s in self.samples})
+
+    def by_subject(self) -> dict[str, list[Sample]]:
+        """Samples grouped by subject (subjects sorted, samples in dataset order)."""
+        out: dict[str, list[Sample]] = {k: [] for k in self.subjects()}
+        for s in self.samples:
+            out[s.subject].append(s)
+        return out
+
+    def relpath(self, sample_or_path: Sample | Path) -> str:
+        """A sample's path relative to :attr:`root`, POSIX separators."""
+        p = sample_or_path.path if isinstance(sample_or_path, Sample) else Path(sample_or_path)
+        return Path(os.path.relpath(p, self.root)).as_posix()
+
+
+def compile_pattern(pattern: str) -> re.Pattern:
+    """Compile a file-name pattern, checking it has a ``subject`` group."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid file-name pattern {pattern!r}: {exc}") from None
+    if "subject" not in rx.groupindex:
+        raise ValueError(
+            f"file-name pattern {pattern!r} has no named group 'subject'; write e.g. "
+            r"'^(?P<subject>\d+)_(?P<capture>\d+)'"
+        )
+    return rx
+
+
+def normalise_gender(value: str) -> str:
+    """``"F"``/``"woman"``… → ``"female"``, ``"M"``/``"man"``… → ``"male"``; else lower-case."""
+    v = value.strip().lower()
+    return _GENDER_VALUES.get(v, v)
+
+
+def _examples(items: list[str]) -> str:
+    shown = ", ".join(items[:_EXAMPLES])
+    return shown + (f", … ({len(items)} in all)" if len(items) > _EXAMPLES else "")
+
+
+def _check_header(path: Path) -> None:
+    """Open an image's header only (fast); unreadable files raise ImageError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a recognised image file") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: unreadable image ({exc})") from None
+    if w == 0 or h == 0:
+        raise ImageError(f"{path}: image has zero size ({w}x{h})")
+
+
+def _guess_gender_column(cols: list[str], id_col: str) -> Optional[str]:
+    """A column named gender, else sex, else the one ending in _gender/_sex; or None."""
+    for exact in ("gender", "sex"):
+        hits = [c for c in cols if c.lower() == exact and c != id_col]
+        if len(hits) == 1:
+            return hits[0]
+    hits = [c for c in cols if c.lower().endswith(("_gender", "_sex")) and c != id_col]
+    return hits[0] if len(hits) == 1 else None
+
+
+def read_metadata(
+    path: PathLike,
+    *,
+    id_column: Optional[str] = None,
+    gender_column: Optional[str] = None,
+) -> dict[str, dict[str, str]]:
+    """Read a per-subject metadata CSV.
+
+    Args:
+        path: the CSV file (UTF-8, header row; a BOM is accepted).
+        id_column: column holding the subject id; default: the first column.
+        gender_column: column holding the gender, renamed ``gender`` with normalised values;
+            default: the column named ``gender``, else ``sex``, else the one column named
+            ``*_gender``/``*_sex`` (case-insensitive).
+
+    Returns:
+        ``{subject: {column: value}}``; column names lower-cased, values stripped, the id
+        column left out, empty values left out.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no header, unknown column names, duplicate or empty subject ids.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: metadata CSV not found")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise ValueError(f"{p}: metadata CSV is empty (a header row is needed)")
+        cols = [h.strip() for h in header]
+        id_col = cols[0] if id_column is None else id_column
+        if id_col not in cols:
+            raise ValueError(
+                f"{p}: no subject-id column {id_col!r}; columns are {', '.join(cols)}"
+            )
+        if gender_column is not None and gender_column not in cols:
+            raise ValueError(
+                f"{p}: no gender column {gender_column!r}; columns are {', '.join(cols)}"
+            )
+        if gender_column is None:
+            gender_column = _guess_gender_column(cols, id_col)
+        id_idx = cols.index(id_col)
+        # the gender column becomes "gender"; another column of that name keeps its own
+        names = [
+            "gender" if c == gender_column else f"{c.lower()}_original"
+            if c.lower() == "gender" else c.lower()
+            for c in cols
+        ]
+        out: dict[str, dict[str, str]] = {}
+        first_row: dict[str, int] = {}
+        for row in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in row):
+                continue
+            if len(row) != len(cols):
+                raise ValueError(
+                    f"{p}, line {line}: {len(row)} fields, the header has {len(cols)}"
+                )
+            sid = row[id_idx].strip()
+            if not sid:
+                raise ValueError(f"{p}, line {line}: empty subject id in column {id_col!r}")
+            if sid in out:
+                raise ValueError(
+                    f"{p}, line {line}: subject {sid!r} already has a row (line "
+                    f"{first_row[sid]}); keep one row per subject"
+                )
+            rec = {}
+            for i, (name, value) in enumerate(zip(names, row)):
+                value = value.strip()
+                if i == id_idx or not value:
+                    continue
+                rec[name] = normalise_gender(value) if name == "gender" else value
+            out[sid] = rec
+            first_row[sid] = line
+    return out
+
+
+def load_folder(
+    root: PathLike,
+    *,
+    pattern: str = DEFAULT_PATTERN,
+    metadata: Optional[PathLike] = None,
+    meta_id_column: Optional[str] = None,
+    meta_gender_column: Optional[str] = None,
+    recursive: bool = True,
+    check_images: bool = True,
+) -> Dataset:
+    """Load a folder of face images as a :class:`Dataset`.
+
+    Image files (suffixes :data:`morphlab.io.IMAGE_SUFFIXES`, any case) are found in
+    ``root`` and, when ``recursive``, its sub-folders; hidden files and folders (``.*``)
+    are skipped. Each file's stem is matched against ``pattern`` (see the module
+    docstring); files that do not match are skipped with a warning listing them.
+
+    Args:
+        root: the dataset folder.
+        pattern: regular expression with a named group ``subject`` and optionally
+            ``capture``, matched against the file stem.
+        metadata: optional per-subject CSV (see :func:`read_metadata`).
+        meta_id_column: the CSV's subject-id column (default: its first column).
+        meta_gender_column: the CSV's gender column (default: auto-detected).
+        recursive: search sub-folders.
+        check_images: open each image's header to catch unreadable files early.
+
+    Returns:
+        The dataset; samples sorted by relative path.
+
+    Raises:
+        FileNotFoundError: ``root`` or ``metadata`` missing.
+        ValueError: bad pattern, no images, no file matching the pattern, an empty subject
+            match, two files with the same subject and capture, bad metadata CSV.
+        ImageError: an unreadable image (with ``check_images``).
+    """
+    root_p = Path(root)
+    if not root_p.exists():
+        raise FileNotFoundError(f"{root_p}: dataset folder not found")
+    if not root_p.is_dir():
+        raise ValueError(f"{root_p}: not a folder (a dataset is a folder of images)")
+    root_p = root_p.resolve()
+    rx = compile_pattern(pattern)
+    has_capture = "capture" in rx.groupindex
+
+    files = []
+    walker = root_p.rglob("*") if recursive else root_p.glob("*")
+    for f in walker:
+        rel = f.relative_to(root_p)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+            files.append(f)
+    files.sort(key=lambda f: f.relative_to(root_p).as_posix())
+    if not files:
+        where = "or its sub-folders " if recursive else ""
+        raise ValueError(
+            f"{root_p}: no image files found in the folder {where}"
+            f"(looked for {', '.join(IMAGE_SUFFIXES)})"
+        )
+
+    samples: list[Sample] = []
+    unmatched: list[str] = []
+    seen: dict[tuple[str, str], str] = {}
+    for f in files:
+        rel = f.relative_to(root_p).as_posix()
+        m = rx.match(f.stem)
+        if m is None:
+            unmatched.append(rel)
+            continue
+        subject = m.group("subject")
+        if not subject:
+            raise ValueError(
+                f"{f}: the pattern {pattern!r} matches an empty subject id; make the "
+                "'subject' group match at least one character"
+            )
+        capture = m.group("capture") if has_capture else None
+        key = (subject, capture if capture is not None else rel)
+        if key in seen:
+            what = f"capture {capture!r}" if capture is not None else "no capture label"
+            raise ValueError(
+                f"{root_p}: {seen[key]} and {rel} both give subject {subject!r} with {what}; "
+                "remove one or change the file-name pattern (--pattern) so each file has "
+                "its own (subject, capture)"
+            )
+        seen[key] = rel
+        if check_images:
+            _check_header(f)
+        samples.append(Sample(f, subject, capture))
+
+    if unmatched:
+        if not samples:
+            raise ValueError(
+                f"{root_p}: no file name matches the pattern {pattern!r} "
+                f"(e.g. {_examples(unmatched)}); pass a pattern with a 'subject' group"
+            )
+        log.warning(
+            "%s: %d image(s) skipped, their names do not match the pattern %r: %s",
+            root_p, len(unmatched), pattern, _examples(unmatched),
+        )
+
+    params: dict[str, Any] = {"pattern": pattern, "recursive": recursive}
+    if metadata is not None:
+        meta = read_metadata(metadata, id_column=meta_id_column, gender_column=meta_gender_column)
+        params.update(
+            metadata=str(Path(metadata).resolve()),
+            meta_id_column=meta_id_column,
+            meta_gender_column=meta_gender_column,
+        )
+        subjects = {s.subject for s in samples}
+        unknown = sorted(set(meta) - subjects)
+        missing = sorted(subjects - set(meta))
+        if not set(meta) & subjects:
+            raise ValueError(
+                f"{metadata}: no subject id in the metadata matches a subject of {root_p} "
+                f"(metadata ids e.g. {_examples(sorted(meta))}; dataset subjects e.g. "
+                f"{_examples(sorted(subjects))}); check --meta-id-column and --pattern"
+            )
+        if unknown:
+            log.warning(
+                "%s: %d metadata row(s) for subjects not in %s: %s",
+                metadata, len(unknown), root_p, _examples(unknown),
+            )
+        if missing:
+            log.warning(
+                "%s: %d subject(s) of %s have no metadata row: %s",
+                metadata, len(missing), root_p, _examples(missing),
+            )
+        samples = [
+            Sample(s.path, s.subject, s.capture, MappingProxyType(dict(meta.get(s.subject, {}))))
+            for s in samples
+        ]
+    return Dataset(root_p, tuple(samples), "folder", params)

@@ -1,0 +1,470 @@
+"""Contributor pairs: choosing them (protocols) and the pairs file.
+
+A pair protocol picks, from one enrolment image per subject, unordered pairs of distinct
+subjects (subject A, subject B). Every protocol is one function in :data:`STRATEGIES`
+that returns *candidate* pairs in order of preference; :func:`make_pairs` then accepts
+candidates greedily while each subject has been used fewer than ``per_subject`` times,
+up to ``n_pairs``. Built-in strategies:
+
+- ``random``: all pairs of subjects in a random order (from ``seed``);
+- ``same-gender``: the same, restricted to pairs whose metadata ``gender`` agree
+  (subjects without a gender are left out, with a warning).
+
+Adding a strategy is one decorated function::
+
+    @register_strategy("similar")
+    def _similar(samples, rng, *, system="dlib-resnet"):
+        ...  # return [(i, j), ...], most similar first
+
+The pairs file is a CSV with the columns :data:`REQUIRED_COLUMNS` (and
+``gender_a,gender_b`` when the genders are known); image paths are relative to the
+dataset folder, POSIX separators::
+
+    pair_id,subject_a,image_a,subject_b,image_b,gender_a,gender_b
+    0001,017,neutral/017_03.jpg,004,neutral/004_03.jpg,male,male
+
+Next to it, ``<pairs file name>.json`` (e.g. ``pairs.csv.json``) records the protocol:
+``dataset_dir`` (absolute), the loader and its parameters, ``protocol``, ``parameters``,
+``seed``, ``morphlab_version`` and counts. Both files are written atomically and are
+byte-identical for the same dataset, protocol and seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from morphlab import __version__
+from morphlab.datasets.folder import Dataset, Sample
+from morphlab.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Columns every pairs file has, in this order.
+REQUIRED_COLUMNS = ("pair_id", "subject_a", "image_a", "subject_b", "image_b")
+#: Columns a pairs file may add.
+OPTIONAL_COLUMNS = ("gender_a", "gender_b")
+#: Pair ids are used in file names.
+PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
+_MAX_LISTED = 10  # problems listed in one error message
+
+#: A strategy: ``(samples, rng, **options) -> candidate (i, j) index pairs, best first``.
+Strategy = Callable[..., Iterable[tuple[int, int]]]
+#: Pair strategies by name.
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
+    """Register a pair strategy under ``name`` (a duplicate name raises)."""
+
+    def deco(fn: Strategy) -> Strategy:
+        if name in STRATEGIES:
+            raise ValueError(f"pair strategy {name!r} is already registered")
+        STRATEGIES[name] = fn
+        return fn
+
+    return deco
+
+
+@register_strategy("random")
+def _random(samples: Sequence[Sample], rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Every pair of subjects, in random order."""
+    cand = list(combinations(range(len(samples)), 2))
+    return [cand[k] for k in rng.permutation(len(cand))]
+
+
+@register_strategy("same-gender")
+def _same_gender(samples: Sequence[Sample], rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Pairs of subjects of the same (known) gender, in random order."""
+    unknown = [s.subject for s in samples if not s.gender]
+    if len(unknown) == len(samples):
+        raise ValueError(
+            "the same-gender strategy needs each subject's gender: give a metadata CSV "
+            "with a gender column (--metadata FILE --meta-id-column C --meta-gender-column C)"
+        )
+    if unknown:
+        log.warning(
+            "same-gender: %d subject(s) without a gender left out: %s",
+            len(unknown), ", ".join(unknown[:_MAX_LISTED]),
+        )
+    cand = [
+        (i, j) for i, j in combinations(range(len(samples)), 2)
+        if samples[i].gender and samples[i].gender == samples[j].gender
+    ]
+    return [cand[k] for k in rng.permutation(len(cand))]
+
+
+class PairsError(ValueError):
+    """A pairs file that cannot be used; the message names the file and rows."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One contributor pair.
+
+    Attributes:
+        pair_id: unique, file-name safe (``[A-Za-z0-9][A-Za-z0-9.-]*``).
+        subject_a, subject_b: subject ids.
+        image_a, image_b: absolute image paths.
+        gender_a, gender_b: when known.
+        line: line of the pairs file it was read from (``None`` if not read from a file).
+    """
+
+    pair_id: str
+    subject_a: str
+    image_a: Path
+    subject_b: str
+    image_b: Path
+    gender_a: Optional[str] = None
+    gender_b: Optional[str] = None
+    line: Optional[int] = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Pairs with the dataset folder their image paths are relative to.
+
+    Attributes:
+        pairs: in file order.
+        dataset_dir: absolute.
+        protocol: the protocol record (what the ``.json`` sidecar holds), ``{}`` if unknown.
+        path: the pairs file it was read from / written to, if any.
+    """
+
+    pairs: tuple[Pair, ...]
+    dataset_dir: Path
+    protocol: Mapping[str, Any] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+def sidecar_path(pairs_csv: PathLike) -> Path:
+    """The protocol sidecar of a pairs file: ``pairs.csv`` → ``pairs.csv.json``."""
+    p = Path(pairs_csv)
+    return p.with_name(p.name + ".json")
+
+
+# ----------------------------------------------------------------------------------------
+# making pairs
+# ----------------------------------------------------------------------------------------
+def enrolment_samples(dataset: Dataset, capture: Optional[str] = None) -> list[Sample]:
+    """One enrolment image per subject, sorted by subject.
+
+    With ``capture``, the subject's sample with that capture label (subjects without one
+    are left out, with a warning); without, the subject's first sample by relative path.
+    """
+    out = []
+    missing = []
+    for subject, samples in dataset.by_subject().items():
+        if capture is None:
+            out.append(samples[0])
+            continue
+        chosen = [s for s in samples if s.capture == capture]
+        if chosen:
+            out.append(chosen[0])
+        else:
+            missing.append(subject)
+    if capture is not None and not out:
+        labels = sorted({str(s.capture) for s in dataset.samples})
+        raise ValueError(
+            f"{dataset.root}: no image has capture label {capture!r}; labels found: "
+            f"{', '.join(labels[:_MAX_LISTED])}"
+        )
+    if missing:
+        log.warning(
+            "%d subject(s) have no image with capture %r and are left out: %s",
+            len(missing), capture, ", ".join(missing[:_MAX_LISTED]),
+        )
+    return out
+
+
+def make_pairs(
+    dataset: Dataset,
+    *,
+    strategy: str = "random",
+    per_subject: int = 1,
+    n_pairs: Optional[int] = None,
+    seed: int = 0,
+    capture: Optional[str] = None,
+    **options: Any,
+) -> PairSet:
+    """Choose contributor pairs from a dataset.
+
+    Args:
+        dataset: from :func:`morphlab.datasets.folder.load_folder` or a dedicated loader.
+        strategy: a name in :data:`STRATEGIES`.
+        per_subject: each subject contributes to at most this many pairs.
+        n_pairs: stop after this many pairs (default: as many as the bound allows).
+        seed: the same dataset, parameters and seed give the same pairs.
+        capture: capture label of the enrolment image (default: each subject's first).
+        **options: passed to the strategy function.
+
+    Returns:
+        The pairs (ids ``0001``, ``0002``… in the order chosen; which subject is A is
+        itself random) and the protocol record.
+
+    Raises:
+        KeyError: unknown strategy.
+        ValueError: bad bounds, fewer than two subjects, no pair possible.
+    """
+    if strategy not in STRATEGIES:
+        raise KeyError(
+            f"unknown pair strategy {strategy!r}; valid names: {', '.join(sorted(STRATEGIES))}"
+        )
+    if not isinstance(per_subject, int) or per_subject < 1:
+        raise ValueError(f"per_subject must be an integer >= 1, got {per_subject!r}")
+    if n_pairs is not None and (not isinstance(n_pairs, int) or n_pairs < 1):
+        raise ValueError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
+    samples = enrolment_samples(dataset, capture)
+    if len(samples) < 2:
+        raise ValueError(
+            f"{dataset.root}: {len(samples)} subject(s) with an enrolment image; a pair "
+            "needs two different subjects"
+        )
+    rng = np.random.default_rng(seed)
+    uses = [0] * len(samples)
+    chosen: list[tuple[int, int]] = []
+    for i, j in STRATEGIES[strategy](samples, rng, **options):
+        if i == j or uses[i] >= per_subject or uses[j] >= per_subject:
+            continue
+        uses[i] += 1
+        uses[j] += 1
+        chosen.append((i, j))
+        if n_pairs is not None and len(chosen) == n_pairs:
+            break
+    if not chosen:
+        raise ValueError(f"strategy {strategy!r} found no pair among {len(samples)} subjects")
+    if n_pairs is not None and len(chosen) < n_pairs:
+        log.warning(
+            "only %d pair(s) possible with strategy %r and per_subject=%d (asked for %d)",
+            len(chosen), strategy, per_subject, n_pairs,
+        )
+    swap = rng.random(len(chosen)) < 0.5
+    width = max(4, len(str(len(chosen))))
+    pairs = []
+    for k, ((i, j), sw) in enumerate(zip(chosen, swap), start=1):
+        a, b = (samples[j], samples[i]) if sw else (samples[i], samples[j])
+        pairs.append(
+            Pair(f"{k:0{width}d}", a.subject, a.path, b.subject, b.path, a.gender, b.gender)
+        )
+    protocol = {
+        "format": "morphlab-pairs",
+        "format_version": 1,
+        "dataset_dir": str(dataset.root),
+        "dataset": {"loader": dataset.loader, "params": dict(dataset.params)},
+        "protocol": strategy,
+        "parameters": {
+            "per_subject": per_subject,
+            "n_pairs": n_pairs,
+            "capture": capture,
+            **options,
+        },
+        "seed": seed,
+        "morphlab_version": __version__,
+        "counts": {
+            "samples": len(dataset.samples),
+            "subjects": len(dataset.subjects()),
+            "enrolment_subjects": len(samples),
+            "subjects_used": sum(u > 0 for u in uses),
+            "pairs": len(pairs),
+        },
+    }
+    return PairSet(tuple(pairs), dataset.root, protocol)
+
+
+# ----------------------------------------------------------------------------------------
+# the pairs file
+# ----------------------------------------------------------------------------------------
+def _relpath(path: Path, root: Path) -> str:
+    rel = os.path.relpath(path, root)
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        raise ValueError(f"{path}: not inside the dataset folder {root}")
+    return Path(rel).as_posix()
+
+
+def write_pairs(pairset: PairSet, path: PathLike) -> Path:
+    """Write ``pairset`` to a pairs CSV and its protocol sidecar, atomically.
+
+    Returns:
+        The sidecar's path.
+    """
+    out = Path(path)
+    with_gender = any(p.gender_a or p.gender_b for p in pairset.pairs)
+    cols = REQUIRED_COLUMNS + (OPTIONAL_COLUMNS if with_gender else ())
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for p in pairset.pairs:
+        row = [
+            p.pair_id, p.subject_a, _relpath(p.image_a, pairset.dataset_dir),
+            p.subject_b, _relpath(p.image_b, pairset.dataset_dir),
+        ]
+        if with_gender:
+            row += [p.gender_a or "", p.gender_b or ""]
+        w.writerow(row)
+    atomic_write_text(out, buf.getvalue())
+    side = sidecar_path(out)
+    atomic_write_text(side, json.dumps(dict(pairset.protocol), indent=2, sort_keys=True) + "\n")
+    log.info("wrote %d pairs to %s (protocol: %s)", len(pairset), out, side)
+    return side
+
+
+def _inside(path: str, root: Path) -> Optional[Path]:
+    """``root / path`` normalised (no symlinks followed), or None if it leaves ``root``."""
+    full = Path(os.path.normpath(os.path.join(root, path)))
+    try:
+        full.relative_to(root)
+    except ValueError:
+        return None
+    return full
+
+
+def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> PairSet:
+    """Read and validate a pairs CSV.
+
+    The dataset folder the image paths are relative to is ``dataset_dir`` when given,
+    else the ``dataset_dir`` of the sidecar ``<file>.json`` when there is one, else the
+    pairs file's own folder.
+
+    Checks: the header has every required column and no unknown one; every row has a
+    value in each required column, a file-name-safe unique ``pair_id``, two different
+    subjects, image paths that stay inside the dataset folder (``..`` or absolute paths
+    leading elsewhere are refused; symlinks are not followed) and exist; no two rows
+    hold the same unordered pair of images.
+
+    Raises:
+        FileNotFoundError: the pairs file or the dataset folder is missing.
+        PairsError: (a ValueError) any problem above; the message names the file and
+            the line of each problem (up to 10 listed).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: pairs file not found")
+    protocol: dict[str, Any] = {}
+    side = sidecar_path(p)
+    if side.is_file():
+        try:
+            protocol = json.loads(side.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PairsError(f"{side}: not a valid protocol file ({exc})") from None
+        if not isinstance(protocol, dict):
+            raise PairsError(f"{side}: not a valid protocol file (expected a JSON object)")
+    if dataset_dir is not None:
+        root = Path(dataset_dir)
+        origin = "the dataset folder given"
+    elif protocol.get("dataset_dir"):
+        root = Path(protocol["dataset_dir"])
+        origin = f"the dataset_dir of {side}"
+    else:
+        root = p.parent
+        origin = "the pairs file's folder"
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root}: dataset folder not found ({origin}); pass the folder the image paths "
+            "of the pairs file are relative to (--dataset-dir)"
+        )
+    root = Path(os.path.abspath(root))
+
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PairsError(f"{p}: not a UTF-8 text file ({exc})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise PairsError(f"{p}: empty pairs file (expected the header {','.join(REQUIRED_COLUMNS)})")
+    cols = [h.strip() for h in header]
+    allowed = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    unknown = [c for c in cols if c not in allowed]
+    missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+    dup_cols = sorted({c for c in cols if cols.count(c) > 1})
+    problems = []
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))}")
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if dup_cols:
+        problems.append(f"repeated column(s) {', '.join(dup_cols)}")
+    if problems:
+        raise PairsError(
+            f"{p}, line 1: {'; '.join(problems)}; a pairs file has the columns "
+            f"{','.join(REQUIRED_COLUMNS)} and optionally {','.join(OPTIONAL_COLUMNS)}"
+        )
+    idx = {c: cols.index(c) for c in cols}
+
+    pairs: list[Pair] = []
+    errors: list[str] = []
+    missing_files = False
+    ids: dict[str, int] = {}
+    seen: dict[frozenset, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in row):
+            continue
+        if len(row) != len(cols):
+            errors.append(f"line {line}: {len(row)} fields, the header has {len(cols)}")
+            continue
+        v = {c: row[i].strip() for c, i in idx.items()}
+        empty = [c for c in REQUIRED_COLUMNS if not v[c]]
+        if empty:
+            errors.append(f"line {line}: empty {', '.join(empty)}")
+            continue
+        pid = v["pair_id"]
+        if not PAIR_ID_RE.match(pid):
+            errors.append(
+                f"line {line}: pair_id {pid!r} is not file-name safe (letters, digits, '.', '-')"
+            )
+        elif pid in ids:
+            errors.append(f"line {line}: pair_id {pid!r} already used on line {ids[pid]}")
+        else:
+            ids[pid] = line
+        if v["subject_a"] == v["subject_b"]:
+            errors.append(f"line {line}: subject_a and subject_b are both {v['subject_a']!r}")
+        images = []
+        for col in ("image_a", "image_b"):
+            full = _inside(v[col], root)
+            if full is None:
+                errors.append(
+                    f"line {line}: {col} {v[col]!r} points outside the dataset folder {root}; "
+                    "refused"
+                )
+            elif not full.is_file():
+                errors.append(f"line {line}: {col} {v[col]!r} not found in {root}")
+                missing_files = True
+            images.append(full)
+        if None in images:
+            continue
+        key = frozenset(images)
+        if key in seen:
+            errors.append(f"line {line}: duplicate of line {seen[key]} (same two images)")
+            continue
+        seen[key] = line
+        pairs.append(
+            Pair(
+                pid, v["subject_a"], images[0], v["subject_b"], images[1],
+                v.get("gender_a") or None, v.get("gender_b") or None, line,
+            )
+        )
+    if errors:
+        more = f"\n  … and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        hint = f"\n(image paths are relative to {root}, {origin})" if missing_files else ""
+        raise PairsError(
+            f"{p}: {len(errors)} problem(s):\n  " + "\n  ".join(errors[:_MAX_LISTED]) + more + hint
+        )
+    if not pairs:
+        raise PairsError(f"{p}: no pairs (only a header)")
+    return PairSet(tuple(pairs), root, protocol, p)
