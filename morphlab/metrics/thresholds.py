@@ -33,19 +33,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+# one score validator for all metrics (1-D float64, non-empty, no NaN)
+from morphlab.metrics.pad import _scores
+
 log = logging.getLogger(__name__)
 
 #: The operating point of the Frontex best-practice guidelines for ABC systems.
 DEFAULT_TARGET_FMR = 1e-3
-
-
-def _scores(x: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise ValueError(f"{what}: no scores given (need at least one)")
-    if np.isnan(a).any():
-        raise ValueError(f"{what}: {int(np.isnan(a).sum())} score(s) are NaN")
-    return a
 
 
 def fmr(impostor_scores: Sequence[float] | np.ndarray, threshold: float) -> float:
