@@ -1,0 +1,325 @@
+"""The ``morphlab`` command line: thin click commands over the library.
+
+::
+
+    morphlab pairs DATASET_DIR -o pairs.csv [--strategy random|same-gender] [--per-subject N]
+                   [--n-pairs N] [--seed S] [--pattern REGEX] [--capture LABEL]
+                   [--metadata CSV --meta-id-column C --meta-gender-column C]
+    morphlab generate PAIRS_CSV -g landmark -o OUT_DIR [--alpha A] [--shape-alpha A]
+                   [--texture-alpha A] [--variant V ...] [--param KEY=VALUE ...] [-j N]
+                   [--seed S] [--resume | --overwrite] [--dataset-dir DIR] [--format png|jpg]
+    morphlab list
+    morphlab demo [-o DIR]
+
+Errors from the library (bad input, missing files, unknown names, unusable images or
+faces) end the command with ``Error: …`` and exit status 1; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import sys
+from typing import Any, Optional
+
+import click
+
+from morphlab import __version__
+from morphlab.datasets.pairs import STRATEGIES
+
+log = logging.getLogger(__name__)
+
+#: Library errors shown as a one-line message (FaceError, ImageError and PairsError are
+#: ValueErrors; FileNotFoundError is an OSError).
+_USER_ERRORS = (ValueError, KeyError, OSError)
+
+#: Modules whose Registry objects ``morphlab list`` shows (missing modules are skipped).
+_REGISTRY_MODULES = (
+    "morphlab.generators.base",
+    "morphlab.face.base",
+    "morphlab.recognition.base",
+    "morphlab.detectors.base",
+)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+class _Group(click.Group):
+    """Turns library errors into ``Error: message`` (exit 1) unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _USER_ERRORS as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            raise click.ClickException(_message(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="morphlab")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """morphlab: make, detect and measure face morphing attacks."""
+    ctx.obj = {"debug": debug}
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if debug:
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+# ----------------------------------------------------------------------------------------
+# pairs
+# ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("-o", "--output", default="pairs.csv", show_default=True,
+              type=click.Path(dir_okay=False), help="Pairs CSV to write (and OUTPUT.json).")
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="random",
+              show_default=True, help="Pair protocol.")
+@click.option("--per-subject", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Each subject contributes to at most this many pairs.")
+@click.option("-n", "--n-pairs", type=click.IntRange(min=1), default=None,
+              help="Stop after this many pairs [default: as many as --per-subject allows].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--pattern", default=None,
+              help="Regex with named groups 'subject' (and optionally 'capture') matched "
+                   "against each file name without suffix [default: subject before the "
+                   "first '_' or '-', the rest is the capture].")
+@click.option("--capture", default=None,
+              help="Capture label of the enrolment image (e.g. 03) [default: each "
+                   "subject's first image by path].")
+@click.option("--metadata", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Per-subject metadata CSV (e.g. gender).")
+@click.option("--meta-id-column", default=None,
+              help="Metadata column holding the subject id [default: the first].")
+@click.option("--meta-gender-column", default=None,
+              help="Metadata column holding the gender [default: the one named *gender/*sex].")
+@click.option("--no-recursive", is_flag=True, help="Do not look into sub-folders.")
+def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
+          n_pairs: Optional[int], seed: int, pattern: Optional[str], capture: Optional[str],
+          metadata: Optional[str], meta_id_column: Optional[str],
+          meta_gender_column: Optional[str], no_recursive: bool) -> None:
+    """Choose contributor pairs from a folder of face images."""
+    from morphlab.datasets.folder import DEFAULT_PATTERN, load_folder
+    from morphlab.datasets.pairs import make_pairs, write_pairs
+
+    if (meta_id_column or meta_gender_column) and not metadata:
+        raise click.UsageError("--meta-id-column/--meta-gender-column need --metadata")
+    dataset = load_folder(
+        dataset_dir, pattern=pattern or DEFAULT_PATTERN, metadata=metadata,
+        meta_id_column=meta_id_column, meta_gender_column=meta_gender_column,
+        recursive=not no_recursive,
+    )
+    pairset = make_pairs(
+        dataset, strategy=strategy, per_subject=per_subject, n_pairs=n_pairs, seed=seed,
+        capture=capture,
+    )
+    side = write_pairs(pairset, output)
+    counts = pairset.protocol["counts"]
+    click.echo(
+        f"wrote {counts['pairs']} pairs ({counts['subjects_used']} of {counts['subjects']} "
+        f"subjects, strategy {strategy}, seed {seed}) to {output}; protocol in {side}"
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------------------
+def parse_param(spec: str) -> tuple[str, Any]:
+    """``"key=value"`` → ``(key, value)``; the value is parsed as JSON when it can be."""
+    key, sep, raw = spec.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"{spec!r}: expected KEY=VALUE", param_hint="--param")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _accepts(cls: type, name: str) -> bool:
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return True
+    return name in sig.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    )
+
+
+def generator_params(
+    cls: type,
+    *,
+    alpha: Optional[float] = None,
+    shape_alpha: Optional[float] = None,
+    texture_alpha: Optional[float] = None,
+    variants: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The generator parameters the user gave (only those: defaults stay the generator's).
+
+    ``--alpha`` sets ``alpha`` when the generator has it, else both ``shape_alpha`` and
+    ``texture_alpha`` (unless given separately); ``--variant`` sets ``variants`` (a list)
+    or, for a generator with a single ``variant`` parameter, that one.
+    """
+    params: dict[str, Any] = {}
+    if alpha is not None:
+        if _accepts(cls, "alpha") or not _accepts(cls, "shape_alpha"):
+            params["alpha"] = alpha
+        else:
+            params["shape_alpha"] = alpha
+            params["texture_alpha"] = alpha
+    if shape_alpha is not None:
+        params["shape_alpha"] = shape_alpha
+    if texture_alpha is not None:
+        params["texture_alpha"] = texture_alpha
+    if variants:
+        if not _accepts(cls, "variants") and _accepts(cls, "variant") and len(variants) == 1:
+            params["variant"] = variants[0]
+        else:
+            params["variants"] = list(variants)
+    given = set(params)
+    for spec in extra:
+        key, value = parse_param(spec)
+        if key in given:
+            raise click.BadParameter(
+                f"{key!r} is also set by a convenience option; give it once", param_hint="--param"
+            )
+        params[key] = value
+        given.add(key)
+    return params
+
+
+@main.command()
+@click.argument("pairs_csv", type=click.Path(dir_okay=False, exists=True))
+@click.option("-g", "--generator", default="landmark", show_default=True,
+              help="Generator name (see `morphlab list`).")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder for the morphs, manifest.jsonl and run.json.")
+@click.option("--alpha", type=float, default=None, help="Morphing factor (shape and texture).")
+@click.option("--shape-alpha", type=float, default=None, help="Shape morphing factor.")
+@click.option("--texture-alpha", type=float, default=None, help="Texture morphing factor.")
+@click.option("--variant", "variants", multiple=True,
+              help="Output variant (repeatable), e.g. --variant complete --variant spliced.")
+@click.option("--param", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Any generator parameter (repeatable); VALUE is parsed as JSON when it "
+                   "can be (0.3, true, [1,2], \"text\"), else taken as text.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Run seed (each pair's seed derives from it and the pair id).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in OUT_DIR; refused if its configuration differs.")
+@click.option("--overwrite", is_flag=True,
+              help="Delete the previous run in OUT_DIR (the files its manifest lists) first.")
+@click.option("--dataset-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Folder the pairs' image paths are relative to [default: from the "
+                   "pairs file's .json sidecar, else the pairs file's folder].")
+@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png",
+              show_default=True, help="Image format of the morphs.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality (with --format jpg).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float],
+             shape_alpha: Optional[float], texture_alpha: Optional[float],
+             variants: tuple[str, ...], extra: tuple[str, ...], jobs: int, seed: int,
+             resume: bool, overwrite: bool, dataset_dir: Optional[str], image_format: str,
+             quality: int, no_progress: bool) -> None:
+    """Morph every pair of PAIRS_CSV into OUT_DIR (resumable)."""
+    from morphlab.generators.base import GENERATORS
+    from morphlab.generators.runner import generate_attack_set
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    cls = GENERATORS.get(generator)
+    params = generator_params(
+        cls, alpha=alpha, shape_alpha=shape_alpha, texture_alpha=texture_alpha,
+        variants=variants, extra=extra,
+    )
+    summary = generate_attack_set(
+        pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
+        overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,
+        quality=quality, progress=not no_progress,
+    )
+    click.echo(
+        f"{summary.pairs} pairs: {summary.skipped} already done, {summary.generated} "
+        f"generated, {summary.failed} failed; {summary.morphs} morphs listed in "
+        f"{summary.manifest}"
+    )
+    for rec in summary.failures[:10]:
+        click.echo(f"  failed: pair {rec['pair_id']}: {rec['error']}", err=True)
+    if len(summary.failures) > 10:
+        click.echo(f"  … {len(summary.failures) - 10} more failures in the manifest", err=True)
+
+
+# ----------------------------------------------------------------------------------------
+# list
+# ----------------------------------------------------------------------------------------
+def _registries() -> list:
+    from morphlab._registry import Registry
+
+    found = []
+    for mod_name in _REGISTRY_MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod_name:  # that component family does not exist (yet)
+                continue
+            raise
+        found += [v for v in vars(mod).values() if isinstance(v, Registry)]
+    return found
+
+
+def _summary_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@main.command(name="list")
+def list_components() -> None:
+    """Show every registered component and where it comes from."""
+    for reg in _registries():
+        click.echo(f"{reg.kind}s ({reg.group}):")
+        try:
+            entries = list(reg.entries())
+        except Exception as exc:  # one broken family must not hide the others
+            click.echo(f"  (could not load: {type(exc).__name__}: {exc})")
+            continue
+        if not entries:
+            click.echo("  (none)")
+        width = max((len(e.name) for e in entries), default=0)
+        for e in entries:
+            click.echo(f"  {e.name:<{width}}  [{e.origin}]  {_summary_line(e.obj)}")
+    click.echo("pair strategies (morphlab pairs --strategy):")
+    width = max(len(n) for n in STRATEGIES)
+    for name in sorted(STRATEGIES):
+        click.echo(f"  {name:<{width}}  {_summary_line(STRATEGIES[name])}")
+
+
+# ----------------------------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------------------------
+@main.command()
+@click.option("-o", "--out-dir", default="demo_out", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")
+def demo(out_dir: str) -> None:
+    """Run the main job on the embedded sample: pairs → morphs → report."""
+    from morphlab.demo import run_demo
+
+    result = run_demo(out_dir)
+    click.echo(f"demo written to {result if result is not None else out_dir}")
+
+
+if __name__ == "__main__":  # python -m morphlab.cli
+    sys.exit(main())

@@ -1,0 +1,698 @@
+"""The attack-set runner: pairs file + generator → morph images + manifest.
+
+:func:`generate_attack_set` morphs every pair of a pairs file (see
+:mod:`morphlab.datasets.pairs`) with one generator and writes, in ``OUT_DIR``:
+
+``<pair_id>_<subject_a>_<subject_b>_<tag>.png``
+    one image per pair and generator output tag (``.jpg`` with ``image_format="jpg"``;
+    subject ids are made file-name safe).
+
+``manifest.jsonl``
+    one JSON object per line (keys sorted), UTF-8. A morph::
+
+        {"status": "ok", "file": "0001_002_003_complete.png", "sha256": "…",
+         "pair_id": "0001", "tag": "complete",
+         "generator": "landmark", "generator_version": "1",
+         "params": {…every generator parameter, defaults included, plus the
+                    output's own parameters (e.g. "variant")…},
+         "seed": 1234567,            # this pair's seed, derived from run_seed + pair_id
+         "run_seed": 0,
+         "subject_a": {"id": "002", "path": "/abs/…/002_03.jpg",
+                       "relpath": "neutral/002_03.jpg", "sha256": "…"},
+         "subject_b": {…},
+         "landmark_backend": "dlib",  # from the parameters or the output's extra; or null
+         "morphlab_version": "0.1.0", "extra": {…whatever the generator reports…}}
+
+    A pair that failed (no face, unreadable image…) gets one line instead of its morphs::
+
+        {"status": "failed", "pair_id": "0007", "error": "NoFaceError: …",
+         "generator": …, "generator_version": …, "params": {…}, "seed": …,
+         "run_seed": …, "subject_a": {…}, "subject_b": {…}, "morphlab_version": …}
+
+    ``file`` is relative to the manifest's folder. When a run completes, the manifest is
+    rewritten in pairs-file order (then tag order), so a resumed or parallel run ends
+    with the same bytes as a plain one. Read it with :func:`load_manifest`.
+
+``run.json``
+    the run's configuration: generator name, version and full parameters, ``run_seed``,
+    image format (and JPEG quality), output tags and the sha256 of the pairs file (plus, for information,
+    the pairs file and dataset folder paths and the morphlab version).
+
+Re-running and the output folder:
+
+- an empty or new ``OUT_DIR`` starts a run;
+- an ``OUT_DIR`` holding a run with the **same configuration** is continued: pairs whose
+  every morph is in the manifest and whose image file exists with the recorded sha256
+  (and whose contributors' images still have the recorded hashes) are skipped; everything
+  else — including pairs that **failed** before — is (re)done;
+- a **different configuration** is refused with the differences listed, unless
+  ``overwrite=True``, which deletes the files the previous manifest lists (and nothing
+  else) and starts afresh; ``overwrite=True`` also restarts a same-configuration run;
+- ``resume=True`` demands a previous run with the same configuration (refused
+  otherwise) — use it to make sure you continue rather than start;
+- a non-empty folder that holds no ``run.json`` is refused unless ``overwrite=True``.
+
+Crash safety: each image is written atomically (temp file + rename) before its manifest
+lines are appended (by the parent process only, one write + fsync per pair). On start,
+temp files ``.*.tmp`` are removed, a partial last manifest line is dropped, and lines
+whose image is missing or does not match its hash are dropped, so a killed run leaves
+neither a half-written image nor a manifest line without its image.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from morphlab import __version__
+from morphlab.datasets.pairs import Pair, read_pairs
+from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
+from morphlab.io import atomic_write_text, check_image, sha256_file, write_image
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+MANIFEST_NAME = "manifest.jsonl"
+RUN_NAME = "run.json"
+#: ``image_format`` → file suffix.
+IMAGE_FORMATS = {"png": ".png", "jpg": ".jpg"}
+#: run.json keys that must agree for a run to be continued.
+CONFIG_KEYS = (
+    "generator", "generator_version", "params", "run_seed", "image_format", "jpeg_quality",
+    "output_tags", "pairs_sha256",
+)
+#: Parameter / extra keys naming the face (landmark) backend, searched in this order.
+_BACKEND_KEYS = ("landmark_backend", "face_backend", "backend")
+_OK_KEYS = (
+    "file", "sha256", "pair_id", "tag", "generator", "generator_version", "params", "seed",
+    "subject_a", "subject_b", "morphlab_version",
+)
+_FAILED_KEYS = ("pair_id", "error")
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+class RunConflictError(ValueError):
+    """The output folder holds something this run may not continue or replace."""
+
+
+@dataclass
+class RunSummary:
+    """What :func:`generate_attack_set` did.
+
+    Attributes:
+        out_dir: the output folder.
+        manifest: its ``manifest.jsonl``.
+        pairs: pairs in the pairs file.
+        skipped: pairs already complete from a previous run.
+        generated: pairs morphed now.
+        failed: pairs that failed now (see ``failures``).
+        morphs: morph images listed in the manifest.
+        failures: the manifest lines of the failed pairs.
+    """
+
+    out_dir: Path
+    manifest: Path
+    pairs: int
+    skipped: int = 0
+    generated: int = 0
+    failed: int = 0
+    morphs: int = 0
+    failures: list[dict] = field(default_factory=list)
+
+
+def pair_seed(run_seed: int, pair_id: str) -> int:
+    """A pair's seed in ``[0, 2**32)``: sha256 of ``"<run_seed>:<pair_id>"``, first 4 bytes."""
+    digest = hashlib.sha256(f"{int(run_seed)}:{pair_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.\-]+", "-", text).strip("-") or "x"
+
+
+def morph_filename(pair: Pair, tag: str, image_format: str = "png") -> str:
+    """``<pair_id>_<subject_a>_<subject_b>_<tag><suffix>`` with file-name-safe ids."""
+    suffix = IMAGE_FORMATS[image_format]
+    return f"{pair.pair_id}_{_safe(pair.subject_a)}_{_safe(pair.subject_b)}_{tag}{suffix}"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _jsonable(obj: Any, what: str) -> Any:
+    """``obj`` as plain JSON types (numpy scalars/arrays, paths and sets converted)."""
+    try:
+        return json.loads(json.dumps(obj, default=_json_default, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def _dumps(rec: Mapping[str, Any]) -> str:
+    return json.dumps(rec, sort_keys=True, ensure_ascii=False, default=_json_default)
+
+
+# ----------------------------------------------------------------------------------------
+# worker side (also used in-process with jobs=1)
+# ----------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cls: type, params: dict, out_dir: str, quality: int) -> None:
+    if "cv2" in sys.modules:  # one OpenCV thread per worker process: no oversubscription
+        sys.modules["cv2"].setNumThreads(1)
+    _WORKER.update(
+        generator=cls(**params), out_dir=Path(out_dir), quality=quality,
+    )
+
+
+def _check_outputs(outputs: Any, tags: Sequence[str]) -> list[MorphOutput]:
+    if not isinstance(outputs, (list, tuple)) or not all(
+        isinstance(o, MorphOutput) for o in outputs
+    ):
+        raise ValueError(f"the generator returned {type(outputs).__name__}, not a list of MorphOutput")
+    got = [o.tag for o in outputs]
+    if sorted(got) != sorted(tags):
+        raise ValueError(f"the generator returned outputs tagged {got}; expected {list(tags)}")
+    for o in outputs:
+        check_image(o.image, f"generator output {o.tag!r}")
+    return list(outputs)
+
+
+def _run_batch(tasks: list[dict]) -> list[dict]:
+    """Morph a batch of pairs and write their images; returns one result per task.
+
+    A result is ``{"pair_id", "outputs": [{"tag", "file", "sha256", "params", "extra"}]}``
+    or ``{"pair_id", "error": "Type: message"}``.
+    """
+    gen: Generator = _WORKER["generator"]
+    out_dir: Path = _WORKER["out_dir"]
+    jobs = [
+        (Contributor(t["a"][0], Path(t["a"][1])), Contributor(t["b"][0], Path(t["b"][1])), t["seed"])
+        for t in tasks
+    ]
+    try:
+        results = gen.generate_batch(jobs)
+        if len(results) != len(tasks):
+            raise ValueError(
+                f"generate_batch returned {len(results)} results for {len(tasks)} pairs"
+            )
+    except Exception as exc:  # the whole batch failed: record it for each pair
+        results = [exc] * len(tasks)
+    out = []
+    for task, res in zip(tasks, results):
+        try:
+            if isinstance(res, BaseException):
+                raise res
+            outputs = _check_outputs(res, list(task["files"]))
+            written = []
+            for o in outputs:
+                name = task["files"][o.tag]
+                rec = {
+                    "tag": o.tag,
+                    "file": name,
+                    "params": _jsonable(o.params, f"output {o.tag!r} params"),
+                    "extra": _jsonable(o.extra, f"output {o.tag!r} extra"),
+                }
+                rec["sha256"] = write_image(out_dir / name, o.image, quality=_WORKER["quality"])
+                written.append(rec)
+            out.append({"pair_id": task["pair_id"], "outputs": written})
+        except Exception as exc:
+            msg = str(exc).strip().replace("\n", " ")
+            out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {msg}"})
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# the output folder
+# ----------------------------------------------------------------------------------------
+def _remove_temp_files(out: Path) -> None:
+    for f in out.glob(".*.tmp"):
+        if f.is_file():
+            log.info("removing stray temporary file %s", f)
+            f.unlink()
+
+
+def _inside(out: Path, name: Any) -> Optional[Path]:
+    """``out / name`` if ``name`` is a plain file name inside ``out``, else None."""
+    if not isinstance(name, str) or not name or name != Path(name).name or name in (".", ".."):
+        return None
+    return out / name
+
+
+def _read_lines(manifest: Path) -> list[tuple[int, str]]:
+    """The manifest's complete lines ``(line number, text)``; a partial last line is dropped."""
+    data = manifest.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1]:
+        log.warning(
+            "%s: dropping a partial last line (a run was interrupted while writing it)", manifest
+        )
+    out = []
+    for num, raw in enumerate(lines[:-1], start=1):
+        text = raw.decode("utf-8", errors="replace").strip()
+        if text:
+            out.append((num, text))
+    return out
+
+
+def _parse_loose(manifest: Path) -> list[dict]:
+    recs = []
+    for num, text in _read_lines(manifest):
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError:
+            log.warning("%s, line %d: not valid JSON, dropped", manifest, num)
+            continue
+        if isinstance(rec, dict):
+            recs.append(rec)
+        else:
+            log.warning("%s, line %d: not a JSON object, dropped", manifest, num)
+    return recs
+
+
+def _wipe(out: Path) -> int:
+    """Delete the files the manifest in ``out`` lists, the manifest and run.json."""
+    manifest = out / MANIFEST_NAME
+    n = 0
+    if manifest.is_file():
+        for rec in _parse_loose(manifest):
+            f = _inside(out, rec.get("file"))
+            if f is not None and f.is_file():
+                f.unlink()
+                n += 1
+        manifest.unlink()
+    (out / RUN_NAME).unlink(missing_ok=True)
+    log.info("%s: removed the previous run (%d morph files)", out, n)
+    return n
+
+
+def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    diffs = []
+    for key in CONFIG_KEYS:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "params" and isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k, "<unset>") != b.get(k, "<unset>"):
+                    diffs.append(f"params.{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}")
+        elif key == "pairs_sha256":
+            diffs.append("the pairs file's content differs")
+        else:
+            diffs.append(f"{key}: {a!r} → {b!r}")
+    return diffs
+
+
+def _prepare_out_dir(out: Path, config: dict, *, resume: bool, overwrite: bool) -> list[dict]:
+    """Create/check ``out``; write run.json; return the previous run's records to continue."""
+    if out.exists() and not out.is_dir():
+        raise RunConflictError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_temp_files(out)
+    run_file, manifest = out / RUN_NAME, out / MANIFEST_NAME
+    previous: Optional[dict] = None
+    if run_file.is_file():
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+            if not isinstance(previous, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            if not overwrite:
+                raise RunConflictError(
+                    f"{run_file}: unreadable ({exc}); pass --overwrite to replace the run "
+                    "in this folder, or choose another output folder"
+                ) from None
+            previous = {}
+    elif any(not f.name.startswith(".") for f in out.iterdir()) and not overwrite:
+        raise RunConflictError(
+            f"{out}: the folder is not empty and holds no morphlab run ({RUN_NAME}); choose "
+            "an empty or new output folder (or pass --overwrite to write into it anyway)"
+        )
+
+    if previous is None:
+        if resume:
+            raise RunConflictError(f"{out}: nothing to resume (no {RUN_NAME}); drop --resume")
+        if overwrite:
+            _wipe(out)
+        records: list[dict] = []
+    else:
+        diffs = _config_diff(previous, config)
+        if overwrite:
+            _wipe(out)
+            records = []
+        elif diffs:
+            listed = "\n  ".join(diffs)
+            action = "cannot resume it" if resume else "refusing to mix runs"
+            raise RunConflictError(
+                f"{out} holds a run with a different configuration ({action}):\n  {listed}\n"
+                "Pass --overwrite to replace it (deletes the morphs its manifest lists), or "
+                "choose another output folder."
+            )
+        else:
+            records = _parse_loose(manifest) if manifest.is_file() else []
+    atomic_write_text(run_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if not manifest.exists():
+        atomic_write_text(manifest, "")
+    return records
+
+
+def _contributor(path: Path, subject: str, root: Path, hashes: dict[Path, str]) -> dict:
+    if path not in hashes:
+        hashes[path] = sha256_file(path)
+    return {
+        "id": subject,
+        "path": str(path),
+        "relpath": Path(os.path.relpath(path, root)).as_posix(),
+        "sha256": hashes[path],
+    }
+
+
+def _same_contributor(old: Any, new: Mapping[str, Any]) -> bool:
+    return isinstance(old, dict) and all(old.get(k) == new[k] for k in ("id", "relpath", "sha256"))
+
+
+def _verified(out: Path, rec: Mapping[str, Any]) -> bool:
+    f = _inside(out, rec.get("file"))
+    if f is None or not f.is_file():
+        return False
+    return sha256_file(f) == rec.get("sha256")
+
+
+# ----------------------------------------------------------------------------------------
+# the runner
+# ----------------------------------------------------------------------------------------
+def _resolve_generator(generator: str | type) -> tuple[str, type]:
+    if isinstance(generator, str):
+        return generator, GENERATORS.get(generator)
+    name = getattr(generator, "registry_name", None) or getattr(generator, "name", "") or generator.__name__
+    return name, generator
+
+
+def _build(cls: type, name: str, params: Mapping[str, Any]) -> Generator:
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"generator {name!r}: bad parameters {dict(params)}: {exc}") from None
+
+
+def generate_attack_set(
+    pairs_csv: PathLike,
+    generator: str | type,
+    params: Optional[Mapping[str, Any]] = None,
+    out_dir: PathLike = "attack_set",
+    *,
+    jobs: int = 1,
+    seed: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    dataset_dir: Optional[PathLike] = None,
+    image_format: str = "png",
+    quality: int = 95,
+    progress: bool = True,
+) -> RunSummary:
+    """Morph every pair of a pairs file into ``out_dir`` (see the module docstring).
+
+    Args:
+        pairs_csv: a pairs file (:func:`morphlab.datasets.pairs.read_pairs` validates it).
+        generator: a registered generator name, or a generator class.
+        params: keyword parameters for the generator (only those to change; the manifest
+            records all of them, defaults included).
+        out_dir: the output folder.
+        jobs: worker processes (spawned; each builds its own generator once).
+        seed: the run seed; each pair's seed is :func:`pair_seed` ``(seed, pair_id)``.
+        resume: require an existing run with the same configuration.
+        overwrite: delete a previous run in ``out_dir`` and start afresh.
+        dataset_dir: the folder the pairs file's image paths are relative to (default: the
+            one its protocol sidecar records, else the pairs file's folder).
+        image_format: ``"png"`` or ``"jpg"``.
+        quality: JPEG quality (``image_format="jpg"``).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A :class:`RunSummary`. Failed pairs are in the manifest; they do not raise.
+
+    Raises:
+        ValueError: bad arguments or generator parameters, a bad pairs file
+            (:class:`~morphlab.datasets.pairs.PairsError`), or an output folder that may not
+            be used (:class:`RunConflictError`).
+        KeyError: unknown generator name.
+        FileNotFoundError: the pairs file or dataset folder is missing.
+    """
+    from tqdm import tqdm
+
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: choose one")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"unknown image format {image_format!r}; choose one of {', '.join(IMAGE_FORMATS)}"
+        )
+    pairs_path = Path(pairs_csv)
+    pairset = read_pairs(pairs_path, dataset_dir=dataset_dir)
+    name, cls = _resolve_generator(generator)
+    params = dict(params or {})
+    gen = _build(cls, name, params)
+    full_params = _jsonable(gen.get_params(), f"generator {name!r} parameters")
+    tags = list(gen.output_tags())
+    bad = [t for t in tags if not isinstance(t, str) or not _TAG_RE.match(t)]
+    if not tags or bad or len(set(tags)) != len(tags):
+        raise ValueError(f"generator {name!r}: output tags {tags!r} must be unique file-name-safe names")
+    batch_size = max(1, int(getattr(gen, "batch_size", 1) or 1))
+    config = {
+        "format": "morphlab-attack-set",
+        "format_version": 1,
+        "generator": name,
+        "generator_version": str(gen.version),
+        "params": full_params,
+        "run_seed": int(seed),
+        "image_format": image_format,
+        "jpeg_quality": int(quality) if image_format == "jpg" else None,
+        "output_tags": tags,
+        "pairs_sha256": sha256_file(pairs_path),
+        "pairs_file": str(pairs_path.resolve()),
+        "dataset_dir": str(pairset.dataset_dir),
+        "morphlab_version": __version__,
+    }
+    out = Path(out_dir)
+    previous = _prepare_out_dir(out, config, resume=resume, overwrite=overwrite)
+    manifest = out / MANIFEST_NAME
+
+    # what every pair's lines share, and which pairs the previous run completed
+    hashes: dict[Path, str] = {}
+    base: dict[str, dict] = {}
+    for p in pairset.pairs:
+        base[p.pair_id] = {
+            "generator": name,
+            "generator_version": config["generator_version"],
+            "params": full_params,
+            "seed": pair_seed(seed, p.pair_id),
+            "run_seed": int(seed),
+            "pair_id": p.pair_id,
+            "subject_a": _contributor(p.image_a, p.subject_a, pairset.dataset_dir, hashes),
+            "subject_b": _contributor(p.image_b, p.subject_b, pairset.dataset_dir, hashes),
+            "morphlab_version": __version__,
+        }
+    by_pair: dict[str, dict[str, dict]] = {}
+    for rec in previous:
+        if rec.get("status") == "ok" and rec.get("pair_id") in base:
+            by_pair.setdefault(rec["pair_id"], {})[rec.get("tag")] = rec
+    kept: list[dict] = []
+    for pid, recs in by_pair.items():
+        b = base[pid]
+        if sorted(recs) == sorted(tags) and all(
+            _same_contributor(r.get("subject_a"), b["subject_a"])
+            and _same_contributor(r.get("subject_b"), b["subject_b"])
+            and _verified(out, r)
+            for r in recs.values()
+        ):
+            for r in recs.values():
+                r["subject_a"], r["subject_b"] = b["subject_a"], b["subject_b"]
+                kept.append(r)
+    done = {r["pair_id"] for r in kept}
+    dropped = len(previous) - len(kept)
+    if previous:
+        log.info(
+            "%s: continuing a run: %d of %d pairs complete; %d manifest line(s) dropped "
+            "(failed, incomplete or not matching their files) and redone",
+            out, len(done), len(pairset), dropped,
+        )
+    atomic_write_text(manifest, "".join(_dumps(r) + "\n" for r in kept))
+
+    todo = [p for p in pairset.pairs if p.pair_id not in done]
+    tasks = [
+        {
+            "pair_id": p.pair_id,
+            "a": (p.subject_a, str(p.image_a)),
+            "b": (p.subject_b, str(p.image_b)),
+            "seed": base[p.pair_id]["seed"],
+            "files": {t: morph_filename(p, t, image_format) for t in tags},
+        }
+        for p in todo
+    ]
+    batches = [tasks[i : i + batch_size] for i in range(0, len(tasks), batch_size)]
+    summary = RunSummary(out, manifest, len(pairset), skipped=len(done))
+    bar = tqdm(
+        total=len(pairset), initial=len(done), disable=not progress, unit="pair",
+        desc=f"{name} → {out.name}", leave=True,
+    )
+    with open(manifest, "ab") as fh:
+
+        def record(results: list[dict]) -> None:
+            for res in results:
+                b = base[res["pair_id"]]
+                if "error" in res:
+                    lines = [{**b, "status": "failed", "error": res["error"]}]
+                    summary.failed += 1
+                    summary.failures.append(lines[0])
+                    log.warning("pair %s failed: %s", res["pair_id"], res["error"])
+                else:
+                    lines = []
+                    for o in res["outputs"]:
+                        merged = {**b["params"], **o["params"]}
+                        backend = next(
+                            (merged[k] for k in _BACKEND_KEYS if isinstance(merged.get(k), str)),
+                            o["extra"].get("landmark_backend"),
+                        )
+                        lines.append({
+                            **b, "status": "ok", "file": o["file"], "sha256": o["sha256"],
+                            "tag": o["tag"], "params": merged, "landmark_backend": backend,
+                            "extra": o["extra"],
+                        })
+                    summary.generated += 1
+                fh.write("".join(_dumps(r) + "\n" for r in lines).encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+                bar.update(1)
+
+        try:
+            if jobs == 1 or len(batches) <= 1:
+                _WORKER.update(generator=gen, out_dir=out, quality=int(quality))
+                try:
+                    for batch in batches:
+                        record(_run_batch(batch))
+                finally:
+                    _WORKER.clear()
+            else:
+                del gen  # workers build their own
+                ctx = multiprocessing.get_context("spawn")
+                with cf.ProcessPoolExecutor(
+                    max_workers=min(jobs, len(batches)), mp_context=ctx,
+                    initializer=_init_worker, initargs=(cls, params, str(out), int(quality)),
+                ) as pool:
+                    pending: set = set()
+                    queue = iter(batches)
+                    try:
+                        while True:
+                            while len(pending) < 2 * jobs:
+                                batch = next(queue, None)
+                                if batch is None:
+                                    break
+                                pending.add(pool.submit(_run_batch, batch))
+                            if not pending:
+                                break
+                            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                            for fut in finished:
+                                record(fut.result())
+                    except BaseException:
+                        for fut in pending:
+                            fut.cancel()
+                        raise
+        finally:
+            bar.close()
+
+    # the run is complete: put the manifest in pairs-file order
+    order = {p.pair_id: i for i, p in enumerate(pairset.pairs)}
+    tag_order = {t: i for i, t in enumerate(tags)}
+    recs = [json.loads(t) for _, t in _read_lines(manifest)]
+    recs.sort(key=lambda r: (order.get(r["pair_id"], len(order)), tag_order.get(r.get("tag"), -1)))
+    atomic_write_text(manifest, "".join(_dumps(r) + "\n" for r in recs))
+    summary.morphs = sum(r.get("status") == "ok" for r in recs)
+    log.info(
+        "%s: %d pairs: %d done before, %d generated, %d failed; %d morphs in %s",
+        out, summary.pairs, summary.skipped, summary.generated, summary.failed,
+        summary.morphs, manifest,
+    )
+    return summary
+
+
+# ----------------------------------------------------------------------------------------
+# consumers
+# ----------------------------------------------------------------------------------------
+def load_manifest(
+    path: PathLike, *, include_failed: bool = False, verify: bool = False
+) -> list[dict]:
+    """Read and validate an attack set's ``manifest.jsonl``.
+
+    Args:
+        path: the manifest file, or the attack-set folder holding it.
+        include_failed: also return the ``"status": "failed"`` lines.
+        verify: check each morph file's sha256 (reads every image).
+
+    Returns:
+        The lines as dicts, in file order. Each morph record gains ``"path"``: the morph
+        file's absolute path (``file`` is relative to the manifest's folder).
+
+    Raises:
+        FileNotFoundError: no manifest, or (always checked) a morph file is missing.
+        ValueError: a line is not a JSON object, lacks a required key, has an unknown
+            status, names a file outside the folder, or (``verify``) a hash mismatch.
+            The message names the manifest and the line number.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_NAME
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: manifest not found")
+    folder = p.parent.resolve()
+    out = []
+    for num, text in _read_lines(p):
+        where = f"{p}, line {num}"
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        status = rec.get("status")
+        if status not in ("ok", "failed"):
+            raise ValueError(f"{where}: status must be 'ok' or 'failed', got {status!r}")
+        required = _OK_KEYS if status == "ok" else _FAILED_KEYS
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+        if status == "failed":
+            if include_failed:
+                out.append(rec)
+            continue
+        f = _inside(folder, rec["file"])
+        if f is None:
+            raise ValueError(f"{where}: file {rec['file']!r} is not a file name inside {folder}")
+        if not f.is_file():
+            raise FileNotFoundError(f"{where}: morph file {f} not found")
+        if verify and sha256_file(f) != rec["sha256"]:
+            raise ValueError(f"{where}: {f} does not match its recorded sha256 (modified?)")
+        rec["path"] = str(f)
+        out.append(rec)
+    return out

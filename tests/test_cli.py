@@ -1,0 +1,232 @@
+"""The command line: pairs, generate (incl. a killed and resumed run), list, demo, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from morphlab import __version__
+from morphlab.cli import generator_params, main, parse_param
+from morphlab.generators.runner import MANIFEST_NAME, load_manifest
+from morphlab.io import read_image, sha256_file
+
+TESTGENS = Path(__file__).resolve().parent / "generators"
+
+
+@pytest.fixture(scope="module")
+def testgens():
+    """The test generators (avg-test…) registered in this process."""
+    mp = pytest.MonkeyPatch()
+    mp.syspath_prepend(str(TESTGENS))
+    import runner_testgens
+
+    yield runner_testgens
+    mp.undo()
+
+
+def invoke(*args: str, ok: bool = True):
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    if ok and res.exit_code != 0:
+        raise AssertionError(f"exit {res.exit_code}: {res.output}\n{res.exception!r}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, testgens) -> Path:
+    """A small dataset (6 subjects, 64 px) and its pairs (per subject 2: 6 pairs)."""
+    root = testgens.make_dataset(tmp_path_factory.mktemp("cli") / "ds", n=6)
+    invoke("pairs", root, "-o", root.parent / "pairs.csv", "--per-subject", 2, "--capture", "03")
+    return root.parent / "pairs.csv"
+
+
+def test_version_and_help():
+    assert invoke("--version").output.strip() == f"morphlab, version {__version__}"
+    out = invoke("--help").output
+    for cmd in ("pairs", "generate", "list", "demo"):
+        assert cmd in out
+
+
+def test_pairs_command_frll(frll_dir: Path, tmp_path: Path):
+    args = [
+        "pairs", frll_dir, "-o", tmp_path / "p.csv", "--strategy", "same-gender", "--seed", 4,
+        "--metadata", frll_dir / "london_info.csv", "--meta-id-column", "face_id",
+        "--meta-gender-column", "face_gender", "--capture", "03",
+    ]
+    res = invoke(*args)
+    assert "wrote 40 pairs (80 of 82 subjects, strategy same-gender, seed 4)" in res.output
+    first = (tmp_path / "p.csv").read_bytes()
+    proto = json.loads((tmp_path / "p.csv.json").read_text())
+    assert proto["protocol"] == "same-gender" and proto["seed"] == 4
+    assert proto["dataset"]["params"]["meta_gender_column"] == "face_gender"
+    invoke(*args)
+    assert (tmp_path / "p.csv").read_bytes() == first  # reproducible
+    rows = [r.split(",") for r in first.decode().splitlines()[1:]]
+    assert all(r[5] == r[6] for r in rows)
+
+
+def test_pairs_command_options(frll_dir: Path, tmp_path: Path):
+    res = invoke("pairs", frll_dir / "neutral", "-o", tmp_path / "p.csv", "-n", 5,
+                 "--per-subject", 2, "--pattern", r"(?P<subject>\d+)_(?P<capture>\d+)")
+    assert "wrote 5 pairs" in res.output
+    res = invoke("pairs", frll_dir, "--strategy", "similar", ok=False)
+    assert res.exit_code == 2 and "'similar' is not one of 'random', 'same-gender'" in res.output
+    res = invoke("pairs", frll_dir, "--meta-id-column", "x", ok=False)
+    assert res.exit_code == 2 and "need --metadata" in res.output
+
+
+def test_library_errors_are_one_line(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    res = invoke("pairs", tmp_path / "empty", "-o", tmp_path / "p.csv", ok=False)
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: ") and "no image files found" in res.output
+    assert "Traceback" not in res.output
+    res = invoke("--debug", "pairs", tmp_path / "empty", ok=False)
+    assert isinstance(res.exception, ValueError)  # --debug lets the traceback through
+    res = invoke("pairs", tmp_path / "empty", "--pattern", "(?P<id>x)", ok=False)
+    assert res.output == "Error: file-name pattern '(?P<id>x)' has no named group 'subject'; " \
+        "write e.g. '^(?P<subject>\\d+)_(?P<capture>\\d+)'\n"
+
+
+def test_generate_command(small: Path, tmp_path: Path):
+    out = tmp_path / "set"
+    res = invoke("generate", small, "-g", "avg-test", "-o", out, "--alpha", 0.25,
+                 "--variant", "plain", "--variant", "inverted", "--param", "size=32",
+                 "--seed", 3, "--no-progress")
+    assert "6 pairs: 0 already done, 6 generated, 0 failed; 12 morphs" in res.output
+    recs = load_manifest(out)
+    assert recs[0]["params"]["alpha"] == 0.25 and recs[0]["params"]["size"] == 32
+    assert recs[0]["params"]["variants"] == ["plain", "inverted"] and recs[0]["run_seed"] == 3
+    assert read_image(recs[0]["path"]).shape == (32, 32, 3)
+    # same command again: nothing to do
+    res = invoke("generate", small, "-g", "avg-test", "-o", out, "--alpha", 0.25,
+                 "--variant", "plain", "--variant", "inverted", "--param", "size=32",
+                 "--seed", 3, "--no-progress", "--resume")
+    assert "6 already done, 0 generated" in res.output
+    # other parameters: refused, then replaced with --overwrite
+    res = invoke("generate", small, "-g", "avg-test", "-o", out, "--no-progress", ok=False)
+    assert res.exit_code == 1 and res.output.startswith("Error: ")
+    assert "different configuration" in res.output and "params.alpha: 0.25 → 0.5" in res.output
+    res = invoke("generate", small, "-g", "avg-test", "-o", out, "--no-progress", "--overwrite",
+                 "--format", "jpg")
+    assert "6 generated" in res.output
+    assert sorted(p.suffix for p in out.iterdir() if p.suffix in (".png", ".jpg")) == [".jpg"] * 6
+
+
+def test_generate_failures_and_errors(small: Path, tmp_path: Path):
+    victim = small.read_text().splitlines()[1].split(",")[1]
+    res = invoke("generate", small, "-g", "avg-test", "-o", tmp_path / "f", "--no-progress",
+                 "--param", f'fail_subjects=["{victim}"]')
+    assert res.exit_code == 0 and "4 generated, 2 failed" in res.output
+    assert "failed: pair 0001: NoFaceError:" in res.output
+    for args, needle in [
+        (["-g", "no-such-gen"], "unknown generator 'no-such-gen'; valid names:"),
+        (["--param", "nope=1"], "bad parameters"),
+        (["--resume", "--overwrite"], "exclude each other"),
+        (["--param", "alpha=0.1", "--alpha", "0.2"], "also set by a convenience option"),
+        (["--param", "size"], "expected KEY=VALUE"),
+    ]:
+        res = invoke("generate", small, "-o", tmp_path / "x", "--no-progress",
+                     *(["-g", "avg-test"] if "-g" not in args else []), *args, ok=False)
+        assert res.exit_code != 0 and needle in res.output, res.output
+        assert "Traceback" not in res.output
+
+
+def test_generate_bad_pairs_file(small: Path, tmp_path: Path):
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("pair_id,subject_a,image_a,subject_b,image_b\n1,a,../../etc/passwd,b,x.png\n")
+    res = invoke("generate", bad, "-g", "avg-test", "-o", tmp_path / "o", ok=False)
+    assert res.exit_code == 1 and "line 2: image_a '../../etc/passwd' points outside" in res.output
+
+
+def test_parse_param():
+    assert parse_param("a=0.3") == ("a", 0.3)
+    assert parse_param("use-cache=true") == ("use_cache", True)
+    assert parse_param("v=[1, 2]") == ("v", [1, 2])
+    assert parse_param("name=dlib") == ("name", "dlib")
+    assert parse_param("path=") == ("path", "")
+
+
+def test_generator_params_mapping():
+    class ShapeTexture:
+        def __init__(self, *, shape_alpha=0.5, texture_alpha=0.5, variant="complete"):
+            pass
+
+    assert generator_params(ShapeTexture, alpha=0.3) == {"shape_alpha": 0.3, "texture_alpha": 0.3}
+    assert generator_params(ShapeTexture, alpha=0.3, texture_alpha=0.6) == {
+        "shape_alpha": 0.3, "texture_alpha": 0.6,
+    }
+    assert generator_params(ShapeTexture, variants=("spliced",)) == {"variant": "spliced"}
+    assert generator_params(ShapeTexture) == {}  # nothing given: the generator's defaults
+
+
+def test_list(testgens):
+    out = invoke("list").output
+    assert "generators (morphlab.generators):" in out
+    assert "avg-test" in out and "[tests]" in out
+    assert "face backends (morphlab.face):" in out and "dlib" in out
+    assert "pair strategies" in out and "same-gender" in out
+
+
+def test_demo_calls_run_demo(tmp_path: Path, monkeypatch):
+    calls = []
+    fake = types.ModuleType("morphlab.demo")
+    fake.run_demo = lambda out_dir: calls.append(out_dir) or Path(out_dir) / "report.md"
+    monkeypatch.setitem(sys.modules, "morphlab.demo", fake)
+    res = invoke("demo", "-o", tmp_path / "d")
+    assert calls == [str(tmp_path / "d")] and "report.md" in res.output
+
+
+# ----------------------------------------------------------------------------------------
+# resumability: kill -9 a run mid-way, re-run, compare with an uninterrupted run
+# ----------------------------------------------------------------------------------------
+GEN_ARGS = ["-g", "avg-test", "--variant", "plain", "--variant", "inverted",
+            "--param", "delay=0.25", "--no-progress"]
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}
+
+
+def test_killed_run_resumes_to_the_same_result(small: Path, tmp_path: Path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTGENS), env.get("PYTHONPATH")]))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-c", "import runner_testgens; from morphlab.cli import main; main()",
+           "generate", str(small), "-o", str(out), *GEN_ARGS]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    man = out / MANIFEST_NAME
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if man.is_file() and man.read_bytes().count(b"\n") >= 4:  # 2 pairs done
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    # the killed run's state: every manifest line has its image, every image is whole
+    lines = [json.loads(x) for x in man.read_text().splitlines()]
+    assert 4 <= len(lines) < 12
+    for rec in lines:
+        assert sha256_file(out / rec["file"]) == rec["sha256"]
+    for png in out.glob("*.png"):
+        read_image(png)
+    # re-run: the same command finishes the set
+    res = invoke("generate", small, "-o", out, *GEN_ARGS)
+    done = len(lines) // 2
+    assert f"6 pairs: {done} already done, {6 - done} generated, 0 failed; 12 morphs" in res.output
+    ref = tmp_path / "uninterrupted"
+    invoke("generate", small, "-o", ref, *GEN_ARGS)
+    assert _snapshot(out) == _snapshot(ref)  # same files, same bytes, same manifest lines
+    assert not list(out.glob(".*.tmp"))
