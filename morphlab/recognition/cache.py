@@ -243,6 +243,11 @@ def embed_files(
 
     be = _resolve_backend(backend)
     face_key = be.cache_key()
+    if use_cache and not getattr(be, "cacheable", True):
+        # e.g. the `file` backend: landmarks come from a sidecar that may change while the
+        # pixels (the cache key) do not, so its embeddings are never cached
+        log.info("landmark backend %r is not cacheable: embeddings are not cached", be.name)
+        use_cache = False
     cache = EmbeddingCache(system, cache_dir) if use_cache else None
     res = EmbedResult()
     todo: list[str] = []
