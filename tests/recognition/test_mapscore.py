@@ -1,0 +1,218 @@
+"""map-score end to end on the embedded FRLL sample: report folder, numbers, cache, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from morphlab.generators.base import Contributor, Generator, MorphOutput
+from morphlab.generators.runner import generate_attack_set
+from morphlab.io import read_image
+from morphlab.mapscore import MapScoreError, map_score
+from morphlab.metrics.thresholds import threshold_at_fmr
+
+SUBJECTS = ("002", "003", "005", "006")  # two women, two men of the sample
+PAIRS = (("002", "003"), ("005", "006"), ("002", "005"))
+
+
+class BlendGen(Generator):
+    """A cross-dissolve "morph" (the sample's photos are roughly aligned) and a copy of A.
+
+    Tag ``blend`` fools both subjects often; tag ``copy`` is subject A's own photo, so it
+    is accepted as A but rarely as B: two generator groups with different strength.
+    """
+
+    name = "blend-test"
+    version = "1"
+
+    def get_params(self) -> dict[str, Any]:
+        return {}
+
+    def output_tags(self) -> list[str]:
+        return ["blend", "copy"]
+
+    def generate(self, a: Contributor, b: Contributor, *, seed: int) -> list[MorphOutput]:
+        ia, ib = read_image(a.path), read_image(b.path)
+        ib = cv2.resize(ib, (ia.shape[1], ia.shape[0]), interpolation=cv2.INTER_AREA)
+        blend = ((ia.astype(np.float32) + ib) / 2).round().astype(np.uint8)
+        return [MorphOutput(blend, "blend"), MorphOutput(ia.copy(), "copy")]
+
+
+@pytest.fixture(scope="module")
+def attack_set(sample_dir: Path, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("attack")
+    pairs = d / "pairs.csv"
+    rows = ["pair_id,subject_a,image_a,subject_b,image_b"]
+    for k, (a, b) in enumerate(PAIRS, start=1):
+        rows.append(f"{k:04d},{a},neutral/{a}_03.jpg,{b},neutral/{b}_03.jpg")
+    pairs.write_text("\n".join(rows) + "\n")
+    out = d / "set"
+    generate_attack_set(pairs, BlendGen, out_dir=out, dataset_dir=sample_dir, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def probes(sample_dir: Path, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("probes")
+    for s in SUBJECTS:
+        shutil.copy(sample_dir / "smiling" / f"{s}_08.jpg", d)
+    # a second probe for one subject, and the enrolment image itself (must not be a probe)
+    img = read_image(sample_dir / "smiling" / "002_08.jpg")
+    cv2.imwrite(str(d / "002_flip.png"), np.ascontiguousarray(img[:, ::-1, ::-1]))
+    shutil.copy(sample_dir / "neutral" / "003_03.jpg", d / "003_03.jpg")
+    return d
+
+
+@pytest.fixture(scope="module")
+def report(attack_set, probes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    with pytest.warns(UserWarning, match="impostor comparisons"):
+        res = map_score(attack_set, probes, out, systems=["dlib-resnet", "lbph"],
+                        target_fmr=0.1, progress=False)
+    return out, res
+
+
+def test_report_folder_has_every_file(report):
+    out, res = report
+    doc = json.loads((out / "map.json").read_text())
+    groups = ["blend-test/blend", "blend-test/copy"]
+    assert sorted(doc["per_group"]) == groups
+    expected = {"map.json", "scores.csv", "calibration.csv", "report.md", "report.html",
+                "map.png", "scores_dlib-resnet.png", "scores_lbph.png",
+                "map_blend-test_blend.png", "map_blend-test_copy.png"}
+    assert expected <= {p.name for p in out.iterdir()}
+    for name in expected - {"report.md", "report.html", "map.json", "scores.csv", "calibration.csv"}:
+        assert (out / name).stat().st_size > 1000
+        assert f"]({name})" in (out / "report.md").read_text()
+        assert f'src="{name}"' in (out / "report.html").read_text()
+    assert doc["counts"]["morphs_used"] == 2 * len(PAIRS)
+    assert doc["counts"]["probes_excluded_as_enrolment_images"] == 1
+    assert doc["counts"]["attempts_per_subject_max"] == 2  # 002 has two probes
+
+
+def _recompute(out: Path):
+    """MAP and MinMax-MMPMR from scores.csv and the thresholds in map.json, with loops."""
+    doc = json.loads((out / "map.json").read_text())
+    systems = [s["label"] for s in doc["systems"]]
+    thr = {s["label"]: s["operating_point"]["threshold"] for s in doc["systems"]}
+    acc = defaultdict(lambda: defaultdict(int))  # (morph) -> (subject, system) -> accepted
+    att = defaultdict(lambda: defaultdict(int))
+    group = {}
+    with open(out / "scores.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            key = (row["subject"], row["system"])
+            att[row["morph"]][key] += 1
+            acc[row["morph"]][key] += float(row["score"]) >= thr[row["system"]]
+            group[row["morph"]] = row["group"]
+
+    def matrix(morphs):
+        R = min(n for m in morphs for n in att[m].values())
+        best = [sorted((min(acc[m][(s, c)] for s in ("a", "b")) for c in systems), reverse=True)
+                for m in morphs]
+        mp = [[sum(b[c] >= r for b in best) / len(morphs) for c in range(len(systems))]
+              for r in range(1, R + 1)]
+        mm = {c: sum(all(acc[m][(s, c)] > 0 for s in ("a", "b")) for m in morphs) / len(morphs)
+              for c in systems}
+        return mp, mm
+
+    return doc, matrix, sorted(att), group
+
+
+def test_map_json_matches_matrix_recomputed_from_raw_scores(report):
+    out, res = report
+    doc, matrix, morphs, group = _recompute(out)
+    mp, mm = matrix(morphs)
+    np.testing.assert_allclose(doc["overall"]["map"]["values"], mp)
+    np.testing.assert_allclose(res.map, mp)
+    for c, v in mm.items():
+        assert doc["overall"]["per_system"][c]["minmax_mmpmr"] == pytest.approx(v)
+    for g, res_g in doc["per_group"].items():
+        gmp, gmm = matrix([m for m in morphs if group[m] == g])
+        np.testing.assert_allclose(res_g["map"]["values"], gmp)
+    # the copy of A is always accepted as A by dlib, never more often as both than the blend
+    assert doc["per_group"]["blend-test/copy"]["per_system"]["dlib-resnet"]["minmax_mmpmr"] <= \
+        doc["per_group"]["blend-test/blend"]["per_system"]["dlib-resnet"]["minmax_mmpmr"]
+
+
+def test_thresholds_match_calibration_scores(report):
+    out, _ = report
+    doc = json.loads((out / "map.json").read_text())
+    imp = defaultdict(list)
+    with open(out / "calibration.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["kind"] == "impostor":
+                imp[row["system"]].append(float(row["score"]))
+    for s in doc["systems"]:
+        op = s["operating_point"]
+        # 5 probes (the enrolment copy excluded) x 4 enrolment images - 5 genuine = 15
+        assert op["n_impostor"] == len(imp[s["label"]]) == 15
+        assert op["n_genuine"] == 5
+        assert op["threshold"] == threshold_at_fmr(imp[s["label"]], 0.1)
+        assert op["too_few_impostors"] is True and op["policy"] == "fmr"
+
+
+def test_rescoring_recomputes_nothing(report, attack_set, probes, tmp_path):
+    with pytest.warns(UserWarning):
+        res = map_score(attack_set, probes, tmp_path / "again", systems=["dlib-resnet", "lbph"],
+                        target_fmr=0.1, progress=False)
+    assert set(res.report["counts"]["embeddings_computed"].values()) == {0}
+    np.testing.assert_allclose(res.map, report[1].map)
+
+
+def test_fixed_and_published_thresholds(attack_set, probes, tmp_path):
+    res = map_score(attack_set, probes, tmp_path / "r", systems=["dlib-resnet", "lbph"],
+                    thresholds={"dlib-resnet": "published", "lbph": 0.5}, progress=False)
+    ops = {s["label"]: s["operating_point"] for s in res.report["systems"]}
+    assert ops["dlib-resnet"]["threshold"] == pytest.approx(0.4)
+    assert ops["dlib-resnet"]["policy"] == "published"
+    assert ops["lbph"]["threshold"] == 0.5 and ops["lbph"]["policy"] == "fixed"
+    with pytest.raises(MapScoreError, match="publish no threshold"):
+        map_score(attack_set, probes, tmp_path / "x", systems=["lbph"],
+                  thresholds={"lbph": "published"}, progress=False)
+    with pytest.raises(MapScoreError, match="not scored: arcface-onnx"):
+        map_score(attack_set, probes, tmp_path / "x", systems=["lbph"],
+                  thresholds={"arcface-onnx": 0.3}, progress=False)
+
+
+def test_damaged_attack_set_is_reported_and_skipped(attack_set, probes, tmp_path):
+    damaged = tmp_path / "set"
+    shutil.copytree(attack_set, damaged)
+    lines = (damaged / "manifest.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    (damaged / recs[0]["file"]).unlink()
+    with open(damaged / recs[1]["file"], "ab") as fh:
+        fh.write(b"\0")
+    with pytest.warns(UserWarning):
+        res = map_score(damaged, probes, tmp_path / "r", systems=["lbph"], target_fmr=0.1,
+                        progress=False)
+    c = res.report["counts"]
+    assert (c["morphs_read"], c["morphs_used"], c["morphs_skipped"]) == (6, 4, 2)
+    reasons = {s["what"]: s["reason"] for s in res.report["skipped"]}
+    assert reasons[recs[0]["file"]] == "morph image missing"
+    assert "sha256 differs" in reasons[recs[1]["file"]]
+
+
+def test_bad_input(attack_set, probes, sample_dir, tmp_path):
+    with pytest.raises(KeyError, match="valid names: .*dlib-resnet"):
+        map_score(attack_set, probes, tmp_path / "r", systems=["facenet"], progress=False)
+    few = tmp_path / "few"
+    few.mkdir()
+    shutil.copy(probes / "002_08.jpg", few)
+    with pytest.raises(MapScoreError, match=r"3 contributing subject\(s\) have no probe image .*: 003, 005, 006"):
+        map_score(attack_set, few, tmp_path / "r", systems=["lbph"], progress=False)
+    res = map_score(attack_set, probes, tmp_path / "r2", systems=["lbph"], progress=False,
+                    thresholds={"lbph": 0.5}, calibration=few)  # one subject: no impostors
+    assert res.report["systems"][0]["operating_point"]["n_impostor"] == 0
+    with pytest.raises(MapScoreError, match="no impostor comparisons"):
+        map_score(attack_set, probes, tmp_path / "r3", systems=["lbph"], progress=False,
+                  calibration=few)
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        map_score(tmp_path, probes, tmp_path / "r4", systems=["lbph"], progress=False)
