@@ -9,6 +9,8 @@ up to ``n_pairs``. Built-in strategies:
 - ``random``: all pairs of subjects in a random order (from ``seed``);
 - ``same-gender``: the same, restricted to pairs whose metadata ``gender`` agree
   (subjects without a gender are left out, with a warning).
+- ``similar``: the same-gender pairs (all pairs with ``same_gender=False``), most similar
+  first under a face recognition system (option ``system``, default ``dlib-resnet``).
 
 Adding a strategy is one decorated function::
 
@@ -45,7 +47,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from morphlab import __version__
-from morphlab.datasets.folder import Dataset, Sample
+from morphlab.datasets.folder import ENROLMENT, Dataset, Sample
 from morphlab.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,18 @@ def _same_gender(samples: Sequence[Sample], rng: np.random.Generator) -> list[tu
         if samples[i].gender and samples[i].gender == samples[j].gender
     ]
     return [cand[k] for k in rng.permutation(len(cand))]
+
+
+@register_strategy("similar")
+def _similar(samples: Sequence[Sample], rng: np.random.Generator, *,
+             system: str = "dlib-resnet", same_gender: bool = True) -> list[tuple[int, int]]:
+    """Most similar pairs first under a face recognition system (same gender by default)."""
+    from morphlab.recognition.similarity import pairwise_similarity
+
+    cand = _same_gender(samples, rng) if same_gender else _random(samples, rng)
+    sim = pairwise_similarity([s.path for s in samples], system=system)
+    cand = [(i, j) for i, j in cand if np.isfinite(sim[i, j])]
+    return sorted(cand, key=lambda ij: -sim[ij])  # stable: ties keep the random order
 
 
 class PairsError(ValueError):
@@ -165,15 +179,18 @@ def enrolment_samples(dataset: Dataset, capture: Optional[str] = None) -> list[S
     """One enrolment image per subject, sorted by subject.
 
     With ``capture``, the subject's sample with that capture label (subjects without one
-    are left out, with a warning); without, the subject's first sample by relative path.
+    are left out, with a warning); without, the subject's first sample with role
+    ``"enrolment"`` when the dataset declares roles (the FEI/ONOT/FRLL loaders do;
+    subjects without one are left out, with a warning), else its first sample by path.
     """
+    roles = capture is None and any(s.role == ENROLMENT for s in dataset.samples)
     out = []
     missing = []
     for subject, samples in dataset.by_subject().items():
-        if capture is None:
+        if capture is None and not roles:
             out.append(samples[0])
             continue
-        chosen = [s for s in samples if s.capture == capture]
+        chosen = [s for s in samples if (s.role == ENROLMENT if roles else s.capture == capture)]
         if chosen:
             out.append(chosen[0])
         else:
@@ -186,8 +203,9 @@ def enrolment_samples(dataset: Dataset, capture: Optional[str] = None) -> list[S
         )
     if missing:
         log.warning(
-            "%d subject(s) have no image with capture %r and are left out: %s",
-            len(missing), capture, ", ".join(missing[:_MAX_LISTED]),
+            "%d subject(s) have no %s and are left out: %s", len(missing),
+            "enrolment image" if roles else f"image with capture {capture!r}",
+            ", ".join(missing[:_MAX_LISTED]),
         )
     return out
 
