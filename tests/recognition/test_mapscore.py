@@ -216,3 +216,24 @@ def test_bad_input(attack_set, probes, sample_dir, tmp_path):
                   calibration=few)
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         map_score(tmp_path, probes, tmp_path / "r4", systems=["lbph"], progress=False)
+
+
+def test_cli_map_score(attack_set, probes, tmp_path):
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
+                             "--fr", "dlib-resnet", "--threshold", "dlib-resnet=published",
+                             "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "6 morphs scored (0 skipped)" in r.output and "threshold 0.4 (published)" in r.output
+    assert (out / "report.html").is_file()
+    r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
+                             "--fr", "facenet"])
+    assert r.exit_code == 1 and "unknown recognition system 'facenet'; valid names" in r.output
+    r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
+                             "--threshold", "lbph=high"])
+    assert r.exit_code == 2 and "VALUE must be a number" in r.output
