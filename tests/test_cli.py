@@ -11,6 +11,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -77,8 +78,8 @@ def test_pairs_command_options(frll_dir: Path, tmp_path: Path):
     res = invoke("pairs", frll_dir / "neutral", "-o", tmp_path / "p.csv", "-n", 5,
                  "--per-subject", 2, "--pattern", r"(?P<subject>\d+)_(?P<capture>\d+)")
     assert "wrote 5 pairs" in res.output
-    res = invoke("pairs", frll_dir, "--strategy", "similar", ok=False)
-    assert res.exit_code == 2 and "'similar' is not one of 'random', 'same-gender'" in res.output
+    res = invoke("pairs", frll_dir, "--strategy", "nope", ok=False)
+    assert res.exit_code == 2 and "'nope' is not one of 'random'" in res.output
     res = invoke("pairs", frll_dir, "--meta-id-column", "x", ok=False)
     assert res.exit_code == 2 and "need --metadata" in res.output
 
@@ -230,3 +231,46 @@ def test_killed_run_resumes_to_the_same_result(small: Path, tmp_path: Path):
     invoke("generate", small, "-o", ref, *GEN_ARGS)
     assert _snapshot(out) == _snapshot(ref)  # same files, same bytes, same manifest lines
     assert not list(out.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------------------
+# end to end with the real landmark generator
+# ----------------------------------------------------------------------------------------
+def test_landmark_end_to_end(sample_dir: Path, tmp_path: Path):
+    """Real photos (embedded FRLL sample, 300 px), dlib landmarks, both variants, -j 1 and 2."""
+    import cv2
+
+    from morphlab.io import write_image
+
+    data = tmp_path / "data"
+    for sid in ("002", "003", "007"):
+        img = read_image(sample_dir / "neutral" / f"{sid}_03.jpg")
+        write_image(data / f"{sid}_03.png", cv2.resize(img, (300, 300), interpolation=cv2.INTER_AREA))
+    write_image(data / "999_03.png", np.full((300, 300, 3), 200, np.uint8))  # no face
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "pair_id,subject_a,image_a,subject_b,image_b\n"
+        "1,002,002_03.png,003,003_03.png\n"
+        "2,007,007_03.png,999,999_03.png\n"
+        "3,003,003_03.png,007,007_03.png\n"
+    )
+    args = ["-g", "landmark", "--variant", "complete", "--variant", "spliced", "--alpha", 0.5,
+            "--param", "size=160", "--dataset-dir", data, "--no-progress"]
+    res = invoke("generate", pairs, "-o", tmp_path / "j1", *args)
+    assert "3 pairs: 0 already done, 2 generated, 1 failed; 4 morphs" in res.output
+    recs = load_manifest(tmp_path / "j1", include_failed=True)
+    assert [(r["pair_id"], r["status"], r.get("tag")) for r in recs] == [
+        ("1", "ok", "complete"), ("1", "ok", "spliced"), ("2", "failed", None),
+        ("3", "ok", "complete"), ("3", "ok", "spliced"),
+    ]
+    assert recs[2]["error"].startswith("NoFaceError: ") and "999_03.png" in recs[2]["error"]
+    for r in (recs[0], recs[1], recs[3], recs[4]):
+        assert r["generator"] == "landmark" and r["landmark_backend"] == "dlib"
+        assert r["params"]["shape_alpha"] == r["params"]["texture_alpha"] == 0.5
+        assert r["params"]["variant"] == r["tag"]
+        assert read_image(r["path"]).shape == (160, 160, 3)
+    complete, spliced = (read_image(r["path"]) for r in recs[:2])
+    assert complete.std() > 10 and not np.array_equal(complete, spliced)
+    res = invoke("generate", pairs, "-o", tmp_path / "j2", *args, "-j", 2)
+    assert "2 generated, 1 failed" in res.output
+    assert _snapshot(tmp_path / "j1") == _snapshot(tmp_path / "j2")

@@ -94,7 +94,7 @@ CONFIG_KEYS = (
     "output_tags", "pairs_sha256",
 )
 #: Parameter / extra keys naming the face (landmark) backend, searched in this order.
-_BACKEND_KEYS = ("landmark_backend", "face_backend", "backend")
+_BACKEND_KEYS = ("landmark_backend", "landmarks", "face_backend", "backend")
 _OK_KEYS = (
     "file", "sha256", "pair_id", "tag", "generator", "generator_version", "params", "seed",
     "subject_a", "subject_b", "morphlab_version",
