@@ -69,6 +69,7 @@ import multiprocessing
 import os
 import re
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -458,6 +459,7 @@ def generate_attack_set(
             be used (:class:`RunConflictError`).
         KeyError: unknown generator name.
         FileNotFoundError: the pairs file or dataset folder is missing.
+        ChildProcessError: a worker process died (``jobs > 1``); re-running continues.
     """
     from tqdm import tqdm
 
@@ -615,6 +617,12 @@ def generate_attack_set(
                             finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                             for fut in finished:
                                 record(fut.result())
+                    except BrokenProcessPool:
+                        raise ChildProcessError(
+                            f"a worker process died (a crash inside generator {name!r}?); "
+                            f"{manifest} keeps what finished and a re-run continues from there; "
+                            "run with jobs=1 (-j 1) to see the error"
+                        ) from None
                     except BaseException:
                         for fut in pending:
                             fut.cancel()

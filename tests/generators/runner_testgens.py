@@ -7,6 +7,7 @@ registry. It is imported by name in spawned worker processes and in CLI subproce
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -93,6 +94,24 @@ class BatchAverageGen(AverageGen):
                 for o in res:
                     o.extra["batch"] = len(jobs)
         return out
+
+
+class CrashGen(AverageGen):
+    """AverageGen whose process dies (no exception: a hard crash) on subject ``crash_on``."""
+
+    name = "crash-test"
+
+    def __init__(self, *, crash_on: str = "", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.crash_on = crash_on
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "crash_on": self.crash_on}
+
+    def generate(self, a: Contributor, b: Contributor, *, seed: int) -> list[MorphOutput]:
+        if self.crash_on in (a.subject_id, b.subject_id):
+            os._exit(3)
+        return super().generate(a, b, seed=seed)
 
 
 for _cls in (AverageGen, BatchAverageGen):

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from runner_testgens import AverageGen, BatchAverageGen, make_dataset
+from runner_testgens import AverageGen, BatchAverageGen, CrashGen, make_dataset
 
 from morphlab import __version__
 from morphlab.datasets.folder import load_folder
@@ -254,6 +254,14 @@ def test_jobs_2_equals_jobs_1(pairs_csv: Path, reference: dict, tmp_path: Path):
     s = run(pairs_csv, tmp_path, VARIANTS, jobs=2)
     assert s.generated == 6
     assert snapshot(tmp_path) == reference
+
+
+def test_worker_crash_is_a_clear_error(pairs_csv: Path, tmp_path: Path):
+    last = pairs_csv.read_text().splitlines()[-1].split(",")[1]
+    with pytest.raises(ChildProcessError, match="a worker process died .* re-run continues"):
+        run(pairs_csv, tmp_path, {"crash_on": last, "delay": 0.05}, gen=CrashGen, jobs=2)
+    for rec in load_manifest(tmp_path, verify=True):  # what finished is intact
+        assert last not in (rec["subject_a"]["id"], rec["subject_b"]["id"])
 
 
 def test_batches(pairs_csv: Path, tmp_path: Path):
