@@ -210,19 +210,26 @@ def _sniff(path: Path) -> Optional[str]:
     return None
 
 
-def _report(roots: dict[str, Path], problems: dict[str, str], header: str) -> str:
-    lines = [header]
+def layout_listing(roots: Optional[dict[str, Path]] = None,
+                   problems: Optional[dict[str, str]] = None) -> str:
+    """Every expected file with its size class and source, one entry per file.
+
+    With ``roots`` the entries are absolute paths prefixed by their state (``[ok]``,
+    ``[MISSING]``, ``[MALFORMED: …]`` from ``problems``); without, the layout alone.
+    """
+    problems = problems or {}
+    lines = []
     for f in LAYOUT:
-        path = _resolve(f, roots)
-        state = problems.get(f.key, "ok")
         alt = f" (or {', '.join(f.names[1:])})" if len(f.names) > 1 else ""
-        lines.append(f"  [{state}] {path}{alt}\n      {f.what}, {f.size}; from the {f.source}: {f.names[0]}")
+        where = f"{_resolve(f, roots)}" if roots else f"{'DIR' if f.root == 'weights' else 'BASE'}/{f.names[0]}"
+        state = f"[{problems.get(f.key, 'ok')}] " if roots else ""
+        lines.append(f"  {state}{where}{alt}\n      {f.what}, {f.size}; from the {f.source}: {f.names[0]}")
+    here = f" (here weights={roots['weights']}, base={roots['base']})" if roots else ""
     lines.append(
         "Expected layout: weights=DIR (--weights DIR) holds the Arc2Face release "
-        "(arc2face/, encoder/, arcface.onnx); base=DIR holds the Stable Diffusion 1.5 "
-        f"components (vae/, tokenizer/, scheduler/) and defaults to the weights folder "
-        f"(here weights={roots['weights']}, base={roots['base']}). morphlab never downloads "
-        "weights: fetch these files yourself."
+        "(arc2face/, encoder/, arcface.onnx); base=BASE holds the Stable Diffusion 1.5 "
+        f"components (vae/, tokenizer/, scheduler/) and defaults to the weights folder{here}. "
+        "morphlab never downloads weights: fetch these files yourself."
     )
     return "\n".join(lines)
 
@@ -230,8 +237,14 @@ def _report(roots: dict[str, Path], problems: dict[str, str], header: str) -> st
 def weights_error(weights: PathLike, base: Optional[PathLike], problems: dict[str, str]) -> Arc2FaceWeightsError:
     """The one error listing every expected file; ``problems`` maps file keys to reasons."""
     roots = _roots(weights, base)
-    bad = ", ".join(f"{_resolve(_BY_KEY[k], roots).name} {why}" for k, why in problems.items())
-    return Arc2FaceWeightsError(_report(roots, problems, f"arc2face weights unusable ({bad}):"))
+    if len(problems) <= 2:
+        what = ", ".join(f"{_BY_KEY[k].names[0]} {why}" for k, why in problems.items())
+    else:
+        what = f"{len(problems)} of {len(LAYOUT)} files missing or malformed"
+    gone = [f"{name} folder {root} does not exist" for name, root in roots.items()
+            if not root.is_dir() and (name == "weights" or root != roots["weights"])]
+    what = "; ".join([what] + gone)
+    return Arc2FaceWeightsError(f"arc2face weights unusable ({what}):\n" + layout_listing(roots, problems))
 
 
 def check_weights(weights: PathLike, base: Optional[PathLike] = None) -> dict[str, Path]:
@@ -839,7 +852,7 @@ class Arc2FaceGenerator(Generator):
         if weights in (None, ""):
             raise ValueError(
                 "arc2face needs weights=DIR (--weights DIR), the Arc2Face release folder:\n"
-                + _report(_roots(".", None), {}, "expected files:")
+                + layout_listing()
             )
         self.weights = Path(weights).expanduser().resolve()
         self.base = _opt_path(base) or self.weights
@@ -881,6 +894,9 @@ class Arc2FaceGenerator(Generator):
         self._arcface = None
         self._scorer = None
         self._score_backend: Optional[FaceBackend] = None
+        self._face: Optional[FaceBackend] = None
+        #: ArcFace embeddings of contributor images by (path, size, mtime_ns)
+        self._memo: dict[tuple[str, int, int], np.ndarray] = {}
 
     # -- description --------------------------------------------------------------------
     def _file_record(self) -> dict[str, dict[str, Any]]:
@@ -932,8 +948,9 @@ class Arc2FaceGenerator(Generator):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_pipe", "_negative", "_arcface", "_scorer", "_score_backend"):
+        for key in ("_pipe", "_negative", "_arcface", "_scorer", "_score_backend", "_face"):
             state[key] = None  # models are reloaded lazily in a worker process
+        state["_memo"] = {}
         return state
 
     # -- models (lazy) ------------------------------------------------------------------
@@ -954,8 +971,14 @@ class Arc2FaceGenerator(Generator):
         if self._arcface is None:
             from morphlab.recognition.arcface_onnx import ArcFaceONNX
 
+            providers = ["CPUExecutionProvider"]
+            if self.device.startswith("cuda"):
+                import onnxruntime
+
+                if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+                    providers.insert(0, "CUDAExecutionProvider")
             try:
-                self._arcface = ArcFaceONNX(model_path=self._paths["arcface"])
+                self._arcface = ArcFaceONNX(model_path=self._paths["arcface"], providers=providers)
             except (ValueError, OSError) as exc:
                 raise weights_error(self.weights, self.base, {"arcface": f"MALFORMED: {exc}"}) from None
         return self._arcface
@@ -973,6 +996,12 @@ class Arc2FaceGenerator(Generator):
         return self._scorer, self._score_backend
 
     # -- stages -------------------------------------------------------------------------
+    def _face_backend(self) -> FaceBackend:
+        if self._face is None:
+            fb = self.face_backend
+            self._face = fb if isinstance(fb, FaceBackend) else create_backend(fb)
+        return self._face
+
     def _contributor(self, path: Path):
         """``(image, face)`` of a contributor; raises the usual image/face errors."""
         from morphlab.face.cache import get_face
@@ -984,7 +1013,59 @@ class Arc2FaceGenerator(Generator):
                 f"{path}: image is {w}x{h} pixels, too small for arc2face "
                 f"(at least {MIN_SIDE} px a side)"
             )
-        return image, get_face(self.face_backend, path, image)
+        return image, get_face(self._face_backend(), path, image)
+
+    def embed_contributors(self, paths: Sequence[PathLike]) -> dict[Path, Union[np.ndarray, Exception]]:
+        """ArcFace embeddings of contributor images (the model's conditioning).
+
+        Each image is embedded once: from this generator's memory, else from the
+        recognition embedding cache (:class:`morphlab.recognition.cache.EmbeddingCache`,
+        keyed by image sha256 and landmark backend; not for the ``file`` backend), else
+        computed — all misses in one ArcFace batch — and stored there.
+
+        Returns:
+            ``{path: (D,) float32 L2-normalised}``, or the exception (``FileNotFoundError``,
+            ``ImageError`` for unreadable or too small images, ``NoFaceError``…) per path.
+        """
+        from morphlab.recognition.cache import EmbeddingCache
+
+        out: dict[Path, Any] = {}
+        todo: dict[Path, tuple[str, int, int]] = {}
+        for p in dict.fromkeys(Path(x) for x in paths):
+            try:
+                st = p.stat()
+            except OSError:
+                out[p] = FileNotFoundError(f"{p}: image file not found")
+                continue
+            key = (str(p), st.st_size, st.st_mtime_ns)
+            if key in self._memo:
+                out[p] = self._memo[key]
+            else:
+                todo[p] = key
+        if not todo:
+            return out
+        backend = self._face_backend()
+        cache = EmbeddingCache(self.arcface) if getattr(backend, "cacheable", True) else None
+        shas: dict[Path, str] = {}
+        if cache is not None:
+            shas = {p: sha256_file(p) for p in todo}
+            found = cache.get_many(shas.values(), backend.cache_key())
+            for p in list(todo):
+                if shas[p] in found:
+                    out[p] = self._memo[todo.pop(p)] = found[shas[p]]
+        crops = {}
+        for p in todo:
+            try:
+                crops[p] = self.arcface.align(*self._contributor(p))
+            except (ValueError, OSError) as exc:  # ImageError, FaceError, scheme without 5 points
+                out[p] = exc
+        if crops:
+            emb = self.arcface.embed_aligned(np.stack(list(crops.values())))
+            for p, v in zip(crops, emb):
+                out[p] = self._memo[todo[p]] = v
+            if cache is not None:
+                cache.put_many(((shas[p], out[p]) for p in crops), backend.cache_key())
+        return out
 
     def render_morphs(self, arc_a: np.ndarray, arc_b: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
         """Render the morphs of a batch of pairs, all candidates in one pipeline call.
@@ -1007,8 +1088,12 @@ class Arc2FaceGenerator(Generator):
                             size=self.size, negative=self._negative)
         return images.reshape(len(seeds), k, *images.shape[1:])
 
-    def _score(self, cands: np.ndarray, refs: list[tuple[np.ndarray, Any, np.ndarray]]):
-        """``(sim_a, sim_b)`` arrays (NaN where no face is found) of one pair's candidates."""
+    def _score(self, cands: np.ndarray, paths: list[Path], arcs: np.ndarray):
+        """``(sim_a, sim_b)`` of one pair's candidates (NaN where no face is found).
+
+        ``paths`` and ``arcs`` are subjects A and B's image files and ArcFace embeddings
+        (reused when the scorer is that ArcFace; other systems embed the images).
+        """
         scorer, backend = self._scoring()
         faces, keep = [], []
         for i, img in enumerate(cands):
@@ -1021,9 +1106,10 @@ class Arc2FaceGenerator(Generator):
         if keep:
             emb = scorer.embed_batch([cands[i] for i in keep], faces)
             if scorer is self.arcface:
-                ref = np.stack([r[2] for r in refs])
+                ref = arcs
             else:
-                ref = scorer.embed_batch([r[0] for r in refs], [r[1] for r in refs])
+                images, ref_faces = zip(*(self._contributor(p) for p in paths))
+                ref = scorer.embed_batch(list(images), list(ref_faces))
             sim[keep] = scorer.similarity(emb, ref)
         return sim[:, 0], sim[:, 1]
 
@@ -1038,33 +1124,15 @@ class Arc2FaceGenerator(Generator):
     ) -> list[list[MorphOutput] | Exception]:
         """Morph several pairs; a pair whose image is unusable yields its exception.
 
-        Contributors' faces come from the landmark cache; their ArcFace embeddings are
-        computed in one batch; every pair × candidate is rendered in one pipeline call.
-        Errors of the model itself (weights, device memory) are raised, not recorded.
+        Contributors' ArcFace embeddings come from :meth:`embed_contributors` (each image
+        embedded once); every pair × candidate is rendered in one pipeline call. Errors
+        of the model itself (weights, device memory) are raised, not recorded.
         """
         results: list[Any] = [None] * len(jobs)
-        contrib: dict[Path, Any] = {}
-        for a, b, _ in jobs:
-            for c in (a, b):
-                path = Path(c.path)
-                if path not in contrib:
-                    try:
-                        contrib[path] = self._contributor(path)
-                    except (ValueError, OSError) as exc:  # ImageError, FaceError, missing file
-                        contrib[path] = exc
-        ok_paths = [p for p, v in contrib.items() if not isinstance(v, Exception)]
-        arc: dict[Path, np.ndarray] = {}
-        for p in ok_paths:
-            try:
-                arc[p] = self.arcface.align(*contrib[p])
-            except ValueError as exc:  # e.g. a landmark scheme without the five points
-                contrib[p] = exc
-        if arc:
-            emb = self.arcface.embed_aligned(np.stack(list(arc.values())))
-            arc = dict(zip(arc, emb))
+        arc = self.embed_contributors([Path(c.path) for a, b, _ in jobs for c in (a, b)])
         valid = []
-        for i, (a, b, seed) in enumerate(jobs):
-            bad = [contrib[Path(c.path)] for c in (a, b) if isinstance(contrib[Path(c.path)], Exception)]
+        for i, (a, b, _) in enumerate(jobs):
+            bad = [arc[Path(c.path)] for c in (a, b) if isinstance(arc[Path(c.path)], Exception)]
             if bad:
                 results[i] = bad[0]
             else:
@@ -1084,8 +1152,8 @@ class Arc2FaceGenerator(Generator):
             }
             chosen = 0
             if self.candidates > 1:
-                refs = [(*contrib[Path(c.path)], arc[Path(c.path)]) for c in (a, b)]
-                sim_a, sim_b = self._score(images[row], refs)
+                sim_a, sim_b = self._score(images[row], [Path(a.path), Path(b.path)],
+                                           np.stack([arc_a[row], arc_b[row]]))
                 chosen = select_candidate(sim_a, sim_b)
                 scorer, _ = self._scoring()
                 extra["selection"] = {

@@ -309,9 +309,23 @@ def test_unusable_images_fail_their_pair_only(release, sample_pairs, tmp_path):
     assert isinstance(res[0], ImageError) and "too small" in str(res[0]) and str(small) in str(res[0])
     assert isinstance(res[1], NoFaceError) and str(blank) in str(res[1])
     assert isinstance(res[2], list) and res[2][0].image.shape == (SIZE, SIZE, 3)
-    assert isinstance(res[3], FileNotFoundError)
+    assert isinstance(res[3], FileNotFoundError) and "missing.png" in str(res[3])
     with pytest.raises(NoFaceError):
         gen.generate(Contributor("y", blank), good_b, seed=0)
+
+
+def test_contributor_embeddings_are_computed_once(release, sample_pairs, monkeypatch):
+    paths = [c.path for c in sample_pairs[0][:2]]
+    gen = A.Arc2FaceGenerator(weights=release, face_backend="dlib")
+    first = gen.embed_contributors(paths + paths[:1])
+    assert len(first) == 2 and all(v.shape == (16,) for v in first.values())
+    monkeypatch.setattr(type(gen.arcface), "embed_aligned",
+                        lambda *a, **k: pytest.fail("embedded again"))
+    again = gen.embed_contributors(paths)  # from memory
+    fresh = A.Arc2FaceGenerator(weights=release, face_backend="dlib").embed_contributors(paths)
+    for p in paths:  # from the on-disk embedding cache
+        np.testing.assert_array_equal(again[p], first[p])
+        np.testing.assert_allclose(fresh[p], first[p], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------
