@@ -1,0 +1,30 @@
+"""The demo runs end to end on the embedded sample and is resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from morphlab.demo import run_demo
+from morphlab.io import read_image
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    index = run_demo(tmp_path, progress=False, steps=("map",))
+    assert index.name == "index.html" and index.exists()
+    lines = [json.loads(l) for l in (tmp_path / "morphs" / "manifest.jsonl").read_text().splitlines()]
+    ok = [l for l in lines if l["status"] == "ok"]
+    assert len(ok) >= 16 and {l["params"]["variant"] for l in ok} == {"complete", "spliced"}
+    # every pair is same-gender, and contributors are two different subjects
+    assert all(l["subject_a"]["id"] != l["subject_b"]["id"] for l in ok)
+    sheet = read_image(tmp_path / "attack_report" / "contact_sheet.jpg")
+    assert sheet.shape[1] > 3 * sheet.shape[0] / 12  # several tiles per row
+    report = json.loads((tmp_path / "map" / "map.json").read_text())
+    assert report["overall"]["map"]["values"]
+    md = (tmp_path / "index.md").read_text()
+    assert "morphs" in md and "MAP" in md
+
+    # a second run in the same folder redoes nothing
+    before = (tmp_path / "morphs" / "manifest.jsonl").read_bytes()
+    run_demo(tmp_path, progress=False, steps=())
+    assert (tmp_path / "morphs" / "manifest.jsonl").read_bytes() == before
