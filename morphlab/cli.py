@@ -107,21 +107,30 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
 @click.option("--meta-gender-column", default=None,
               help="Metadata column holding the gender [default: the one named *gender/*sex].")
 @click.option("--no-recursive", is_flag=True, help="Do not look into sub-folders.")
+@click.option("--loader", default="folder", show_default=True,
+              help="Dataset loader: folder, frll, fei, onot; the dedicated ones know which "
+                   "image of each subject is the enrolment image (see morphlab.datasets).")
+@click.option("--loader-param", "loader_params", multiple=True, metavar="KEY=VALUE",
+              help="A loader parameter (repeatable), e.g. layout=release or enrolment=12; "
+                   "VALUE is parsed as JSON when it can be.")
 def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
           n_pairs: Optional[int], seed: int, pattern: Optional[str], capture: Optional[str],
           metadata: Optional[str], meta_id_column: Optional[str],
-          meta_gender_column: Optional[str], no_recursive: bool) -> None:
+          meta_gender_column: Optional[str], no_recursive: bool, loader: str,
+          loader_params: tuple[str, ...]) -> None:
     """Choose contributor pairs from a folder of face images."""
-    from morphlab.datasets.folder import DEFAULT_PATTERN, load_folder
+    from morphlab.datasets.loaders import load_dataset
     from morphlab.datasets.pairs import make_pairs, write_pairs
 
     if (meta_id_column or meta_gender_column) and not metadata:
         raise click.UsageError("--meta-id-column/--meta-gender-column need --metadata")
-    dataset = load_folder(
-        dataset_dir, pattern=pattern or DEFAULT_PATTERN, metadata=metadata,
-        meta_id_column=meta_id_column, meta_gender_column=meta_gender_column,
-        recursive=not no_recursive,
-    )
+    given = {
+        "pattern": pattern, "metadata": metadata, "meta_id_column": meta_id_column,
+        "meta_gender_column": meta_gender_column, "recursive": False if no_recursive else None,
+    }
+    params = {k: v for k, v in given.items() if v is not None}
+    params.update(parse_param(spec) for spec in loader_params)
+    dataset = load_dataset(loader, dataset_dir, **params)
     pairset = make_pairs(
         dataset, strategy=strategy, per_subject=per_subject, n_pairs=n_pairs, seed=seed,
         capture=capture,

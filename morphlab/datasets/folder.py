@@ -63,6 +63,9 @@ class Sample:
         subject: identity label.
         capture: capture/session label (``None`` when the loader has none).
         metadata: per-subject attributes, e.g. ``{"gender": "female", "face_age": "24"}``.
+        role: what the sample serves as — :data:`ENROLMENT` (a morph source / document
+            photo), :data:`PROBE` (a trusted live capture, never morphed) or ``None``
+            (no declared role; the dedicated loaders leave e.g. FEI's rotated views so).
     """
 
     path: Path
@@ -71,11 +74,16 @@ class Sample:
     metadata: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), hash=False
     )
+    role: Optional[str] = None
 
     @property
     def gender(self) -> Optional[str]:
         """``metadata["gender"]`` or ``None``."""
         return self.metadata.get("gender")
+
+
+#: Sample roles (:attr:`Sample.role`).
+ENROLMENT, PROBE = "enrolment", "probe"
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,17 @@ class Dataset:
         out: dict[str, list[Sample]] = {k: [] for k in self.subjects()}
         for s in self.samples:
             out[s.subject].append(s)
+        return out
+
+    def enrolment(self) -> list[Sample]:
+        """Samples whose role is :data:`ENROLMENT` (morph sources), in dataset order."""
+        return [s for s in self.samples if s.role == ENROLMENT]
+
+    def probes(self) -> dict[str, list[Sample]]:
+        """Samples whose role is :data:`PROBE`, by subject (subjects sorted)."""
+        out: dict[str, list[Sample]] = {}
+        for s in sorted((s for s in self.samples if s.role == PROBE), key=lambda s: s.subject):
+            out.setdefault(s.subject, []).append(s)
         return out
 
     def relpath(self, sample_or_path: Sample | Path) -> str:
@@ -249,6 +268,7 @@ def load_folder(
     meta_gender_column: Optional[str] = None,
     recursive: bool = True,
     check_images: bool = True,
+    match_path: bool = False,
 ) -> Dataset:
     """Load a folder of face images as a :class:`Dataset`.
 
@@ -266,6 +286,9 @@ def load_folder(
         meta_gender_column: the CSV's gender column (default: auto-detected).
         recursive: search sub-folders.
         check_images: open each image's header to catch unreadable files early.
+        match_path: match ``pattern`` against the path relative to ``root`` without the
+            suffix, POSIX separators (``0001/02``), instead of the stem — for layouts
+            with one folder per subject.
 
     Returns:
         The dataset; samples sorted by relative path.
@@ -306,7 +329,7 @@ def load_folder(
     seen: dict[tuple[str, str], str] = {}
     for f in files:
         rel = f.relative_to(root_p).as_posix()
-        m = rx.match(f.stem)
+        m = rx.match(rel.rsplit(".", 1)[0] if match_path else f.stem)
         if m is None:
             unmatched.append(rel)
             continue
@@ -342,6 +365,8 @@ def load_folder(
         )
 
     params: dict[str, Any] = {"pattern": pattern, "recursive": recursive}
+    if match_path:
+        params["match_path"] = True
     if metadata is not None:
         meta = read_metadata(metadata, id_column=meta_id_column, gender_column=meta_gender_column)
         params.update(
