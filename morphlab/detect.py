@@ -311,7 +311,7 @@ def prepare_inputs(
     for it in data.items:
         bad = [p for p in (it.path, it.live) if p is not None and p not in crop]
         if bad:
-            failures.append((it, "; ".join(f"{p}: {why.get(p, 'no face')}" for p in bad)))
+            failures.append((it, "; ".join(why.get(p, f"{p}: no face") for p in bad)))
             continue
         X.append(crop[it.path] if kind != DIFFERENTIAL else np.stack([crop[it.path], crop[it.live]]))
         items.append(it)
@@ -546,11 +546,11 @@ def evaluate_detector(
     notes = []
     if fails["n_no_face"]:
         notes.append(
-            f"{fails['n_no_face']} presentations were left out because an image gave no "
+            f"{fails['n_no_face']} presentation(s) left out because an image gave no "
             f"detectable face ({', '.join(f'{k}: {v}' for k, v in fails['no_face_by_species'].items())}); "
             f"e.g. {fails['no_face_examples'][0]}")
     if fails["n_skipped"]:
-        notes.append(f"{fails['n_skipped']} entries were skipped while building the test set; "
+        notes.append(f"{fails['n_skipped']} entries skipped while building the test set; "
                      f"e.g. {fails['skipped_examples'][0]}")
     if shared:
         notes.append(f"WARNING: not subject-disjoint — {len(shared)} identities also appear in "

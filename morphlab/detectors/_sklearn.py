@@ -122,3 +122,29 @@ class LinearModel:
 
     def decision(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) @ self.w + self.b
+
+
+class ScaledSVMMixin:
+    """The detector hooks of "features → standardise → :class:`KernelSVM`" detectors.
+
+    The class using it defines ``_features(X) -> (N, D)`` and the hyper-parameters
+    ``kernel``, ``C``, ``gamma`` and ``random_state``; it learns ``scaler_`` and ``svm_``.
+    """
+
+    def _fit(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        F = self._features(X)
+        self.scaler_ = Standardizer.fit(F)
+        Z = self.scaler_.transform(F)
+        self.svm_ = KernelSVM.fit(Z, y, C=float(self.C), kernel=self.kernel, gamma=self.gamma,
+                                  random_state=self.random_state)
+        return self.svm_.decision(Z)
+
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
+        return self.svm_.decision(self.scaler_.transform(self._features(X)))
+
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return self.svm_.state(), {**self.scaler_.arrays("scaler_"), **self.svm_.arrays("svm_")}
+
+    def _set_state(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.scaler_ = Standardizer.from_arrays(arrays, "scaler_")
+        self.svm_ = KernelSVM.restore(state, arrays, "svm_")

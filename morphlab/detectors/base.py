@@ -181,6 +181,24 @@ def check_labels(labels: Any, n: int) -> np.ndarray:
     return y
 
 
+def initial_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The default operating threshold of a freshly trained detector.
+
+    The D-EER operating point of the training scores (:func:`morphlab.metrics.pad.d_eer`),
+    moved to the middle of the gap below it: every threshold between the next lower
+    training score and that point gives the same training errors, and the middle keeps a
+    margin on both sides (for a margin classifier that separates its training data, this
+    is close to its natural boundary 0 rather than the lowest training attack score).
+    """
+    from morphlab.metrics.pad import d_eer
+
+    _, t = d_eer(scores[labels == BONA_FIDE], scores[labels == MORPH])
+    below = scores[scores < t]
+    if below.size and np.isfinite(t):
+        return float((below.max() + t) / 2.0)
+    return float(t)
+
+
 # -- the contract ----------------------------------------------------------------------
 class Detector(ABC):
     """Base class of all morphing attack detectors (use the two subclasses below).
@@ -258,8 +276,8 @@ class Detector(ABC):
             y: ``(N,)`` labels, 1 = morph, 0 = bona fide; both classes must be present.
 
         Returns:
-            ``self``, with ``threshold_`` set to the D-EER operating point of the training
-            scores (replace it with :meth:`set_threshold`).
+            ``self``, with ``threshold_`` set by :func:`initial_threshold` from the
+            training scores (replace it with :meth:`set_threshold`).
 
         Raises:
             ValueError: unlabelled or single-class data, bad crops, length mismatch.
@@ -272,10 +290,7 @@ class Detector(ABC):
         if train_scores is None:
             train_scores = self._decision_function(X)
         train_scores = self._check_scores(train_scores, len(X))
-        from morphlab.metrics.pad import d_eer
-
-        _, t = d_eer(train_scores[y == BONA_FIDE], train_scores[y == MORPH])
-        self.threshold_ = float(t)
+        self.threshold_ = initial_threshold(train_scores, y)
         self.n_train_ = {"bona_fide": int((y == 0).sum()), "morph": int((y == 1).sum())}
         if not hasattr(self, "metadata_"):
             self.metadata_ = {}

@@ -21,13 +21,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from morphlab.detectors._sklearn import KernelSVM, Standardizer
+from morphlab.detectors._sklearn import ScaledSVMMixin
 from morphlab.detectors.base import DifferentialDetector, register_detector
 from morphlab.detectors.preprocess import canonical_face
 
 
 @register_detector("embedding-diff")
-class EmbeddingDiff(DifferentialDetector):
+class EmbeddingDiff(ScaledSVMMixin, DifferentialDetector):
     """Embedding-difference D-MAD.
 
     Args:
@@ -90,24 +90,16 @@ class EmbeddingDiff(DifferentialDetector):
         return e[:, 0] - e[:, 1]
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        F = self._features(X)
-        self.scaler_ = Standardizer.fit(F)
-        Z = self.scaler_.transform(F)
-        self.svm_ = KernelSVM.fit(Z, y, C=float(self.C), kernel=self.kernel, gamma=self.gamma,
-                                  random_state=self.random_state)
+        scores = super()._fit(X, y)
         self.system_version_ = self._recognition().cache_key()
-        return self.svm_.decision(Z)
-
-    def _decision_function(self, X: np.ndarray) -> np.ndarray:
-        return self.svm_.decision(self.scaler_.transform(self._features(X)))
+        return scores
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return ({**self.svm_.state(), "system_version": self.system_version_},
-                {**self.scaler_.arrays("scaler_"), **self.svm_.arrays("svm_")})
+        state, arrays = super()._get_state()
+        return {**state, "system_version": self.system_version_}, arrays
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.scaler_ = Standardizer.from_arrays(arrays, "scaler_")
-        self.svm_ = KernelSVM.restore(state, arrays, "svm_")
+        super()._set_state(state, arrays)
         self.system_version_ = state.get("system_version", "")
         current = self._recognition().cache_key()
         if self.system_version_ and current != self.system_version_:

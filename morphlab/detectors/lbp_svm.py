@@ -11,11 +11,11 @@ signed distance (higher = more likely a morph).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from morphlab.detectors._sklearn import KernelSVM, Standardizer
+from morphlab.detectors._sklearn import ScaledSVMMixin
 from morphlab.detectors.base import SingleImageDetector, register_detector
 from morphlab.detectors.preprocess import resize_crops, to_gray
 
@@ -43,7 +43,7 @@ def lbp_features(crops: np.ndarray, *, size: int = 128, grid: Sequence[int] = (4
 
 
 @register_detector("lbp-svm")
-class LbpSvm(SingleImageDetector):
+class LbpSvm(ScaledSVMMixin, SingleImageDetector):
     """Local-binary-pattern S-MAD with a support vector machine.
 
     Args:
@@ -73,21 +73,3 @@ class LbpSvm(SingleImageDetector):
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         return lbp_features(X, size=int(self.size), grid=self.grid, P=int(self.P), radii=self.radii)
-
-    def _fit(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        F = self._features(X)
-        self.scaler_ = Standardizer.fit(F)
-        Z = self.scaler_.transform(F)
-        self.svm_ = KernelSVM.fit(Z, y, C=float(self.C), kernel=self.kernel, gamma=self.gamma,
-                                  random_state=self.random_state)
-        return self.svm_.decision(Z)
-
-    def _decision_function(self, X: np.ndarray) -> np.ndarray:
-        return self.svm_.decision(self.scaler_.transform(self._features(X)))
-
-    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return self.svm_.state(), {**self.scaler_.arrays("scaler_"), **self.svm_.arrays("svm_")}
-
-    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.scaler_ = Standardizer.from_arrays(arrays, "scaler_")
-        self.svm_ = KernelSVM.restore(state, arrays, "svm_")
