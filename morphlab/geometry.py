@@ -57,11 +57,14 @@ def _as_points(points: np.ndarray, what: str = "points") -> np.ndarray:
     return pts
 
 
-def _as_size(size: Sequence[int]) -> Size:
+def as_size(size: Union[int, Sequence[int]]) -> Size:
+    """``(width, height)`` from a pair or an integer (a square), validated (>= 2x2)."""
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
     try:
         w, h = (int(v) for v in size)
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (width, height), got {size!r}") from None
+        raise ValueError(f"size must be (width, height) or an integer, got {size!r}") from None
     if w < 2 or h < 2:
         raise ValueError(f"size must be at least 2x2 pixels, got {w}x{h}")
     return w, h
@@ -85,13 +88,45 @@ def boundary_points(size: Sequence[int]) -> np.ndarray:
         ``(8, 2)`` float64 ``(x, y)``, clockwise from the top-left corner ``(0, 0)``; the
         far corner is ``(width - 1, height - 1)`` (pixel centres).
     """
-    w, h = _as_size(size)
+    w, h = as_size(size)
     x1, y1 = w - 1.0, h - 1.0
     xm, ym = x1 / 2.0, y1 / 2.0
     return np.array(
         [[0, 0], [xm, 0], [x1, 0], [x1, ym], [x1, y1], [xm, y1], [0, y1], [0, ym]],
         dtype=np.float64,
     )
+
+
+def scale_points(points: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Points of an image resized by factors ``(sx, sy)`` (``cv2.resize``'s pixel-centre rule).
+
+    Returns:
+        ``(N, 2)`` float64 ``((x + 0.5) sx - 0.5, (y + 0.5) sy - 0.5)``.
+    """
+    return (_as_points(points) + 0.5) * np.array([sx, sy]) - 0.5
+
+
+def resize_with_points(
+    image: np.ndarray, points: np.ndarray, size: Union[int, Sequence[int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an image (``INTER_AREA`` when shrinking, else ``INTER_LINEAR``) and its points.
+
+    Args:
+        image: ``(H, W, C)`` array.
+        points: ``(N, 2)`` ``(x, y)`` in ``image``.
+        size: ``(width, height)`` wanted (or an integer for a square).
+
+    Returns:
+        ``(resized image, (N, 2) float64 points)``; the inputs themselves if the size is
+        already right.
+    """
+    w, h = as_size(size)
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (w, h):
+        return image, _as_points(points)
+    sx, sy = w / iw, h / ih
+    interp = cv2.INTER_AREA if sx * sy < 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interp), scale_points(points, sx, sy)
 
 
 def average_points(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
@@ -159,23 +194,76 @@ def triangle_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # rasterisation and the displacement field
 # ----------------------------------------------------------------------------------------
+def _inset_triangles(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles shrunk by OpenCV's rasterisation margin, and which ones survive.
+
+    ``cv2.fillConvexPoly`` fills every pixel whose centre lies within half a pixel of the
+    polygon along the axis closest to the edge normal. Moving each edge inwards by that
+    margin (``0.5 * max(|n_x|, |n_y|)`` for a unit normal ``n``) gives a triangle whose
+    drawing covers the pixel centres inside the original one and none outside it (up to
+    the corners). Triangles too thin for that (inradius below the margin) are marked
+    False.
+
+    Args:
+        corners: ``(T, 3, 2)`` triangle vertices.
+
+    Returns:
+        ``(inset (T, 3, 2), ok (T,) bool)``.
+    """
+    p = corners
+    centroid = p.mean(axis=1)
+    lines = []
+    for i in range(3):
+        a, b = p[:, i], p[:, (i + 1) % 3]
+        d = b - a
+        d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+        n = np.stack([-d[:, 1], d[:, 0]], axis=1)
+        n *= np.where(((centroid - a) * n).sum(axis=1) < 0, -1.0, 1.0)[:, None]  # inwards
+        margin = 0.5 * np.abs(n).max(axis=1)
+        lines.append((a + n * margin[:, None], d))
+    out = np.empty_like(p)
+    ok = np.ones(len(p), dtype=bool)
+    for i in range(3):  # vertex i joins edge i-1 and edge i
+        (p1, d1), (p2, d2) = lines[i - 1], lines[i]
+        den = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+        ok &= np.abs(den) > 1e-12
+        t = ((p2[:, 0] - p1[:, 0]) * d2[:, 1] - (p2[:, 1] - p1[:, 1]) * d2[:, 0]) / np.where(ok, den, 1.0)
+        out[:, i] = p1 + d1 * t[:, None]
+    # an inset that inverted (thin triangle) has vertices outside the original
+    for i in range(3):
+        a, b = p[:, i], p[:, (i + 1) % 3]
+        side = (b[:, None, 0] - a[:, None, 0]) * (out[:, :, 1] - a[:, None, 1]) - (
+            b[:, None, 1] - a[:, None, 1]
+        ) * (out[:, :, 0] - a[:, None, 0])
+        ref = (b[:, 0] - a[:, 0]) * (centroid[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (centroid[:, 0] - a[:, 0])
+        ok &= ((side * ref[:, None]) >= 0).all(axis=1)
+    return out, ok
+
+
 class _Raster:
     """Rasterises a triangulation band by band: which triangle each pixel centre is in.
 
-    Triangles are drawn with ``cv2.fillConvexPoly`` at sub-pixel precision in index
-    order; a pixel on an edge shared by two triangles gets one of them (the affine maps
-    agree there). Drawing a band with the vertices shifted by a whole number of rows gives
-    exactly the rows of the full-frame drawing.
+    Two passes of ``cv2.fillConvexPoly`` (sub-pixel precision): the triangles as they are,
+    which covers every pixel but, since OpenCV also fills pixels whose centre lies up to
+    half a pixel outside, gives some pixels along edges the neighbouring triangle; then
+    the triangles shrunk by that margin (:func:`_inset_triangles`), which relabels the
+    pixels whose centre lies inside. Left inexact are only pixels in the sharpest corners
+    and in triangles thinner than a pixel; there the affine map of a neighbour is used,
+    which is continuous with the right one across the shared edge (sub-pixel error).
     """
 
     def __init__(self, points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) -> None:
-        self.w, self.h = _as_size(size)
+        self.w, self.h = as_size(size)
         self.points = _as_points(points)
         self.triangles = np.asarray(triangles)
         if self.triangles.ndim != 2 or self.triangles.shape[1] != 3 or not len(self.triangles):
             raise ValueError(f"triangles must have shape (T, 3), got {self.triangles.shape}")
         corners = self.points[self.triangles]  # (T, 3, 2)
-        self._fixed = np.round(corners * (1 << _SHIFT)).astype(np.int32)
+        inset, ok = _inset_triangles(corners)
+        one = 1 << _SHIFT
+        self._fixed = np.round(corners * one).astype(np.int32)
+        self._inset = np.round(inset * one).astype(np.int32)
+        self._inset_ok = ok
         self._ylo = np.floor(corners[:, :, 1].min(axis=1)) - 1
         self._yhi = np.ceil(corners[:, :, 1].max(axis=1)) + 1
 
@@ -187,16 +275,20 @@ class _Raster:
         """
         n = y1 - y0
         sel = np.nonzero((self._yhi >= y0) & (self._ylo < y1))[0]
-        tri = self._fixed[sel] - np.array([0, y0 << _SHIFT], dtype=np.int32)
+        off = np.array([0, y0 << _SHIFT], dtype=np.int32)
+        outer, inner = self._fixed[sel] - off, self._inset[sel] - off
+        second = [(i, poly) for i, poly, ok in zip(sel.tolist(), inner, self._inset_ok[sel]) if ok]
         if _INT64_PAIRS:
             # (index, 0) in two int32 channels has the bytes of one int64 per pixel
             lab2 = np.full((n, self.w, 2), -1, dtype=np.int32)
-            for i, poly in zip(sel.tolist(), tri):
+            for i, poly in zip(sel.tolist(), outer):
+                cv2.fillConvexPoly(lab2, poly, (i, 0), lineType=cv2.LINE_8, shift=_SHIFT)
+            for i, poly in second:
                 cv2.fillConvexPoly(lab2, poly, (i, 0), lineType=cv2.LINE_8, shift=_SHIFT)
             lab = lab2.view(np.int64)[:, :, 0]
         else:  # pragma: no cover - 32-bit or big-endian platforms
             lab32 = np.full((n, self.w), -1, dtype=np.int32)
-            for i, poly in zip(sel.tolist(), tri):
+            for i, poly in list(zip(sel.tolist(), outer)) + second:
                 cv2.fillConvexPoly(lab32, poly, i, lineType=cv2.LINE_8, shift=_SHIFT)
             lab = lab32.astype(np.intp)
         if fill_holes and lab.min() < 0:
@@ -210,8 +302,8 @@ class _Raster:
         q = np.stack([xs, ys + y0], axis=1).astype(np.float64)
         best = np.empty(len(q), dtype=np.intp)
         for k in range(0, len(q), 4096):  # bounded memory
-            d = ((q[k:k + 4096, None, :] - cent[None, :, :]) ** 2).sum(-1)
-            best[k:k + 4096] = np.argmin(d, axis=1)
+            dist = ((q[k:k + 4096, None, :] - cent[None, :, :]) ** 2).sum(-1)
+            best[k:k + 4096] = np.argmin(dist, axis=1)
         lab[ys, xs] = best
 
 
@@ -221,8 +313,9 @@ _INT64_PAIRS = sys.byteorder == "little" and np.dtype(np.intp).itemsize == 8
 def label_map(points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Which triangle each pixel centre of the frame lies in.
 
-    Triangles are rasterised with ``cv2.fillConvexPoly`` (sub-pixel precision); a pixel on
-    an edge shared by two triangles gets one of them (the affine maps agree there).
+    Triangles are rasterised with ``cv2.fillConvexPoly`` (sub-pixel precision), then
+    pixels along edges are checked against their triangle (see ``_Raster``); a pixel
+    centre exactly on a shared edge may get either triangle (the affine maps agree there).
 
     Args:
         points: ``(N, 2)`` ``(x, y)`` vertices.
@@ -233,7 +326,8 @@ def label_map(points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) ->
         ``(H, W)`` intp triangle indices; ``-1`` where no triangle covers the pixel.
     """
     r = _Raster(points, triangles, size)
-    return r.labels(0, r.h, fill_holes=False)
+    return np.concatenate([r.labels(y, min(r.h, y + _BAND_ROWS), fill_holes=False)
+                           for y in range(0, r.h, _BAND_ROWS)])
 
 
 def affine_coefficients(
@@ -282,7 +376,7 @@ def _grid_rows(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def identity_map(size: Sequence[int]) -> np.ndarray:
     """``(H, W, 2)`` float32 map of every pixel to itself (read-only, cached)."""
-    w, h = _as_size(size)
+    w, h = as_size(size)
     return _grid_rows(w, h)[2]
 
 
@@ -431,7 +525,7 @@ def warp_image(
     Returns:
         The warped image, ``(height, width, C)``.
     """
-    size = image_size(image) if size is None else _as_size(size)
+    size = image_size(image) if size is None else as_size(size)
     src, dst = _as_points(src_points, "src_points"), _as_points(dst_points, "dst_points")
     if triangles is None:
         src, dst = with_boundary(src, size), with_boundary(dst, size)
@@ -548,7 +642,7 @@ def hull_mask(points: np.ndarray, size: Sequence[int]) -> np.ndarray:
     Returns:
         ``(H, W)`` uint8, 255 inside the hull (sub-pixel rasterised), 0 outside.
     """
-    w, h = _as_size(size)
+    w, h = as_size(size)
     pts = _as_points(points)
     if len(pts) < 3:
         raise ValueError(f"need at least 3 points for a hull, got {len(pts)}")
@@ -709,7 +803,7 @@ def anchor_ring(points: np.ndarray, size: Sequence[int], scale: float = 1.3) -> 
     Returns:
         ``(K, 2)`` float64 ``(x, y)``.
     """
-    w, h = _as_size(size)
+    w, h = as_size(size)
     pts = _as_points(points)
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     c = hull.mean(axis=0)

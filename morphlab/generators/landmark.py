@@ -86,29 +86,10 @@ def _fraction(name: str, value: Any) -> float:
 def _parse_size(size: Union[None, int, Sequence[int]]) -> Optional[tuple[int, int]]:
     if size is None:
         return None
-    if isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
-    try:
-        w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be None, an integer or (width, height), got {size!r}") from None
+    w, h = geo.as_size(size)
     if w < 16 or h < 16:
         raise ValueError(f"size must be at least 16x16 pixels, got {w}x{h}")
     return w, h
-
-
-def _scale_points(points: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Landmarks of an image resized by ``(sx, sy)`` (pixel-centre convention of cv2.resize)."""
-    return (points + 0.5) * np.array([sx, sy]) - 0.5
-
-
-def _resize(image: np.ndarray, points: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = image.shape[:2]
-    if (w, h) == tuple(size):
-        return image, points
-    sx, sy = size[0] / w, size[1] / h
-    interp = cv2.INTER_AREA if sx * sy < 1.0 else cv2.INTER_LINEAR
-    return cv2.resize(image, size, interpolation=interp), _scale_points(points, sx, sy)
 
 
 def _shrink_for(image: np.ndarray, points: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -118,7 +99,7 @@ def _shrink_for(image: np.ndarray, points: np.ndarray, M: np.ndarray) -> tuple[n
         return image, points, 1.0
     h, w = image.shape[:2]
     size = (max(2, round(w * scale)), max(2, round(h * scale)))
-    small, pts = _resize(image, points, size)
+    small, pts = geo.resize_with_points(image, points, size)
     return small, pts, size[0] / w
 
 
@@ -129,7 +110,7 @@ def _icao(image: np.ndarray, face: Face, out_size: tuple[int, int]) -> tuple[np.
     crop, M = icao_crop(image, eyes, out_size)
     small, pts_s, s = _shrink_for(image, pts, M)
     if s != 1.0:
-        crop, M = icao_crop(small, _scale_points(eyes, s, s), out_size)
+        crop, M = icao_crop(small, geo.scale_points(eyes, s, s), out_size)
     return crop, transform_points(pts_s, M)
 
 
@@ -307,8 +288,8 @@ class LandmarkMorph(Generator):
             lb = transform_points(lb, M)
             aligned = True
         if self.size is not None:
-            img_a, la = _resize(img_a, la, self.size)
-            img_b, lb = _resize(img_b, lb, self.size)
+            img_a, la = geo.resize_with_points(img_a, la, self.size)
+            img_b, lb = geo.resize_with_points(img_b, lb, self.size)
         return img_a, img_b, la, lb, aligned
 
     def _splice(self, morph_img, img_a, img_b, la, lb, scheme, shape, size):

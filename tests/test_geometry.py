@@ -1,0 +1,275 @@
+"""Property tests of morphlab.geometry on real FRLL photos and their hand-placed landmarks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from scipy.ndimage import map_coordinates
+from scipy.spatial import Delaunay
+
+from morphlab import geometry as geo
+from morphlab.face.file_backend import read_tem
+from morphlab.io import read_image
+
+SIZE = 320  # downscaled from 1350 to keep the suite fast
+
+
+def _small(frll_dir, face_id: str, size: int = SIZE):
+    img = read_image(frll_dir / "neutral" / f"{face_id}_03.jpg")
+    pts = read_tem(frll_dir / "neutral" / f"{face_id}_03.tem")
+    return geo.resize_with_points(img, pts, size)
+
+
+@pytest.fixture(scope="module")
+def pair(frll_dir):
+    (a, pa), (b, pb) = _small(frll_dir, "002"), _small(frll_dir, "004")
+    return a, b, pa, pb
+
+
+def _frame_triangulation(pa, pb, alpha=0.5, size=(SIZE, SIZE)):
+    pa, pb = geo.with_boundary(pa, size), geo.with_boundary(pb, size)
+    dst = geo.average_points(pa, pb, alpha)
+    return pa, pb, dst, geo.triangulate(dst)
+
+
+# ----------------------------------------------------------------------------------------
+# triangulation
+# ----------------------------------------------------------------------------------------
+def test_boundary_points_are_corners_and_midpoints():
+    bd = geo.boundary_points((101, 51))
+    assert bd.shape == (8, 2)
+    assert {tuple(p) for p in bd[[0, 2, 4, 6]]} == {(0, 0), (100, 0), (100, 50), (0, 50)}
+    assert {tuple(p) for p in bd[[1, 3, 5, 7]]} == {(50, 0), (100, 25), (50, 50), (0, 25)}
+
+
+def test_triangles_cover_the_frame(pair):
+    _, _, pa, pb = pair
+    _, _, dst, tri = _frame_triangulation(pa, pb)
+    # the areas add up to the frame's (pixel centres span [0, W-1] x [0, H-1])
+    assert geo.triangle_areas(dst, tri).sum() == pytest.approx((SIZE - 1) ** 2, rel=1e-9)
+    assert (geo.triangle_areas(dst, tri) > 0).all()
+    labels = geo.label_map(dst, tri, (SIZE, SIZE))
+    assert labels.shape == (SIZE, SIZE)
+    assert labels.min() >= 0, "pixels without a triangle"
+    assert labels.max() < len(tri)
+    # every pixel's triangle contains its centre, up to the rasteriser's edge rule (pixels
+    # touched by an edge are filled): then the centre is within a pixel of the triangle
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    q = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    p = dst[tri[labels.ravel()]]  # (P, 3, 2) the assigned triangle's corners
+    dist = np.full(len(q), np.inf)
+    for i in range(3):
+        s0, s1 = p[:, i], p[:, (i + 1) % 3]
+        seg = s1 - s0
+        t = np.clip(((q - s0) * seg).sum(1) / (seg * seg).sum(1), 0.0, 1.0)
+        dist = np.minimum(dist, np.linalg.norm(q - (s0 + t[:, None] * seg), axis=1))
+    own = Delaunay(dst).find_simplex(q)
+    true_tri = np.sort(Delaunay(dst).simplices[own], axis=1)
+    inside = (np.sort(tri[labels.ravel()], axis=1) == true_tri).all(axis=1)
+    assert inside.mean() > 0.9
+    assert dist[~inside].max() <= 1.0
+
+
+def test_triangulate_is_deterministic_and_oriented(pair):
+    _, _, pa, pb = pair
+    _, _, dst, tri = _frame_triangulation(pa, pb)
+    assert np.array_equal(tri, geo.triangulate(dst.copy()))
+    p = dst[tri]
+    cross = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (
+        p[:, 2, 0] - p[:, 0, 0]
+    )
+    assert (cross > 0).all()
+
+
+def test_triangulate_rejects_degenerate_input():
+    with pytest.raises(ValueError, match="at least 3"):
+        geo.triangulate(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="triangulate"):
+        geo.triangulate(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]))
+
+
+# ----------------------------------------------------------------------------------------
+# warps
+# ----------------------------------------------------------------------------------------
+def test_identity_warp_returns_the_input(pair):
+    a, _, pa, _ = pair
+    out = geo.warp_image(a, pa, pa)
+    assert np.array_equal(out, a)
+
+
+def test_field_is_exact_for_affine_values(pair):
+    """Interpolating values of one affine function reproduces it at every pixel."""
+    _, _, pa, pb = pair
+    _, _, dst, tri = _frame_triangulation(pa, pb)
+    A = np.array([[0.3, -0.2], [0.1, 0.05]])
+    c = np.array([4.0, -7.0])
+    field = geo.interpolate_field(dst, dst @ A.T + c, tri, (SIZE, SIZE))
+    xy = geo.identity_map((SIZE, SIZE)).astype(np.float64)
+    np.testing.assert_allclose(field, xy @ A.T + c, atol=2e-3)
+
+
+def test_warp_map_agrees_with_an_independent_barycentric_formulation(pair):
+    _, _, pa, pb = pair
+    pa, pb, dst, tri = _frame_triangulation(pa, pb)
+    ours = geo.warp_map(pa, dst, tri, (SIZE, SIZE)).reshape(-1, 2).astype(np.float64)
+    d = Delaunay(dst)  # scipy's own triangulation of the same points, and exact containment
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    q = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    s = d.find_simplex(q)
+    assert (s >= 0).all()
+    T = d.transform[s]
+    b = np.einsum("nij,nj->ni", T[:, :2], q - T[:, 2])
+    bary = np.concatenate([b, 1 - b.sum(axis=1, keepdims=True)], axis=1)
+    exact = np.einsum("nk,nkd->nd", bary, pa[d.simplices[s]])
+    err = np.linalg.norm(ours - exact, axis=1)
+    assert np.quantile(err, 0.99) < 1e-3
+    assert np.quantile(err, 0.999) < 0.1
+    assert err.max() < 0.5  # sharp corners and sub-pixel slivers use a neighbour's map
+
+
+def test_warp_map_sends_each_landmark_to_its_source(pair):
+    """At a destination landmark the map points exactly at the source landmark."""
+    _, _, pa, pb = pair
+    dst = np.round(pb)  # landmarks on pixel centres, so the map is sampled right there
+    keep = np.unique(dst, axis=0, return_index=True)[1]
+    src, dst = pa[np.sort(keep)], dst[np.sort(keep)]
+    m = geo.warp_map(geo.with_boundary(src, (SIZE, SIZE)), geo.with_boundary(dst, (SIZE, SIZE)),
+                     geo.triangulate(geo.with_boundary(dst, (SIZE, SIZE))), (SIZE, SIZE))
+    inside = (dst >= 0).all(axis=1) & (dst < SIZE).all(axis=1)
+    got = m[dst[inside, 1].astype(int), dst[inside, 0].astype(int)]
+    np.testing.assert_allclose(got, src[inside], atol=2e-3)
+
+
+def test_warp_moves_a_rendered_landmark_pattern(pair):
+    """Dots drawn at A's landmarks land on B's after the warp.
+
+    A dot centred on a triangle vertex is spread over triangles with different affine
+    maps, which moves its centroid by a fraction of its width (~0.3 sigma here); hence
+    the tolerance. The exact map is checked above.
+    """
+    _, _, pa, pb = pair
+    pick = np.array([0, 1, 18, 27, 54, 60, 87, 93, 109, 112, 129, 139, 147, 155, 184])
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+
+    def render(points):
+        img = np.zeros((SIZE, SIZE), np.float64)
+        for x, y in points:
+            img += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 0.8**2))
+        return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+    def centroids(img, around):
+        out = []
+        for x, y in around:
+            x0, y0 = int(round(x)) - 4, int(round(y)) - 4
+            win = img[y0 : y0 + 9, x0 : x0 + 9].astype(np.float64)
+            gy, gx = np.mgrid[y0 : y0 + 9, x0 : x0 + 9]
+            out.append([(win * gx).sum() / win.sum(), (win * gy).sum() / win.sum()])
+        return np.array(out)
+
+    assert np.linalg.norm(pa[pick] - pb[pick], axis=1).mean() > 2  # the dots must move
+    warped = geo.warp_image(render(pa[pick]), pa, pb)
+    err = np.linalg.norm(centroids(warped, pb[pick]) - pb[pick], axis=1)
+    assert err.max() < 0.6 and err.mean() < 0.35
+    # and in a morph of the two patterns the dots sit at the averaged positions
+    mid = geo.average_points(pa, pb, 0.5)
+    m = geo.morph(np.dstack([render(pa[pick])] * 3), np.dstack([render(pb[pick])] * 3), pa, pb)
+    err = np.linalg.norm(centroids(m[:, :, 0], mid[pick]) - mid[pick], axis=1)
+    assert err.max() < 0.6 and err.mean() < 0.35
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_shape_alpha_endpoints_reproduce_each_contributor(pair, alpha):
+    a, b, pa, pb = pair
+    shape = geo.average_points(pa, pb, alpha)
+    np.testing.assert_array_equal(shape, pa if alpha == 0.0 else pb)
+    # A warped to A's own shape is A, and B to B's is B: the morph at the endpoints is
+    # exactly the contributor
+    out = geo.morph(a, b, pa, pb, shape_alpha=alpha, texture_alpha=alpha)
+    assert np.array_equal(out, a if alpha == 0.0 else b)
+
+
+def test_morph_is_symmetric_and_thread_independent(pair):
+    a, b, pa, pb = pair
+    ab = geo.morph(a, b, pa, pb, shape_alpha=0.5, texture_alpha=0.5, threads=1)
+    assert np.array_equal(ab, geo.morph(a, b, pa, pb, threads=2))
+    ba = geo.morph(b, a, pb, pa, shape_alpha=0.5, texture_alpha=0.5)
+    assert np.abs(ab.astype(int) - ba).max() <= 1  # blend rounding only
+    _, wa, wb = geo.morph(a, b, pa, pb, return_warped=True)
+    assert np.abs(geo.blend(wa, wb, 0.5).astype(int) - ab).max() == 0
+
+
+def test_morph_rejects_mismatched_inputs(pair):
+    a, b, pa, pb = pair
+    with pytest.raises(ValueError, match="size"):
+        geo.morph(a, b[:-1], pa, pb)
+    with pytest.raises(ValueError, match="shape"):
+        geo.morph(a, b, pa, pb[:-1])
+
+
+# ----------------------------------------------------------------------------------------
+# masks, colour matching, compositing
+# ----------------------------------------------------------------------------------------
+def test_feather_mask_stays_inside_the_hull(pair):
+    _, _, pa, _ = pair
+    hard = geo.hull_mask(pa[109:134], (SIZE, SIZE))
+    soft = geo.feather_mask(hard, 6)
+    assert soft.dtype == np.float32 and soft.min() >= 0 and soft.max() == pytest.approx(1.0)
+    assert (soft[hard == 0] == 0).all()
+    assert (soft[geo.erode_mask(hard, 12) > 0] > 0.99).all()
+
+
+def test_composite_is_exact_outside_and_inside(pair):
+    a, b, pa, _ = pair
+    alpha = geo.feather_mask(geo.hull_mask(pa[109:134], (SIZE, SIZE)), 5)
+    out = geo.composite(b, a, alpha)
+    assert np.array_equal(out[alpha == 0], a[alpha == 0])
+    assert np.array_equal(out[alpha == 1], b[alpha == 1])
+
+
+def _seam(image, mask):
+    """Mean luminance gradient on the mask's boundary (a hard paste shows a step there)."""
+    lum = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    g = np.hypot(cv2.Sobel(lum, cv2.CV_32F, 1, 0), cv2.Sobel(lum, cv2.CV_32F, 0, 1))
+    edge = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    return float(g[edge].mean())
+
+
+def test_colour_matching_reduces_the_seam(frll_dir):
+    # two contributors with clearly different skin tones and lighting
+    (a, pa), (b, pb) = _small(frll_dir, "002"), _small(frll_dir, "025")
+    m = geo.morph(a, b, pa, pb, texture_alpha=1.0)  # B's texture on the morph shape
+    shape = geo.average_points(pa, pb, 0.5)
+    bg = geo.warp_image(a, pa, shape)  # A on the same shape
+    mask = geo.erode_mask(geo.hull_mask(shape[109:134], (SIZE, SIZE)), 4)
+    plain = geo.composite(m, bg, (mask > 0).astype(np.float32))
+    matched_fg = geo.match_colour(m, bg, mask)
+    matched = geo.composite(matched_fg, bg, (mask > 0).astype(np.float32))
+    seam_plain, seam_matched, seam_bg = _seam(plain, mask), _seam(matched, mask), _seam(bg, mask)
+    assert seam_matched < seam_plain
+    assert seam_matched - seam_bg < 0.6 * (seam_plain - seam_bg)
+    # the statistics now agree inside the mask
+    lab = lambda im: cv2.cvtColor(im.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[mask > 0]  # noqa: E731
+    np.testing.assert_allclose(lab(matched_fg).mean(0), lab(bg).mean(0), atol=1.0)
+
+
+def test_poisson_composite_keeps_outside_and_clones_inside(pair):
+    a, b, pa, _ = pair
+    mask = geo.erode_mask(geo.hull_mask(pa[109:134], (SIZE, SIZE)), 4)
+    out = geo.poisson_composite(b, a, mask)
+    assert np.array_equal(out[mask == 0], a[mask == 0])
+    inner = geo.erode_mask(mask, 10) > 0
+    assert np.abs(out.astype(int) - a)[inner].mean() > 5  # something was cloned in
+    # the mask argument is left alone (cv2.seamlessClone itself writes into it)
+    before = mask.copy()
+    geo.poisson_composite(b, a, mask)
+    assert np.array_equal(mask, before)
+
+
+def test_anchor_ring_surrounds_the_region(pair):
+    _, _, pa, _ = pair
+    region = pa[109:134]
+    ring = geo.anchor_ring(region, (SIZE, SIZE), 1.3)
+    assert len(ring) >= 3
+    assert not geo.points_in_hull(ring, region).any()
+    assert geo.points_in_hull(region, ring).all()
