@@ -256,6 +256,10 @@ def write_random_release(
     enc = mods["text_encoder"]
     (root / "encoder").mkdir(parents=True, exist_ok=True)
     enc.config.save_pretrained(root / "encoder")
+    cfg_path = root / "encoder" / "config.json"  # as the release's: saved from a wrapper class
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg.update(architectures=["CLIPTextModelWrapper"], transformers_version="4.34.1")
+    cfg_path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
     state = {f"text_model.{k}": v.detach().cpu().contiguous() for k, v in enc.state_dict().items()}
     torch.save(state, root / "encoder" / "pytorch_model.bin")
     (base / "scheduler").mkdir(parents=True, exist_ok=True)
