@@ -263,6 +263,61 @@ def split_subjects(subjects: Iterable[str], *, test_fraction: float = 0.5, seed:
     return set(subs) - test, test
 
 
+def build_presentations(
+    bona_fide: Sequence[PathLike] = (),
+    attacks: Sequence[PathLike] = (),
+    *,
+    live: Sequence[PathLike] = (),
+    variants: Optional[Sequence[str]] = None,
+    pattern: Optional[str] = None,
+    contributors: Contributors = "both",
+) -> PresentationSet:
+    """Bona fide sources + attack manifests (+ live probes for D-MAD) → one presentation set."""
+    data = bona_fide_presentations(bona_fide, pattern=pattern) if bona_fide else PresentationSet()
+    if attacks:
+        data = data + attack_presentations(attacks, variants=variants)
+    if live:
+        data = with_live_probes(data, live, pattern=pattern, contributors=contributors)
+    return data
+
+
+def split_keeping_morphs(data: PresentationSet, *, test_fraction: float = 0.5,
+                         seed: int = 0) -> tuple[set[str], set[str]]:
+    """Subject-disjoint ``(train, test)`` identities that lose as few morphs as possible.
+
+    Identities linked by a morph (subject A and subject B) must fall on one side, so the
+    connected groups of the "morphed together" graph are assigned whole, in seeded random
+    order, to the test side until it holds ``test_fraction`` of the identities. With pairs
+    made once per subject every morph is kept; a graph that is one big group cannot be
+    split without losing morphs — then :func:`split_subjects` is used and the morphs
+    spanning both sides are dropped by :meth:`PresentationSet.restrict`.
+    """
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for it in data.items:
+        ids = sorted(it.identities())
+        for other in ids[1:]:
+            parent[find(other)] = find(ids[0])
+    groups: dict[str, list[str]] = {}
+    for a in sorted(data.identities()):
+        groups.setdefault(find(a), []).append(a)
+    comps = sorted(groups.values())
+    total = sum(len(c) for c in comps)
+    if len(comps) < 2 or max(len(c) for c in comps) > max(1, round(test_fraction * total)):
+        return split_subjects(data.identities(), test_fraction=test_fraction, seed=seed)
+    test: set[str] = set()
+    for i in np.random.default_rng(seed).permutation(len(comps)):
+        if len(test) + len(comps[i]) <= round(test_fraction * total) or not test:
+            test |= set(comps[i])
+    return data.identities() - test, test
+
+
 # -- preprocessing -------------------------------------------------------------------------
 @dataclass
 class Inputs:
@@ -568,31 +623,83 @@ def evaluate_detector(
             curves.update({s: (bf, at[sp == s]) for s in sorted(set(species))})
         write_pad_report(out, summary, curves, info=info, notes=notes,
                          title=title or f"{info['detector']}: morphing attack detection")
-        atomic_write_text(out / "scores.csv", _scores_csv(inputs.items, scores, det.threshold_))
+        atomic_write_text(out / "scores.csv", rows_to_csv([
+            {"path": str(it.path), "live": str(it.live or ""), "label": "morph" if it.label else "bona fide",
+             "species": it.species, "subjects": "+".join(it.subjects), "score": f"{sc:.6g}",
+             "decision": "morph" if sc >= det.threshold_ else "bona fide"}
+            for it, sc in zip(inputs.items, scores)]))
         result["report"] = str(out / "report.html")
     return result
 
 
-def _scores_csv(items: Sequence[Presentation], scores: np.ndarray, threshold: float) -> str:
+def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV text of dict rows; the columns are the union of the keys, in first-seen order."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "live", "label", "species", "subjects", "score", "decision"])
-    for it, s in zip(items, scores):
-        w.writerow([it.path, it.live or "", "morph" if it.label else "bona fide", it.species,
-                     "+".join(it.subjects), f"{s:.6g}", "morph" if s >= threshold else "bona fide"])
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
     return buf.getvalue()
 
 
-def parse_params(items: Sequence[str]) -> dict[str, Any]:
-    """``["C=10", "grid=[4,4]", "system=dlib-resnet"]`` → ``{"C": 10, "grid": [4, 4], …}``
-    (values are JSON where they parse as JSON, else strings)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"detector parameter {item!r} is not KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
+def expand_images(sources: Sequence[PathLike]) -> list[Path]:
+    """Image files named directly, plus the images in named folders (recursively, sorted)."""
+    from morphlab.io import IMAGE_SUFFIXES
+
+    out: list[Path] = []
+    for src in map(Path, sources):
+        if src.is_dir():
+            found = sorted(f for f in src.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(src).parts))
+            if not found:
+                raise ValueError(f"{src}: no image files in this folder")
+            out += found
+        elif src.is_file():
+            out.append(src)
+        else:
+            raise FileNotFoundError(f"{src}: no such image or folder")
     return out
+
+
+def quick_detector_demo(
+    attack_manifest: PathLike,
+    bona_fide_paths: Sequence[PathLike],
+    out_dir: PathLike,
+    *,
+    detector: str = "lbp-svm",
+    train_variant: Optional[str] = "complete",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate a detector on a small attack set, subject-disjointly.
+
+    The identities are split in two (:func:`split_keeping_morphs`); the detector is trained
+    on one half's bona fide images and ``train_variant`` morphs, and evaluated on the other
+    half's bona fide images and morphs of every variant.
+
+    Args:
+        attack_manifest: an attack set (``manifest.jsonl`` or its folder).
+        bona_fide_paths: bona fide images, folders or list files (subject from the name).
+        out_dir: receives ``model/`` and ``report/`` (metrics.json, det.png, report.md/html).
+        detector: registered detector name.
+        train_variant: variant to train on (``None``: all).
+        seed: seed of the identity split.
+
+    Returns:
+        ``{"model": path, "report": path, "metrics": pooled metrics, "train_subjects",
+        "test_subjects"}``.
+    """
+    data = build_presentations(bona_fide_paths, [attack_manifest])
+    train_ids, test_ids = split_keeping_morphs(data, test_fraction=0.5, seed=seed)
+    train = data.restrict(train_ids)
+    if train_variant is not None:
+        kept = [it for it in train.items if it.label == 0 or it.species.split("/", 1)[-1] == train_variant]
+        train = PresentationSet(kept or train.items, train.skipped)
+    out = Path(out_dir)
+    train_detector(detector, train, out / "model", progress=progress)
+    res = evaluate_detector(out / "model", data.restrict(test_ids), out / "report", progress=progress,
+                            title=f"{detector}: quick subject-disjoint demo")
+    return {"model": out / "model", "report": out / "report" / "report.html", "metrics": res["metrics"],
+            "train_subjects": sorted(train_ids), "test_subjects": sorted(test_ids)}

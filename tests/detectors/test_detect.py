@@ -12,7 +12,6 @@ from morphlab.detect import (
     bona_fide_presentations,
     evaluate_detector,
     list_images,
-    parse_params,
     score_files,
     split_subjects,
     train_detector,
@@ -78,8 +77,6 @@ def test_presentations_from_lists_and_manifests(split_sample, sample_dir, tmp_pa
         list_images(bad, pattern=r"^(?P<subject>x\d+)")
     a, b = split_subjects([f"{i:03d}" for i in range(10)], test_fraction=0.3, seed=0)
     assert len(b) == 3 and not a & b and len(a | b) == 10
-    assert parse_params(["C=10", "grid=[2,2]", "system=dlib-resnet"]) == {
-        "C": 10, "grid": [2, 2], "system": "dlib-resnet"}
 
 
 def test_train_and_evaluate_subject_disjoint(split_sample, no_face_image, tmp_path):
@@ -145,3 +142,26 @@ def test_differential_embedding_diff_with_dlib_resnet(split_sample, tmp_path):
     assert rows[0]["decision"] in ("morph", "bona fide") and "live" in rows[0]
     with pytest.raises(ValueError, match="needs a live probe"):
         score_files(tmp_path / "dmad", [te["neutral"].read_text().split()[0]], progress=False)
+
+
+def test_split_keeping_morphs_and_quick_demo(sample_dir, tmp_path):
+    from morphlab.datasets.folder import load_folder
+    from morphlab.datasets.pairs import make_pairs, write_pairs
+    from morphlab.detect import build_presentations, quick_detector_demo, split_keeping_morphs
+    from morphlab.generators.runner import generate_attack_set
+
+    write_pairs(make_pairs(load_folder(sample_dir / "neutral"), per_subject=1, seed=3), tmp_path / "p.csv")
+    generate_attack_set(tmp_path / "p.csv", "landmark", {"variants": ["complete", "spliced"]},
+                        tmp_path / "attacks", image_format="jpg", quality=90, progress=False)
+    sources = [sample_dir / "neutral", sample_dir / "smiling"]
+    data = build_presentations(sources, [tmp_path / "attacks"])
+    train, test = split_keeping_morphs(data, seed=0)
+    assert not train & test and len(train) == len(test) == 6
+    # every morph's two contributors land on one side: nothing is lost
+    assert len(data.restrict(train)) + len(data.restrict(test)) == len(data)
+
+    res = quick_detector_demo(tmp_path / "attacks", sources, tmp_path / "demo", progress=False)
+    assert res["report"].is_file() and (res["model"] / "detector.json").is_file()
+    assert res["metrics"]["n_bona_fide"] == 12 and res["metrics"]["n_attack"] == 6
+    assert set(res["metrics"]["per species"]) == {"landmark/complete", "landmark/spliced"}
+    assert not set(res["train_subjects"]) & set(res["test_subjects"])
