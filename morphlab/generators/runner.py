@@ -308,9 +308,11 @@ def _wipe(out: Path) -> int:
     return n
 
 
-def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def _config_diff(
+    old: Mapping[str, Any], new: Mapping[str, Any], keys: Sequence[str] = CONFIG_KEYS
+) -> list[str]:
     diffs = []
-    for key in CONFIG_KEYS:
+    for key in keys:
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
@@ -325,8 +327,13 @@ def _config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return diffs
 
 
-def _prepare_out_dir(out: Path, config: dict, *, resume: bool, overwrite: bool) -> list[dict]:
-    """Create/check ``out``; write run.json; return the previous run's records to continue."""
+def _prepare_out_dir(
+    out: Path, config: dict, *, resume: bool, overwrite: bool, keys: Sequence[str] = CONFIG_KEYS
+) -> list[dict]:
+    """Create/check ``out``; write run.json; return the previous run's records to continue.
+
+    ``keys``: the run.json keys that must agree for a run to be continued.
+    """
     if out.exists() and not out.is_dir():
         raise RunConflictError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -358,7 +365,7 @@ def _prepare_out_dir(out: Path, config: dict, *, resume: bool, overwrite: bool) 
             _wipe(out)
         records: list[dict] = []
     else:
-        diffs = _config_diff(previous, config)
+        diffs = _config_diff(previous, config, keys)
         if overwrite:
             _wipe(out)
             records = []
@@ -704,3 +711,12 @@ def load_manifest(
         rec["path"] = str(f)
         out.append(rec)
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# the same folder rules for other writers of manifest folders (morphlab.postprocess)
+# ----------------------------------------------------------------------------------------
+prepare_out_dir = _prepare_out_dir
+read_manifest_lines = _read_lines
+verified_record = _verified
+dumps_record = _dumps
