@@ -50,9 +50,13 @@ switches to the LCM scheduler and is fused into the UNet; use it with few steps
 
 Usage::
 
-    morphlab generate pairs.csv -g arc2face --weights /models/arc2face \\
-        --param mode=encoded-slerp --param t=0.5 --param candidates=4 \\
-        --param device=cuda --param batch_size=8 -o attacks/arc2face
+    morphlab generate pairs.csv -g arc2face -o attacks/arc2face \\
+        --param weights=/models/arc2face --param mode=encoded-slerp --param t=0.5 \\
+        --param candidates=4 --param device=cuda --param batch_size=8
+
+    from morphlab.generators.base import Contributor, create_generator
+    gen = create_generator("arc2face", weights="/models/arc2face", device="cuda")
+    [morph] = gen.generate(Contributor("A", a_path), Contributor("B", b_path), seed=1)
 
 Provenance: :meth:`Arc2FaceGenerator.get_params` records, besides every parameter, each
 weight file's size and sha256. Hashing ~4.5 GB takes tens of seconds, so a digest is
