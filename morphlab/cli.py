@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import click
@@ -223,6 +224,16 @@ def generator_params(
 @click.option("--texture-alpha", type=float, default=None, help="Texture morphing factor.")
 @click.option("--variant", "variants", multiple=True,
               help="Output variant (repeatable), e.g. --variant complete --variant spliced.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="Weights folder of a model-based generator (arc2face: the Arc2Face release).")
+@click.option("--mode", default=None, help="Interpolation mode (arc2face: encoded-slerp, …).")
+@click.option("--t", "t", type=click.FloatRange(0, 1), default=None,
+              help="Morph factor in identity space (arc2face; 0 → subject A, 1 → subject B).")
+@click.option("--candidates", type=click.IntRange(min=1), default=None,
+              help="Candidates per pair; the one closest to both subjects is kept (arc2face).")
+@click.option("--device", default=None, help="Torch device, e.g. cpu, cuda, cuda:1.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Pairs per generator call (batched generators).")
 @click.option("--param", "extra", multiple=True, metavar="KEY=VALUE",
               help="Any generator parameter (repeatable); VALUE is parsed as JSON when it "
                    "can be (0.3, true, [1,2], \"text\"), else taken as text.")
@@ -246,7 +257,9 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
              shape_alpha: Optional[float], texture_alpha: Optional[float],
              variants: tuple[str, ...], extra: tuple[str, ...], jobs: int, seed: int,
              resume: bool, overwrite: bool, dataset_dir: Optional[str], image_format: str,
-             quality: int, no_progress: bool) -> None:
+             quality: int, no_progress: bool, weights: Optional[str], mode: Optional[str],
+             t: Optional[float], candidates: Optional[int], device: Optional[str],
+             batch_size: Optional[int]) -> None:
     """Morph every pair of PAIRS_CSV into OUT_DIR (resumable)."""
     from morphlab.generators.base import GENERATORS
     from morphlab.generators.runner import generate_attack_set
@@ -258,6 +271,18 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
         cls, alpha=alpha, shape_alpha=shape_alpha, texture_alpha=texture_alpha,
         variants=variants, extra=extra,
     )
+    shortcuts = {"weights": weights, "mode": mode, "t": t, "candidates": candidates,
+                 "device": device, "batch_size": batch_size}
+    for key, value in shortcuts.items():
+        if value is None:
+            continue
+        if not _accepts(cls, key):
+            raise click.BadParameter(f"generator {generator!r} has no parameter {key!r}",
+                                     param_hint=f"--{key.replace('_', '-')}")
+        if key in params:
+            raise click.BadParameter(f"{key!r} is also given with --param; give it once",
+                                     param_hint="--param")
+        params[key] = str(Path(value).resolve()) if key == "weights" else value
     summary = generate_attack_set(
         pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
         overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,

@@ -829,6 +829,7 @@ class Arc2FaceGenerator(Generator):
 
     name = "arc2face"
     version = "1"
+    runtime_params = frozenset({"batch_size", "channels_last", "fuse_qkv", "compile", "hash_weights"})
 
     def __init__(
         self,

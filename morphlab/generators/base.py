@@ -66,6 +66,9 @@ class Generator(ABC):
     version: ClassVar[str] = "0"
     #: How many pairs :meth:`generate_batch` likes to receive at once.
     batch_size: int = 1
+    #: Parameters that change speed, not the images (batch size, compilation …). They are
+    #: recorded in the manifest but a run may be resumed with other values.
+    runtime_params: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def get_params(self) -> dict[str, Any]:

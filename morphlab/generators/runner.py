@@ -489,12 +489,14 @@ def generate_attack_set(
     if not tags or bad or len(set(tags)) != len(tags):
         raise ValueError(f"generator {name!r}: output tags {tags!r} must be unique file-name-safe names")
     batch_size = max(1, int(getattr(gen, "batch_size", 1) or 1))
+    runtime = frozenset(getattr(cls, "runtime_params", frozenset()))
     config = {
         "format": "morphlab-attack-set",
         "format_version": 1,
         "generator": name,
         "generator_version": str(gen.version),
-        "params": full_params,
+        "params": {k: v for k, v in full_params.items() if k not in runtime},
+        "runtime_params": {k: v for k, v in full_params.items() if k in runtime},
         "run_seed": int(seed),
         "image_format": image_format,
         "jpeg_quality": int(quality) if image_format == "jpg" else None,

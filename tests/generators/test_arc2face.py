@@ -495,8 +495,8 @@ def test_cli_end_to_end(release, sample_dir, tmp_path):
         w.writerow(["0003", "006", "neutral/006_03.jpg", "007", "neutral/007_03.jpg"])
     out = tmp_path / "out"
     args = ["generate", str(pairs), "-g", "arc2face", "-o", str(out), "--dataset-dir", str(sample_dir),
-            "--param", f"weights={release}", "--param", "steps=2", "--param", "size=64",
-            "--param", "face_backend=file", "--param", "batch_size=2", "--param", "t=0.4",
+            "--weights", str(release), "--param", "steps=2", "--param", "size=64",
+            "--param", "face_backend=file", "--batch-size", "2", "--t", "0.4",
             "--no-progress"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
@@ -509,5 +509,10 @@ def test_cli_end_to_end(release, sample_dir, tmp_path):
         assert "arc2face/diffusion_pytorch_model.safetensors" in r["params"]["files"]
         assert read_image(out / r["file"]).shape == (SIZE, SIZE, 3)
     # resumable: a second run does nothing
+    # resumable: a second run does nothing, also with another batch size (a runtime param)
+    args[args.index("--batch-size") + 1] = "3"
     res = CliRunner().invoke(main, args + ["--resume"])
     assert res.exit_code == 0 and "3 already done" in res.output, res.output
+    # a parameter that changes the images is refused
+    res = CliRunner().invoke(main, [a if a != "0.4" else "0.6" for a in args])
+    assert res.exit_code != 0 and "params.t" in res.output
