@@ -140,7 +140,6 @@ def calibrate(
         msg = (f"{what}: only {imp.size} impostor comparisons to calibrate at FMR "
                f"{target_fmr:g}; about {need} are needed for a reliable threshold")
         warnings.warn(msg, UserWarning, stacklevel=2)
-        log.warning(msg)
     gen = _optional(genuine_scores)
     return OperatingPoint(
         threshold=thr,
