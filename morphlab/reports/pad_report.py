@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from morphlab.metrics.pad import STANDARD_APCER_LEVELS, det_curve
+from morphlab.metrics.pad import STANDARD_APCER_LEVELS, d_eer, det_curve
 from morphlab.reports.document import Document, Figure, Heading, Paragraph, Table, save_figure
 
 #: Tick positions of the DET axes (rates).
@@ -38,7 +38,8 @@ def plot_det(
 
     Args:
         curves: ``{label: (bona_fide_scores, attack_scores)}``, scores with higher = more
-            likely an attack.
+            likely an attack; each legend entry gets the curve's D-EER. Operating points
+            are joined as a staircase (``steps-post`` in increasing-threshold order).
         path: output PNG file.
         title: figure title.
 
@@ -53,7 +54,9 @@ def plot_det(
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
     for label, (bf, at) in curves.items():
         c = det_curve(bf, at)
-        ax.plot(_deviate(c.apcer), _deviate(c.bpcer), drawstyle="steps-post", label=label, lw=1.6)
+        eer = d_eer(bf, at)[0]
+        ax.plot(_deviate(c.apcer), _deviate(c.bpcer), drawstyle="steps-post", lw=1.6,
+                label=f"{label} (D-EER {100 * eer:.1f}%)")
     ticks = _deviate(np.array(DET_TICKS))
     labels = [f"{t * 100:g}" for t in DET_TICKS]
     lo, hi = _deviate(np.array(_LIMITS))
@@ -67,7 +70,7 @@ def plot_det(
     ax.set_ylabel("BPCER (%)")
     ax.set_title(title)
     ax.grid(True, color="0.9")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="best")
     return save_figure(fig, path)
 
 
