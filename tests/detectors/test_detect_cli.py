@@ -1,0 +1,54 @@
+"""`morphlab detect train|score|eval` on real sample morphs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from morphlab.cli import main
+
+pytest.importorskip("sklearn", reason="scikit-learn (morphlab[detect])")
+
+
+def test_detect_train_score_eval(split_sample, no_face_image, tmp_path):
+    tr, te = split_sample["train"], split_sample["test"]
+    cli = CliRunner()
+    model = tmp_path / "model"
+    r = cli.invoke(main, ["detect", "train", "-d", "freq-logreg", "-p", "C=0.5",
+                          "--bona-fide", str(tr["neutral"]), "--bona-fide", str(tr["smiling"]),
+                          "--attacks", str(tr["attacks"]), "--variant", "complete",
+                          "--crop-size", "96", "-o", str(model), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "trained freq-logreg on bona fide: 12, landmark/complete:" in r.output
+    assert json.loads((model / "detector.json").read_text())["params"]["C"] == 0.5
+
+    r = cli.invoke(main, ["detect", "score", str(model), str(no_face_image),
+                          str(te["attacks"]), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0].startswith("no face") and len(lines) == 1 + len(list(te["attacks"].glob("*.jpg")))
+    assert all(("morph" in ln or "bona fide" in ln) for ln in lines[1:])
+    r = cli.invoke(main, ["detect", "score", str(model), str(no_face_image), "-o",
+                          str(tmp_path / "s.csv"), "--no-progress"])
+    assert r.exit_code == 0 and (tmp_path / "s.csv").read_text().startswith("path,error")
+
+    report = tmp_path / "report"
+    args = ["detect", "eval", str(model), "--bona-fide", str(te["neutral"]), "--bona-fide",
+            str(te["smiling"]), "--attacks", str(te["attacks"]), "-o", str(report), "--no-progress"]
+    r = cli.invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "landmark/spliced" in r.output and (report / "report.html").is_file()
+
+    # the training identities as test data: a one-line error, unless allowed
+    overlap = ["detect", "eval", str(model), "--bona-fide", str(tr["neutral"]), "--attacks",
+               str(tr["attacks"]), "-o", str(tmp_path / "r2"), "--no-progress"]
+    r = cli.invoke(main, overlap)
+    assert r.exit_code == 1 and "Error: the test data share 6 identities" in r.output
+    r = cli.invoke(main, overlap + ["--allow-overlap"])
+    assert r.exit_code == 0 and "not subject-disjoint" in r.output
+
+    r = cli.invoke(main, ["detect", "train", "-d", "nope", "--bona-fide", str(tr["neutral"]),
+                          "--attacks", str(tr["attacks"]), "-o", str(tmp_path / "m2")])
+    assert r.exit_code == 1 and "unknown detector 'nope'" in r.output
