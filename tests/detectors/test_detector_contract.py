@@ -20,7 +20,7 @@ from morphlab.detectors.testing import auc, check_detector, make_synthetic_task
 
 #: Fast settings for the conformance kit (same code paths, less work).
 QUICK_PARAMS = {
-    "cnn": {"epochs": 4, "width": 8},
+    "cnn": {"epochs": 4, "width": 8, "input_size": 32},
     "embedding-diff": {"system": "lbph"},  # dlib-resnet runs on real photos in test_detect.py
 }
 BUILTINS = {"lbp-svm", "freq-logreg", "cnn", "embedding-diff"}
