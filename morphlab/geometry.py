@@ -10,23 +10,32 @@ linear interpolation, over the destination triangulation, of the per-point
 displacements ``src - dst``. So instead of warping every triangle separately (the
 LearnOpenCV recipe: crop, ``warpAffine``, mask, blend, per triangle), we
 
-1. rasterise a *label map* of the destination frame once (``cv2.fillConvexPoly`` writes
-   each triangle's index; a handful of milliseconds for a few hundred triangles),
+1. rasterise a *label map* of the destination frame (``cv2.fillConvexPoly`` writes each
+   triangle's index; a second pass with the triangles shrunk by OpenCV's half-pixel
+   rasterisation margin gives each pixel the triangle its centre lies in, see
+   ``_Raster``),
 2. look up each pixel's affine coefficients with three vectorised gathers and evaluate
    the displacement field with four array operations (:func:`interpolate_field`),
 3. sample the source with one ``cv2.remap`` (bilinear) per image.
 
 For a morph the two displacement fields are tied: with ``dst = (1 - s) a + s b`` the
-field of ``a`` is ``-s * F`` and that of ``b`` is ``(1 - s) * F`` where ``F`` interpolates
-``b - a`` (:func:`morph_maps`), so one field serves both images. Large frames are
-processed in horizontal bands in a few threads (NumPy and OpenCV release the GIL), which
-keeps the intermediate arrays in cache.
+field of ``a`` is ``-s F`` and that of ``b`` is ``(1 - s) F`` where ``F`` interpolates
+``b - a`` (:func:`morph`), so one field serves both images. Frames are processed in
+horizontal bands of ~100k pixels, in ``cv2.getNumThreads()`` threads (NumPy and OpenCV
+release the GIL), which keeps the intermediate arrays in cache. The bands depend on the
+frame width only, so results do not depend on the number of threads.
+
+Cost at 1350x1350 with ~380 triangles, one core: about 6 ms of rasterisation, 9 ms of
+field evaluation and 2 x 13 ms of ``cv2.remap`` (the floor); see
+``benchmarks/landmark_morph.py`` for the comparison with the per-triangle recipe.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Callable, Optional, Sequence, Union
@@ -41,8 +50,8 @@ Size = tuple[int, int]  # (width, height)
 
 #: Sub-pixel bits used when rasterising triangles (cv2 drawing ``shift``).
 _SHIFT = 4
-#: Rows per band when a frame is processed in bands.
-_BAND_ROWS = 64
+#: Pixels per band when a frame is processed in bands of rows (cache-sized arrays).
+_BAND_PIXELS = 96 * 1024
 
 
 # ----------------------------------------------------------------------------------------
@@ -326,8 +335,7 @@ def label_map(points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) ->
         ``(H, W)`` intp triangle indices; ``-1`` where no triangle covers the pixel.
     """
     r = _Raster(points, triangles, size)
-    return np.concatenate([r.labels(y, min(r.h, y + _BAND_ROWS), fill_holes=False)
-                           for y in range(0, r.h, _BAND_ROWS)])
+    return np.concatenate([r.labels(y0, y1, fill_holes=False) for y0, y1 in _bands(r.w, r.h)])
 
 
 def affine_coefficients(
@@ -348,18 +356,25 @@ def affine_coefficients(
     if vals.shape != pts.shape:
         raise ValueError(f"values must have the points' shape {pts.shape}, got {vals.shape}")
     tri = np.asarray(triangles)
-    m = np.concatenate([pts[tri], np.ones((len(tri), 3, 1))], axis=2)  # rows [x y 1]
-    v = vals[tri]
-    ok = np.abs(np.linalg.det(m)) > 1e-9
-    coef = np.empty((len(tri), 3, 2), dtype=np.float64)
-    if ok.any():
-        coef[ok] = np.linalg.solve(m[ok], v[ok])
-    for i in np.nonzero(~ok)[0]:
-        coef[i] = np.linalg.lstsq(m[i], v[i], rcond=None)[0]
+    p, v = pts[tri], vals[tri]  # (T, 3, 2)
+    # [a; b] solves [[x1-x0, y1-y0], [x2-x0, y2-y0]] [a; b] = [v1-v0; v2-v0]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    f1, f2 = v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    scale = np.maximum(np.abs(e1).max(axis=1), np.abs(e2).max(axis=1)) ** 2
+    ok = np.abs(det) > 1e-9 * np.maximum(scale, 1e-300)
+    inv = 1.0 / np.where(ok, det, 1.0)
+    coef = np.empty((len(tri), 3, vals.shape[1]), dtype=np.float64)
+    coef[:, 0] = (e2[:, 1, None] * f1 - e1[:, 1, None] * f2) * inv[:, None]
+    coef[:, 1] = (e1[:, 0, None] * f2 - e2[:, 0, None] * f1) * inv[:, None]
+    coef[:, 2] = v[:, 0] - coef[:, 0] * p[:, 0, :1] - coef[:, 1] * p[:, 0, 1:]
+    for i in np.nonzero(~ok)[0]:  # degenerate: least squares
+        m = np.concatenate([p[i], np.ones((3, 1))], axis=1)
+        coef[i] = np.linalg.lstsq(m, v[i], rcond=None)[0]
     return coef
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _grid_rows(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read-only ``(1, W, 2)`` ``(x, x)``, ``(H, 1, 1)`` ``y`` and ``(H, W, 2)`` ``(x, y)``."""
     xs = np.arange(w, dtype=np.float32)
@@ -380,17 +395,41 @@ def identity_map(size: Sequence[int]) -> np.ndarray:
     return _grid_rows(w, h)[2]
 
 
-def _run_bands(fn: Callable[[int, int], None], h: int, threads: Optional[int]) -> None:
-    """Call ``fn(y0, y1)`` for bands of rows covering ``0..h``, in ``threads`` threads."""
+def _band_rows(w: int) -> int:
+    """Rows per band: about ``_BAND_PIXELS`` pixels, so a band's arrays stay in cache."""
+    return max(16, _BAND_PIXELS // max(1, w))
+
+
+def _bands(w: int, h: int) -> list[tuple[int, int]]:
+    rows = _band_rows(w)
+    return [(y, min(h, y + rows)) for y in range(0, h, rows)]
+
+
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_key: tuple[int, int] = (0, 0)
+_pool_lock = threading.Lock()
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``n`` threads (re-created after a fork or for another n)."""
+    global _pool, _pool_key
+    with _pool_lock:
+        if _pool is None or _pool_key != (os.getpid(), n):
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="morphlab-geometry")
+            _pool_key = (os.getpid(), n)
+        return _pool
+
+
+def _run_bands(fn: Callable[[int, int], None], w: int, h: int, threads: Optional[int]) -> None:
+    """Call ``fn(y0, y1)`` for bands of rows covering the frame, in ``threads`` threads."""
     n = max(1, int(threads if threads is not None else cv2.getNumThreads()))
-    bands = [(y, min(h, y + _BAND_ROWS)) for y in range(0, h, _BAND_ROWS)]
+    bands = _bands(w, h)
     if n == 1 or len(bands) == 1:
         for y0, y1 in bands:
             fn(y0, y1)
         return
-    with ThreadPoolExecutor(max_workers=min(n, len(bands))) as ex:
-        for fut in [ex.submit(fn, y0, y1) for y0, y1 in bands]:
-            fut.result()
+    for fut in [_executor(n).submit(fn, y0, y1) for y0, y1 in bands]:
+        fut.result()
 
 
 class _Field:
@@ -450,7 +489,7 @@ def interpolate_field(
     def band(y0: int, y1: int) -> None:
         out[y0:y1] = field.rows(y0, y1)
 
-    _run_bands(band, field.h, threads)
+    _run_bands(band, field.w, field.h, threads)
     return out
 
 
@@ -625,7 +664,7 @@ def morph(
                        dst=None if wb is None else wb[y0:y1])
         blend(ra, rb, t, out=out[y0:y1])
 
-    _run_bands(band, size[1], threads)
+    _run_bands(band, size[0], size[1], threads)
     return (out, wa, wb) if return_warped else out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from scipy.ndimage import map_coordinates
 from scipy.spatial import Delaunay
 
 from morphlab import geometry as geo
