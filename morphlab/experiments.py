@@ -947,8 +947,13 @@ class _Run:
             train = PresentationSet([it for it in items if it.species in (BONA_FIDE_SPECIES, tr)])
             train = train.restrict(train_ids)
             model = out / "models" / tr.replace("/", "__")
-            summary = train_detector(d.detector, train, model, params=params,
-                                     backend=self.cfg.detection.backend, progress=self.progress)
+            try:
+                summary = train_detector(d.detector, train, model, params=params,
+                                         backend=self.cfg.detection.backend, progress=self.progress)
+            except ValueError as exc:  # e.g. no morph of that species among training identities
+                log.warning("detect/%s/%s: cannot train on %s: %s", p.name, d.name, tr, exc)
+                matrix.append([None] * len(species))
+                continue
             counts[tr] = {"train": summary["n_by_species"]}
             row = []
             for te in species:
