@@ -734,18 +734,24 @@ def _roi(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
 
 
 def match_colour(
-    image: np.ndarray, reference: np.ndarray, mask: np.ndarray, *, max_gain: float = 2.0
+    image: np.ndarray,
+    reference: np.ndarray,
+    mask: np.ndarray,
+    *,
+    apply_to: Optional[np.ndarray] = None,
+    max_gain: float = 2.0,
 ) -> np.ndarray:
     """Match ``image``'s colour statistics to ``reference``'s inside ``mask`` (Reinhard).
 
     In CIE L*a*b*, each channel of ``image`` is shifted and scaled so that its mean and
     standard deviation over the mask equal those of ``reference`` over the same mask.
-    Only the mask's bounding box is changed; the rest of ``image`` is returned as is.
 
     Args:
         image: RGB uint8 ``(H, W, 3)`` to adjust.
         reference: RGB uint8 ``(H, W, 3)`` whose colours to match.
         mask: ``(H, W)`` uint8, non-zero where the statistics are taken.
+        apply_to: ``(H, W)`` mask of where the correction is needed; only its bounding box
+            is converted and changed (default: the whole image).
         max_gain: the standard-deviation ratio is clipped to ``[1/max_gain, max_gain]``.
 
     Returns:
@@ -755,16 +761,21 @@ def match_colour(
         raise ValueError(
             f"image {image.shape}, reference {reference.shape} and mask {mask.shape} differ in size"
         )
+
+    def lab(img: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
     ys, xs = _roi(mask)
     sel = mask[ys, xs] > 0
-    lab_i = cv2.cvtColor(image[ys, xs].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    lab_r = cv2.cvtColor(reference[ys, xs].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    mi, si = lab_i[sel].mean(axis=0), lab_i[sel].std(axis=0)
-    mr, sr = lab_r[sel].mean(axis=0), lab_r[sel].std(axis=0)
-    gain = np.clip(sr / np.maximum(si, 1e-6), 1.0 / max_gain, max_gain).astype(np.float32)
-    lab_i = (lab_i - mi.astype(np.float32)) * gain + mr.astype(np.float32)
-    rgb = cv2.cvtColor(lab_i, cv2.COLOR_Lab2RGB)
+    lab_i, lab_r = lab(image[ys, xs])[sel], lab(reference[ys, xs])[sel]
+    mi, si = lab_i.mean(axis=0), lab_i.std(axis=0)
+    mr, sr = lab_r.mean(axis=0), lab_r.std(axis=0)
+    gain = np.clip(sr / np.maximum(si, 1e-6), 1.0 / max_gain, max_gain)
+    ys, xs = _roi(apply_to) if apply_to is not None else (slice(None), slice(None))
+    corrected = (lab(image[ys, xs]) - mi.astype(np.float32)) * gain.astype(np.float32) \
+        + mr.astype(np.float32)
     out = image.copy()
+    rgb = cv2.cvtColor(corrected, cv2.COLOR_Lab2RGB)
     out[ys, xs] = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
     return out
 

@@ -309,7 +309,8 @@ class LandmarkMorph(Generator):
         radius = max(1, int(round(self.feather * face_size)))
         face = morph_img
         if self.color_match:
-            face = geo.match_colour(morph_img, background, geo.erode_mask(mask, radius))
+            face = geo.match_colour(morph_img, background, geo.erode_mask(mask, radius),
+                                    apply_to=mask)
         if self.blend == "poisson":
             return geo.poisson_composite(face, background, geo.erode_mask(mask, radius))
         return geo.composite(face, background, geo.feather_mask(mask, radius))
