@@ -411,7 +411,12 @@ class Detector(ABC):
             raise ValueError(f"{path}: does not match {MODEL_JSON} (checksum differs)")
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        det = cls(**doc["params"])
+        try:
+            det = cls(**doc["params"])
+        except TypeError as exc:
+            raise ValueError(
+                f"{directory}: the saved parameters do not fit this version of {name!r} ({exc})"
+            ) from None
         det._set_state(doc["state"], arrays)
         det.threshold_ = float(doc["threshold"])
         det.n_train_ = doc.get("n_train")
@@ -500,6 +505,8 @@ def _json_default(o: Any) -> Any:
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, (Path, tuple, set)):
-        return str(o) if isinstance(o, Path) else list(o)
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

@@ -218,11 +218,17 @@ class CnnDetector(SingleImageDetector):
     # -- contract ---------------------------------------------------------------------
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
         torch = import_torch()
+        seed = 0 if self.random_state is None else int(self.random_state)
+        with torch.random.fork_rng(devices=[]):  # seed locally, leave the caller's RNG alone
+            torch.manual_seed(seed)
+            self.net_ = self._train(X, y, torch.Generator().manual_seed(seed))
+        return None  # training-mode scores differ (dropout, augmentation): rescore
+
+    def _train(self, X: np.ndarray, y: np.ndarray, gen):
+        """The trained network (eval mode); ``gen`` drives batch order and augmentation."""
+        torch = import_torch()
         from tqdm import tqdm
 
-        seed = 0 if self.random_state is None else int(self.random_state)
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
         net = build_network(self.arch, int(self.width), float(self.dropout))
         if self.init_weights:
             self._load_init(net)
@@ -252,9 +258,7 @@ class CnnDetector(SingleImageDetector):
                 opt.step()
                 total += float(loss.detach()) * len(idx)
             bar.set_postfix(loss=f"{total / n:.4f}")
-        net.eval()
-        self.net_ = net
-        return None  # training-mode scores differ (dropout, augmentation): rescore
+        return net.eval()
 
     def _decision_function(self, X: np.ndarray) -> np.ndarray:
         torch = import_torch()

@@ -195,3 +195,9 @@ def test_cnn_initialises_from_local_weights(tmp_path):
         CnnDetector(init_weights=str(tmp_path / "unrelated.npz"))._load_init(build_network("small"))
     with pytest.raises(FileNotFoundError):
         CnnDetector(init_weights=str(tmp_path / "missing.pth")).fit(*make_synthetic_task(n=8, size=32))
+    # training seeds its own RNG and leaves the caller's alone
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    CnnDetector(epochs=1, width=4, input_size=16).fit(*make_synthetic_task(n=8, size=16))
+    assert torch.equal(torch.rand(3), expected)
