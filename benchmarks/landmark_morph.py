@@ -168,7 +168,8 @@ def time_given(pairs, repeat):
         for _ in range(repeat):
             for m, fn in METHODS.items():
                 res[m] += _ms(lambda: fn(a, b, pa, pb), 1)
-    return {m: 1000 * statistics.median(v) for m, v in res.items()}, len(tri)
+    return ({m: (1000 * statistics.median(v), 1000 * min(v)) for m, v in res.items()},
+            len(tri))
 
 
 def time_with_landmarks(pairs, repeat):
@@ -183,7 +184,7 @@ def time_with_landmarks(pairs, repeat):
                     fa, fb = backend.landmarks(a), backend.landmarks(b)
                     fn(a, b, fa.landmarks, fb.landmarks)
                 res[m] += _ms(run, 1)
-    return {m: 1000 * statistics.median(v) for m, v in res.items()}
+    return {m: (1000 * statistics.median(v), 1000 * min(v)) for m, v in res.items()}
 
 
 _WORK: dict = {}
@@ -253,23 +254,31 @@ def main(argv=None) -> None:
     for size in args.sizes:
         pairs = load_pairs(args.pairs, size)
         given, n_tri = time_given(pairs, args.repeat)
-        incl = ({m: float("nan") for m in METHODS} if args.no_landmarks
+        incl = ({m: (float("nan"),) * 2 for m in METHODS} if args.no_landmarks
                 else time_with_landmarks(pairs, max(1, args.repeat // 2)))
         tput = throughput(pairs, args.jobs, n_morphs=max(4 * args.jobs, {1350: 24}.get(size, 60)))
         table.append((size, n_tri, given, incl, tput))
         qual.append((size, quality(pairs[0])))
 
     print()
+    print("ms/morph: median (best) over pairs x repeats; morphs/s: wall clock, all workers")
     hdr = f"{'size':>9}  {'method':<25} {'ms/morph, landmarks given':>26} " \
           f"{'ms/morph, + dlib landmarks':>27} {'morphs/s, -j ' + str(args.jobs):>15}"
     print(hdr)
     print("-" * len(hdr))
     ref, our = list(METHODS)
+
+    def cell(v, width):
+        return f"{f'{v[0]:.1f} ({v[1]:.1f})':>{width}}"
+
     for size, n_tri, given, incl, tput in table:
         for m in METHODS:
-            print(f"{size:>4}x{size:<4}  {m:<25} {given[m]:>26.1f} {incl[m]:>27.1f} {tput[m]:>15.1f}")
-        print(f"{'':>9}  {'speed-up':<25} {given[ref] / given[our]:>25.1f}x "
-              f"{incl[ref] / incl[our]:>26.1f}x {tput[our] / tput[ref]:>14.1f}x")
+            print(f"{size:>4}x{size:<4}  {m:<25} {cell(given[m], 26)} {cell(incl[m], 27)} "
+                  f"{tput[m]:>15.1f}")
+        print(f"{'':>9}  {'speed-up':<25} "
+              f"{cell((given[ref][0] / given[our][0], given[ref][1] / given[our][1]), 26)} "
+              f"{cell((incl[ref][0] / incl[our][0], incl[ref][1] / incl[our][1]), 27)} "
+              f"{tput[our] / tput[ref]:>15.1f}")
     print(f"({table[0][1]} triangles with the .tem landmarks; dlib's 68 points give ~140)")
     print()
     hdr = f"{'size':>9}  {'pair':<8} {'comparison':<22} {'PSNR dB':>8} {'PSNR face':>10} " \

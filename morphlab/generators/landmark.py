@@ -243,10 +243,8 @@ class LandmarkMorph(Generator):
         pa, pb = geo.with_boundary(la, size), geo.with_boundary(lb, size)
         dst = geo.average_points(pa, pb, self.shape_alpha)
         triangles = geo.triangulate(dst)
-        want_spliced = "spliced" in self.variants
         res = geo.morph(img_a, img_b, la, lb, shape_alpha=self.shape_alpha,
-                        texture_alpha=self.texture_alpha, triangles=triangles,
-                        return_warped=False)
+                        texture_alpha=self.texture_alpha, triangles=triangles)
         extra = {
             "landmarks": self.landmarks,
             "scheme": face_a.scheme,
@@ -256,7 +254,7 @@ class LandmarkMorph(Generator):
             "b_aligned_to_a": aligned,
         }
         outputs = {"complete": res}
-        if want_spliced:
+        if "spliced" in self.variants:
             outputs["spliced"] = self._splice(res, img_a, img_b, la, lb, face_a.scheme,
                                               dst[: len(la)], size)
         return [
