@@ -7,8 +7,8 @@ background. Two subsets are recognised (``subset="auto"`` picks the one present)
 ``200-14.jpg``; the four ``originalimages_part*`` archives may be unpacked into one folder
 or into sub-folders). The FEI documentation describes the 14 images as a head rotation
 from one profile to the other, frontal images with a neutral and with a smiling
-expression, and frontal images under changed illumination. morphlab's defaults follow the
-numbering used in FEI morphing studies:
+expression, and frontal images under changed illumination. morphlab's defaults assume this
+numbering (from the FEI web page as we read it; the release has no per-image labels):
 
 ======  ===============================================  =================
 image   content                                          default role
