@@ -12,6 +12,11 @@
     morphlab demo [-o DIR]
     morphlab map-score ATTACK_SET -p PROBES_DIR -o REPORT_DIR [--fr NAME[=MODEL] ...]
                    [--fmr F] [--threshold SYSTEM=VALUE ...] [--calibration DIR] [-j N]
+    morphlab detect train -d DETECTOR --bona-fide DIR_OR_LIST --attacks MANIFEST ... -o MODEL_DIR
+    morphlab detect score MODEL_DIR IMAGES ...
+    morphlab detect eval MODEL_DIR --bona-fide ... --attacks MANIFEST ... -o REPORT_DIR
+    morphlab postprocess IN_MANIFEST_OR_DIR -o OUT --op jpeg:q=75 --op print-scan ...
+    morphlab run experiments/NAME.yaml [-o OUT] [--set KEY=VALUE ...] [--check]
 
 Errors from the library (bad input, missing files, unknown names, unusable images or
 faces) end the command with ``Error: …`` and exit status 1; ``--debug`` shows the
@@ -25,6 +30,7 @@ import inspect
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -78,6 +84,13 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     if debug:
         level = min(level, logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one plain line on stderr (``--debug`` keeps Python's format)."""
+    click.echo(f"Warning: {message}", err=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -108,6 +121,9 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
 @click.option("--meta-gender-column", default=None,
               help="Metadata column holding the gender [default: the one named *gender/*sex].")
 @click.option("--no-recursive", is_flag=True, help="Do not look into sub-folders.")
+@click.option("--fr", "fr_system", default=None, metavar="SYSTEM[=MODEL]",
+              help="Face recognition system ranking similarity for --strategy similar "
+                   "[default: dlib-resnet].")
 @click.option("--loader", default="folder", show_default=True,
               help="Dataset loader: folder, frll, fei, onot; the dedicated ones know which "
                    "image of each subject is the enrolment image (see morphlab.datasets).")
@@ -117,8 +133,8 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
 def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
           n_pairs: Optional[int], seed: int, pattern: Optional[str], capture: Optional[str],
           metadata: Optional[str], meta_id_column: Optional[str],
-          meta_gender_column: Optional[str], no_recursive: bool, loader: str,
-          loader_params: tuple[str, ...]) -> None:
+          meta_gender_column: Optional[str], no_recursive: bool, fr_system: Optional[str],
+          loader: str, loader_params: tuple[str, ...]) -> None:
     """Choose contributor pairs from a folder of face images."""
     from morphlab.datasets.loaders import load_dataset
     from morphlab.datasets.pairs import make_pairs, write_pairs
@@ -131,10 +147,15 @@ def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
     }
     params = {k: v for k, v in given.items() if v is not None}
     params.update(parse_param(spec) for spec in loader_params)
+    options = {}
+    if fr_system is not None:
+        if strategy != "similar":
+            raise click.UsageError("--fr chooses the system of --strategy similar only")
+        options["system"] = fr_system
     dataset = load_dataset(loader, dataset_dir, **params)
     pairset = make_pairs(
         dataset, strategy=strategy, per_subject=per_subject, n_pairs=n_pairs, seed=seed,
-        capture=capture,
+        capture=capture, **options,
     )
     side = write_pairs(pairset, output)
     counts = pairset.protocol["counts"]
@@ -337,10 +358,16 @@ def list_components() -> None:
         width = max((len(e.name) for e in entries), default=0)
         for e in entries:
             click.echo(f"  {e.name:<{width}}  [{e.origin}]  {_summary_line(e.obj)}")
-    click.echo("pair strategies (morphlab pairs --strategy):")
-    width = max(len(n) for n in STRATEGIES)
-    for name in sorted(STRATEGIES):
-        click.echo(f"  {name:<{width}}  {_summary_line(STRATEGIES[name])}")
+    from morphlab.datasets.loaders import LOADERS
+    from morphlab.postprocess import OPS
+
+    for title, table in (("pair strategies (morphlab pairs --strategy)", STRATEGIES),
+                         ("dataset loaders (morphlab pairs --loader)", LOADERS),
+                         ("post-processing operators (morphlab postprocess --op)", OPS)):
+        click.echo(f"{title}:")
+        width = max(len(n) for n in table)
+        for name in sorted(table):
+            click.echo(f"  {name:<{width}}  {_summary_line(table[name])}")
 
 
 # ----------------------------------------------------------------------------------------

@@ -274,3 +274,25 @@ def test_landmark_end_to_end(sample_dir: Path, tmp_path: Path):
     res = invoke("generate", pairs, "-o", tmp_path / "j2", *args, "-j", 2)
     assert "2 generated, 1 failed" in res.output
     assert _snapshot(tmp_path / "j1") == _snapshot(tmp_path / "j2")
+
+
+def test_pairs_similar_with_chosen_system(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "pairs.csv"
+    args = ["pairs", str(sample_dir / "neutral"), "-o", str(out), "--strategy", "similar",
+            "--fr", "lbph", "--metadata", str(sample_dir / "london_info.csv"),
+            "--meta-id-column", "face_id", "--per-subject", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    side = json.loads((tmp_path / "pairs.csv.json").read_text())
+    assert side["protocol"] == "similar" and side["parameters"]["system"] == "lbph"
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == 6 and all(r.split(",")[-1] == r.split(",")[-2] for r in rows)  # same gender
+    res = CliRunner().invoke(main, args[:-2] + ["--strategy", "random"])
+    assert res.exit_code != 0 and "--fr" in res.output
+
+
+def test_list_shows_loaders_and_operators():
+    res = CliRunner().invoke(main, ["list"])
+    assert res.exit_code == 0, res.output
+    for name in ("frll", "fei", "onot", "print-scan", "jpeg", "landmark", "dlib-resnet", "lbp-svm"):
+        assert name in res.output
