@@ -101,7 +101,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
 
         det = quick_detector_demo(manifest, [sample / "neutral"], out / "detector",
                                   progress=progress)
-        summary.append(["detector", _det_line(det), "detector/report.html"])
+        summary.append(["detector", _det_line(det), "detector/report/report.html"])
 
     doc = Document("morphlab demo")
     doc.add(
