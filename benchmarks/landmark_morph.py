@@ -19,6 +19,10 @@ INTER_AREA):
   ``map_coordinates``), and of ours against the reference, on the whole frame and inside
   the face (landmark hull).
 
+The first morph in a process imports numba and compiles morphlab's rasterising kernel,
+or loads it from numba's on-disk cache after the first run on a machine; its time is
+printed (not included in the timings).
+
 Single-process timings use OpenCV's default thread count (morphlab's banded warp uses the
 same number of threads). The machine's load average is printed: other work running at
 the same time slows both methods.
@@ -216,6 +220,16 @@ def throughput(pairs, jobs, n_morphs):
     return out
 
 
+def first_call_s() -> float:
+    """Seconds of the first morph in this process (tiny images): numba import + JIT/cache load."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    pts = np.array([[10.0, 10.0], [20.0, 12.0], [15.0, 22.0]])
+    t = time.perf_counter()
+    geo.morph(img, img, pts, pts + 1.0)
+    return time.perf_counter() - t
+
+
 def _psnr(x, y, mask=None):
     d = (x.astype(np.float64) - y.astype(np.float64)) ** 2
     mse = d[mask].mean() if mask is not None else d.mean()
@@ -250,6 +264,8 @@ def main(argv=None) -> None:
     print(f"landmark morph benchmark: {args.pairs} same-gender FRLL pairs, alpha 0.5, "
           f"{args.repeat} repeats, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    print(f"first morph in this process (numba import + kernel compile or cache load): "
+          f"{first_call_s():.2f} s")
     table, qual = [], []
     for size in args.sizes:
         pairs = load_pairs(args.pairs, size)

@@ -10,31 +10,32 @@ linear interpolation, over the destination triangulation, of the per-point
 displacements ``src - dst``. So instead of warping every triangle separately (the
 LearnOpenCV recipe: crop, ``warpAffine``, mask, blend, per triangle), we
 
-1. rasterise a *label map* of the destination frame (``cv2.fillConvexPoly`` writes each
-   triangle's index; a second pass with the triangles shrunk by OpenCV's half-pixel
-   rasterisation margin gives each pixel the triangle its centre lies in, see
-   ``_Raster``),
-2. look up each pixel's affine coefficients with three vectorised gathers and evaluate
-   the displacement field with four array operations (:func:`interpolate_field`),
+1. scan-convert the destination triangulation row by row: each pixel gets the triangle
+   its centre lies in, exactly (shared edges are crossed at bit-identical positions),
+2. evaluate that triangle's affine displacement at the pixel, in the same pass, and
+   write the ``cv2.remap`` maps,
 3. sample the source with one ``cv2.remap`` (bilinear) per image.
+
+Steps 1-2 are one small loop compiled with numba (:func:`_band_kernel`; compiled on the
+first call on a machine, about 1 s, then loaded from numba's on-disk cache).
 
 For a morph the two displacement fields are tied: with ``dst = (1 - s) a + s b`` the
 field of ``a`` is ``-s F`` and that of ``b`` is ``(1 - s) F`` where ``F`` interpolates
 ``b - a`` (:func:`morph`), so one field serves both images. Frames are processed in
-horizontal bands of ~100k pixels, in ``cv2.getNumThreads()`` threads (NumPy and OpenCV
-release the GIL), which keeps the intermediate arrays in cache. The bands depend on the
-frame width only, so results do not depend on the number of threads.
+horizontal bands of ~100k pixels, in ``cv2.getNumThreads()`` threads (numba, NumPy and
+OpenCV release the GIL), which keeps the intermediate arrays in cache. The bands depend
+on the frame width only, so results do not depend on the number of threads.
 
-Cost at 1350x1350 with ~380 triangles, one core: about 6 ms of rasterisation, 9 ms of
-field evaluation and 2 x 13 ms of ``cv2.remap`` (the floor); see
-``benchmarks/landmark_morph.py`` for the comparison with the per-triangle recipe.
+Cost of :func:`morph` at 1350x1350 with ~380 triangles, one core: about 4 ms of
+rasterisation, 8 ms for the two maps, 2 x 14 ms of ``cv2.remap`` (the floor) and 1.5 ms
+of blending; see ``benchmarks/landmark_morph.py`` for the comparison with the
+per-triangle recipe.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -203,63 +204,100 @@ def triangle_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------
 # rasterisation and the displacement field
 # ----------------------------------------------------------------------------------------
-def _inset_triangles(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Triangles shrunk by OpenCV's rasterisation margin, and which ones survive.
+def _band_kernel(y0, edges, ylim, cent, lab, coef, wp, ka, kb, map_a, map_b, mode):
+    """Rasterise rows ``y0:y0 + len(lab)`` and, for a morph, write both warps' maps.
 
-    ``cv2.fillConvexPoly`` fills every pixel whose centre lies within half a pixel of the
-    polygon along the axis closest to the edge normal. Moving each edge inwards by that
-    margin (``0.5 * max(|n_x|, |n_y|)`` for a unit normal ``n``) gives a triangle whose
-    drawing covers the pixel centres inside the original one and none outside it (up to
-    the corners). Triangles too thin for that (inradius below the margin) are marked
-    False.
+    Plain Python, compiled once per machine by :func:`_kernel` (numba, cached on disk).
+
+    Rasterisation is exact: on row ``y``, the pixel centres inside triangle ``k`` are the
+    integers in the closed interval between the crossings of ``y`` with its edges. Each
+    edge is stored with its endpoints in a canonical order (``edges``), so two triangles
+    sharing an edge compute bit-identical crossings and no pixel centre falls between
+    them; a centre on a shared edge goes to the later triangle (the affine maps agree
+    there). Pixels outside every triangle get ``-1`` (``mode`` 0) or the triangle with
+    the nearest centroid (the other modes).
+
+    In ``mode`` 1 each pixel ``p = (x, y)`` of triangle ``k`` gets the value
+    ``F = (a_x x + b_x y + c_x, a_y x + b_y y + c_y)`` of its triangle's linear function,
+    and ``map_a = wp p + ka F`` (and ``map_b = wp p + kb F`` unless ``map_b`` is empty)
+    is written (float64 arithmetic, rounded once to float32).
 
     Args:
-        corners: ``(T, 3, 2)`` triangle vertices.
-
-    Returns:
-        ``(inset (T, 3, 2), ok (T,) bool)``.
+        y0: first row.
+        edges: ``(T, 3, 4)`` float64 ``(px, py, qx, qy)`` per edge, ``(py, px) <= (qy, qx)``.
+        ylim: ``(T, 2)`` float64 lowest and highest ``y`` of each triangle.
+        cent: ``(T, 2)`` float64 centroids.
+        lab: ``(n, W)`` intp, written: the triangle of each pixel.
+        coef: ``(T, 6)`` float64 ``[a_x, b_x, c_x, a_y, b_y, c_y]`` per triangle.
+        wp: 1.0 to add the pixel position to the maps (a ``cv2.remap`` map), or 0.0.
+        ka, kb: scales of ``F`` in ``map_a`` and ``map_b``.
+        map_a, map_b: ``(n, W, 2)`` float32 ``(x, y)``, written in ``mode`` 1;
+            ``map_b`` may be ``(0, 0, 2)``.
+        mode: 0 labels only, 1 labels (without holes) and maps.
     """
-    p = corners
-    centroid = p.mean(axis=1)
-    lines = []
-    for i in range(3):
-        a, b = p[:, i], p[:, (i + 1) % 3]
-        d = b - a
-        d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-        n = np.stack([-d[:, 1], d[:, 0]], axis=1)
-        n *= np.where(((centroid - a) * n).sum(axis=1) < 0, -1.0, 1.0)[:, None]  # inwards
-        margin = 0.5 * np.abs(n).max(axis=1)
-        lines.append((a + n * margin[:, None], d))
-    out = np.empty_like(p)
-    ok = np.ones(len(p), dtype=bool)
-    for i in range(3):  # vertex i joins edge i-1 and edge i
-        (p1, d1), (p2, d2) = lines[i - 1], lines[i]
-        den = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
-        ok &= np.abs(den) > 1e-12
-        t = ((p2[:, 0] - p1[:, 0]) * d2[:, 1] - (p2[:, 1] - p1[:, 1]) * d2[:, 0]) / np.where(ok, den, 1.0)
-        out[:, i] = p1 + d1 * t[:, None]
-    # an inset that inverted (thin triangle) has vertices outside the original
-    for i in range(3):
-        a, b = p[:, i], p[:, (i + 1) % 3]
-        side = (b[:, None, 0] - a[:, None, 0]) * (out[:, :, 1] - a[:, None, 1]) - (
-            b[:, None, 1] - a[:, None, 1]
-        ) * (out[:, :, 0] - a[:, None, 0])
-        ref = (b[:, 0] - a[:, 0]) * (centroid[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (centroid[:, 0] - a[:, 0])
-        ok &= ((side * ref[:, None]) >= 0).all(axis=1)
-    return out, ok
+    n, w = lab.shape
+    for r in range(n):
+        y = float(y0 + r)
+        row = lab[r]
+        row[:] = -1
+        for k in range(edges.shape[0]):
+            if y < ylim[k, 0] or y > ylim[k, 1]:
+                continue
+            xl, xr = np.inf, -np.inf
+            for e in range(3):
+                px, py, qx, qy = edges[k, e, 0], edges[k, e, 1], edges[k, e, 2], edges[k, e, 3]
+                if py <= y <= qy:
+                    if py == qy:
+                        xl, xr = min(xl, px), max(xr, qx)
+                    else:
+                        xc = px + (y - py) * (qx - px) / (qy - py)
+                        xl, xr = min(xl, xc), max(xr, xc)
+            if xl > xr:  # no edge crossed (cannot happen within ylim, but never cast inf)
+                continue
+            lo = int(np.ceil(max(xl, -1.0)))
+            hi = int(np.floor(min(xr, float(w))))
+            for x in range(max(lo, 0), min(hi, w - 1) + 1):
+                row[x] = k
+        if mode == 0:
+            continue
+        for x in range(w):
+            if row[x] < 0:
+                best, arg = np.inf, 0
+                for k in range(cent.shape[0]):
+                    d = (x - cent[k, 0]) ** 2 + (y - cent[k, 1]) ** 2
+                    if d < best:
+                        best, arg = d, k
+                row[x] = arg
+        for x in range(w):
+            k = row[x]
+            fx = coef[k, 0] * x + coef[k, 1] * y + coef[k, 2]
+            fy = coef[k, 3] * x + coef[k, 4] * y + coef[k, 5]
+            map_a[r, x, 0] = wp * x + ka * fx
+            map_a[r, x, 1] = wp * y + ka * fy
+            if len(map_b):
+                map_b[r, x, 0] = wp * x + kb * fx
+                map_b[r, x, 1] = wp * y + kb * fy
 
 
-class _Raster:
-    """Rasterises a triangulation band by band: which triangle each pixel centre is in.
+@lru_cache(maxsize=1)
+def _kernel() -> Callable:
+    """:func:`_band_kernel` compiled with numba (imported here: the import takes ~0.3 s).
 
-    Two passes of ``cv2.fillConvexPoly`` (sub-pixel precision): the triangles as they are,
-    which covers every pixel but, since OpenCV also fills pixels whose centre lies up to
-    half a pixel outside, gives some pixels along edges the neighbouring triangle; then
-    the triangles shrunk by that margin (:func:`_inset_triangles`), which relabels the
-    pixels whose centre lies inside. Left inexact are only pixels in the sharpest corners
-    and in triangles thinner than a pixel; there the affine map of a neighbour is used,
-    which is continuous with the right one across the shared edge (sub-pixel error).
+    ``cache=True`` stores the machine code beside this module (or in numba's user cache
+    directory), so only the first call on a machine compiles (about 1 s); ``nogil`` lets
+    the bands run in parallel threads.
     """
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_band_kernel)
+
+
+_NO_MAP = np.zeros((0, 0, 2), np.float32)
+_NO_COEF = np.zeros((0, 6), np.float64)
+
+
+class _Triangles:
+    """A triangulation prepared for rasterising by bands (see :func:`_band_kernel`)."""
 
     def __init__(self, points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) -> None:
         self.w, self.h = as_size(size)
@@ -268,63 +306,43 @@ class _Raster:
         if self.triangles.ndim != 2 or self.triangles.shape[1] != 3 or not len(self.triangles):
             raise ValueError(f"triangles must have shape (T, 3), got {self.triangles.shape}")
         corners = self.points[self.triangles]  # (T, 3, 2)
-        inset, ok = _inset_triangles(corners)
-        one = 1 << _SHIFT
-        self._fixed = np.round(corners * one).astype(np.int32)
-        self._inset = np.round(inset * one).astype(np.int32)
-        self._inset_ok = ok
-        self._ylo = np.floor(corners[:, :, 1].min(axis=1)) - 1
-        self._yhi = np.ceil(corners[:, :, 1].max(axis=1)) + 1
+        p, q = corners, np.roll(corners, -1, axis=1)  # edge i joins corner i and i + 1
+        swap = (p[..., 1] > q[..., 1]) | ((p[..., 1] == q[..., 1]) & (p[..., 0] > q[..., 0]))
+        lo, hi = np.where(swap[..., None], q, p), np.where(swap[..., None], p, q)
+        self.edges = np.ascontiguousarray(np.concatenate([lo, hi], axis=2))
+        self.ylim = np.ascontiguousarray(
+            np.stack([corners[..., 1].min(axis=1), corners[..., 1].max(axis=1)], axis=1))
+        self.cent = np.ascontiguousarray(corners.mean(axis=1))
+        self._kernel = _kernel()  # here, in the calling thread, not in the band threads
 
-    def labels(self, y0: int, y1: int, *, fill_holes: bool = True) -> np.ndarray:
-        """Triangle index of each pixel of rows ``y0:y1``: ``(y1 - y0, W)`` intp.
-
-        Pixels outside every triangle get the nearest triangle when ``fill_holes``
-        (a triangulation including :func:`boundary_points` leaves none), else ``-1``.
-        """
-        n = y1 - y0
-        sel = np.nonzero((self._yhi >= y0) & (self._ylo < y1))[0]
-        off = np.array([0, y0 << _SHIFT], dtype=np.int32)
-        outer, inner = self._fixed[sel] - off, self._inset[sel] - off
-        second = [(i, poly) for i, poly, ok in zip(sel.tolist(), inner, self._inset_ok[sel]) if ok]
-        if _INT64_PAIRS:
-            # (index, 0) in two int32 channels has the bytes of one int64 per pixel
-            lab2 = np.full((n, self.w, 2), -1, dtype=np.int32)
-            for i, poly in zip(sel.tolist(), outer):
-                cv2.fillConvexPoly(lab2, poly, (i, 0), lineType=cv2.LINE_8, shift=_SHIFT)
-            for i, poly in second:
-                cv2.fillConvexPoly(lab2, poly, (i, 0), lineType=cv2.LINE_8, shift=_SHIFT)
-            lab = lab2.view(np.int64)[:, :, 0]
-        else:  # pragma: no cover - 32-bit or big-endian platforms
-            lab32 = np.full((n, self.w), -1, dtype=np.int32)
-            for i, poly in list(zip(sel.tolist(), outer)) + second:
-                cv2.fillConvexPoly(lab32, poly, i, lineType=cv2.LINE_8, shift=_SHIFT)
-            lab = lab32.astype(np.intp)
-        if fill_holes and lab.min() < 0:
-            self._fill_holes(lab, y0)
+    def run(self, y0: int, y1: int, mode: int, coef: np.ndarray = _NO_COEF, wp: float = 0.0,
+            ka: float = 0.0, kb: float = 0.0, map_a: np.ndarray = _NO_MAP,
+            map_b: np.ndarray = _NO_MAP) -> np.ndarray:
+        """Call the kernel on rows ``y0:y1``; returns the ``(y1 - y0, W)`` intp labels."""
+        lab = np.empty((y1 - y0, self.w), np.intp)
+        self._kernel(y0, self.edges, self.ylim, self.cent, lab, coef, float(wp), float(ka), float(kb),
+                  map_a, map_b, mode)
         return lab
 
-    def _fill_holes(self, lab: np.ndarray, y0: int) -> None:
-        ys, xs = np.nonzero(lab < 0)
-        log.debug("%d pixels outside the triangulation; using the nearest triangle", len(ys))
-        cent = self.points[self.triangles].mean(axis=1)
-        q = np.stack([xs, ys + y0], axis=1).astype(np.float64)
-        best = np.empty(len(q), dtype=np.intp)
-        for k in range(0, len(q), 4096):  # bounded memory
-            dist = ((q[k:k + 4096, None, :] - cent[None, :, :]) ** 2).sum(-1)
-            best[k:k + 4096] = np.argmin(dist, axis=1)
-        lab[ys, xs] = best
+    def coefficients(self, values: np.ndarray) -> np.ndarray:
+        """``(T, 6)`` float64 linear functions interpolating ``(N, 2)`` ``values`` (kernel layout)."""
+        coef = affine_coefficients(self.points, values, self.triangles)  # (T, 3, 2)
+        return np.ascontiguousarray(coef.transpose(0, 2, 1).reshape(-1, 6))
 
-
-_INT64_PAIRS = sys.byteorder == "little" and np.dtype(np.intp).itemsize == 8
+    def field(self, values: np.ndarray, wp: float, threads: Optional[int]) -> np.ndarray:
+        """``wp p + F(p)`` at every pixel ``p``, ``F`` interpolating ``values``: ``(H, W, 2)`` float32."""
+        coef = self.coefficients(values)
+        out = np.empty((self.h, self.w, 2), np.float32)
+        _run_bands(lambda y0, y1: self.run(y0, y1, 1, coef, wp, 1.0, 0.0, out[y0:y1]),
+                   self.w, self.h, threads)
+        return out
 
 
 def label_map(points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Which triangle each pixel centre of the frame lies in.
 
-    Triangles are rasterised with ``cv2.fillConvexPoly`` (sub-pixel precision), then
-    pixels along edges are checked against their triangle (see ``_Raster``); a pixel
-    centre exactly on a shared edge may get either triangle (the affine maps agree there).
+    Exact scan conversion (see :func:`_band_kernel`): a pixel centre on an edge shared by
+    two triangles gets one of them (the affine maps agree there).
 
     Args:
         points: ``(N, 2)`` ``(x, y)`` vertices.
@@ -334,8 +352,8 @@ def label_map(points: np.ndarray, triangles: np.ndarray, size: Sequence[int]) ->
     Returns:
         ``(H, W)`` intp triangle indices; ``-1`` where no triangle covers the pixel.
     """
-    r = _Raster(points, triangles, size)
-    return np.concatenate([r.labels(y0, y1, fill_holes=False) for y0, y1 in _bands(r.w, r.h)])
+    tris = _Triangles(points, triangles, size)
+    return tris.run(0, tris.h, 0)
 
 
 def affine_coefficients(
@@ -375,24 +393,17 @@ def affine_coefficients(
 
 
 @lru_cache(maxsize=4)
-def _grid_rows(w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read-only ``(1, W, 2)`` ``(x, x)``, ``(H, 1, 1)`` ``y`` and ``(H, W, 2)`` ``(x, y)``."""
-    xs = np.arange(w, dtype=np.float32)
-    ys = np.arange(h, dtype=np.float32)
-    xrow = np.repeat(xs, 2).reshape(1, w, 2)
-    ycol = ys.reshape(h, 1, 1)
+def _identity(w: int, h: int) -> np.ndarray:
     xy = np.empty((h, w, 2), np.float32)
-    xy[..., 0] = xs[None, :]
-    xy[..., 1] = ys[:, None]
-    for arr in (xrow, ycol, xy):
-        arr.setflags(write=False)
-    return xrow, ycol, xy
+    xy[..., 0] = np.arange(w, dtype=np.float32)[None, :]
+    xy[..., 1] = np.arange(h, dtype=np.float32)[:, None]
+    xy.setflags(write=False)
+    return xy
 
 
 def identity_map(size: Sequence[int]) -> np.ndarray:
     """``(H, W, 2)`` float32 map of every pixel to itself (read-only, cached)."""
-    w, h = as_size(size)
-    return _grid_rows(w, h)[2]
+    return _identity(*as_size(size))
 
 
 def _band_rows(w: int) -> int:
@@ -432,36 +443,6 @@ def _run_bands(fn: Callable[[int, int], None], w: int, h: int, threads: Optional
         fut.result()
 
 
-class _Field:
-    """A piecewise-linear 2-vector field over a triangulated frame, evaluated by bands."""
-
-    def __init__(self, points: np.ndarray, values: np.ndarray, triangles: np.ndarray,
-                 size: Sequence[int]) -> None:
-        self.raster = _Raster(points, triangles, size)
-        self.w, self.h = self.raster.w, self.raster.h
-        coef = affine_coefficients(self.raster.points, values, self.raster.triangles)
-        # one complex64 per triangle and coefficient, (v_x + i v_y): a gather then yields
-        # interleaved (x, y) float32 pairs, the layout cv2.remap wants
-        self._tables = [
-            np.ascontiguousarray(coef[:, k, :].astype(np.float32)).view(np.complex64).ravel()
-            for k in range(3)
-        ]
-        self._xrow, self._ycol, _ = _grid_rows(self.w, self.h)
-
-    def rows(self, y0: int, y1: int) -> np.ndarray:
-        """The field on rows ``y0:y1``: ``(y1 - y0, W, 2)`` float32."""
-        lab = self.raster.labels(y0, y1)
-        shape = (y1 - y0, self.w, 2)
-        ta, tb, tc = self._tables
-        f = np.take(ta, lab).view(np.float32).reshape(shape)
-        f *= self._xrow
-        g = np.take(tb, lab).view(np.float32).reshape(shape)
-        g *= self._ycol[y0:y1]
-        f += g
-        f += np.take(tc, lab).view(np.float32).reshape(shape)
-        return f
-
-
 def interpolate_field(
     points: np.ndarray,
     values: np.ndarray,
@@ -483,14 +464,8 @@ def interpolate_field(
     Returns:
         ``(H, W, 2)`` float32: the piecewise-linear interpolant at each pixel centre.
     """
-    field = _Field(points, values, triangles, size)
-    out = np.empty((field.h, field.w, 2), np.float32)
-
-    def band(y0: int, y1: int) -> None:
-        out[y0:y1] = field.rows(y0, y1)
-
-    _run_bands(band, field.w, field.h, threads)
-    return out
+    vals = np.asarray(values, dtype=np.float64)
+    return _Triangles(points, triangles, size).field(vals, 0.0, threads)
 
 
 def warp_map(
@@ -516,9 +491,7 @@ def warp_map(
     src, dst = _as_points(src_points, "src_points"), _as_points(dst_points, "dst_points")
     if src.shape != dst.shape:
         raise ValueError(f"src and dst points differ in shape: {src.shape} vs {dst.shape}")
-    m = interpolate_field(dst, src - dst, triangles, size, threads=threads)
-    m += identity_map(size)
-    return m
+    return _Triangles(dst, triangles, size).field(src - dst, 1.0, threads)
 
 
 def remap(image: np.ndarray, map_xy: np.ndarray) -> np.ndarray:
@@ -646,22 +619,21 @@ def morph(
     dst = average_points(pa, pb, shape_alpha)
     if triangles is None:
         triangles = triangulate(dst)
-    field = _Field(dst, pb - pa, triangles, size)
     s, t = float(shape_alpha), float(texture_alpha)
-    xy = identity_map(size)
+    tris = _Triangles(dst, triangles, size)
+    coef = tris.coefficients(pb - pa)
     out = np.empty_like(image_a)
     wa = np.empty_like(image_a) if return_warped else None
     wb = np.empty_like(image_a) if return_warped else None
 
     def band(y0: int, y1: int) -> None:
-        f = field.rows(y0, y1)
-        m = np.empty_like(f)
-        cv2.scaleAdd(f, -s, xy[y0:y1], dst=m)
-        ra = cv2.remap(image_a, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-                       dst=None if wa is None else wa[y0:y1])
-        cv2.scaleAdd(f, 1.0 - s, xy[y0:y1], dst=m)
-        rb = cv2.remap(image_b, m, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
-                       dst=None if wb is None else wb[y0:y1])
+        map_a = np.empty((y1 - y0, size[0], 2), np.float32)
+        map_b = np.empty_like(map_a)
+        tris.run(y0, y1, 1, coef, 1.0, -s, 1.0 - s, map_a, map_b)
+        ra = cv2.remap(image_a, map_a, None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE, dst=None if wa is None else wa[y0:y1])
+        rb = cv2.remap(image_b, map_b, None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE, dst=None if wb is None else wb[y0:y1])
         blend(ra, rb, t, out=out[y0:y1])
 
     _run_bands(band, size[0], size[1], threads)

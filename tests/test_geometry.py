@@ -52,22 +52,34 @@ def test_triangles_cover_the_frame(pair):
     assert labels.shape == (SIZE, SIZE)
     assert labels.min() >= 0, "pixels without a triangle"
     assert labels.max() < len(tri)
-    # every pixel's triangle contains its centre, up to the rasteriser's edge rule (pixels
-    # touched by an edge are filled): then the centre is within a pixel of the triangle
+    # every pixel's triangle contains its centre (exact scan conversion): the centre is
+    # inside it or on its boundary, up to rounding
     ys, xs = np.mgrid[0:SIZE, 0:SIZE]
     q = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
     p = dst[tri[labels.ravel()]]  # (P, 3, 2) the assigned triangle's corners
-    dist = np.full(len(q), np.inf)
-    for i in range(3):
-        s0, s1 = p[:, i], p[:, (i + 1) % 3]
-        seg = s1 - s0
-        t = np.clip(((q - s0) * seg).sum(1) / (seg * seg).sum(1), 0.0, 1.0)
-        dist = np.minimum(dist, np.linalg.norm(q - (s0 + t[:, None] * seg), axis=1))
+    side = np.stack([(p[:, (i + 1) % 3, 0] - p[:, i, 0]) * (q[:, 1] - p[:, i, 1])
+                     - (p[:, (i + 1) % 3, 1] - p[:, i, 1]) * (q[:, 0] - p[:, i, 0])
+                     for i in range(3)], axis=1)  # counter-clockwise triangles: all >= 0
+    edge = np.linalg.norm(p - np.roll(p, -1, axis=1), axis=2)
+    assert (side / edge).min() > -1e-9
     own = Delaunay(dst).find_simplex(q)
     true_tri = np.sort(Delaunay(dst).simplices[own], axis=1)
-    inside = (np.sort(tri[labels.ravel()], axis=1) == true_tri).all(axis=1)
-    assert inside.mean() > 0.9
-    assert dist[~inside].max() <= 1.0
+    assert (np.sort(tri[labels.ravel()], axis=1) == true_tri).all(axis=1).mean() > 0.99
+
+
+def test_label_map_is_exact_and_leaves_uncovered_pixels():
+    pts = np.array([[3.3, 2.7], [35.6, 9.2], [12.1, 27.4]])  # one triangle, counter-clockwise
+    labels = geo.label_map(pts, np.array([[0, 1, 2]]), (40, 30))
+    ys, xs = np.mgrid[0:30, 0:40]
+    inside = np.ones((30, 40), bool)
+    for i in range(3):
+        (ax, ay), (bx, by) = pts[i], pts[(i + 1) % 3]
+        inside &= (bx - ax) * (ys - ay) - (by - ay) * (xs - ax) >= 0
+    assert 100 < inside.sum() < 40 * 30
+    np.testing.assert_array_equal(labels, np.where(inside, 0, -1))
+    # the field still covers the whole frame, with the nearest triangle's function
+    field = geo.interpolate_field(pts, pts * 2.0, np.array([[0, 1, 2]]), (40, 30))
+    np.testing.assert_allclose(field, 2.0 * np.stack([xs, ys], axis=2), atol=1e-4)
 
 
 def test_triangulate_is_deterministic_and_oriented(pair):
