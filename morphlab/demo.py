@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from morphlab.reports.document import Document, Heading, Link, Paragraph, Table
 from morphlab.sample import sample_dir
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
     from morphlab.datasets.pairs import make_pairs, write_pairs
     from morphlab.generators.runner import generate_attack_set
     from morphlab.reports.attack_set import write_attack_report
-    from morphlab.reports.document import Document, Heading, Paragraph, Table
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
     pairset = make_pairs(dataset, strategy="same-gender", per_subject=2, seed=0)
     pairs_csv = out / "pairs" / "pairs.csv"
     write_pairs(pairset, pairs_csv)
-    summary.append(["pairs", f"{len(pairset.pairs)} same-gender pairs", "pairs/pairs.csv"])
+    summary.append(["pairs", f"{len(pairset.pairs)} same-gender pairs", _link("pairs/pairs.csv")])
 
     # 2. morphs -----------------------------------------------------------------------
     run = generate_attack_set(
@@ -71,11 +71,11 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
         progress=progress,
     )
     manifest = out / "morphs" / "manifest.jsonl"
-    summary.append(["morphs", _run_line(run), "morphs/manifest.jsonl"])
+    summary.append(["morphs", _run_line(run), _link("morphs/manifest.jsonl")])
 
     # 3. attack-set report --------------------------------------------------------------
     write_attack_report(manifest, out / "attack_report", title="Demo attack set (landmark morphs)")
-    summary.append(["attack report", "contact sheet + summary", "attack_report/report.html"])
+    summary.append(["attack report", "contact sheet + summary", _link("attack_report/report.html")])
 
     # 4. MAP ----------------------------------------------------------------------------
     if "map" in steps:
@@ -93,7 +93,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
             target_fmr=0.01,
             progress=progress,
         )
-        summary.append(["MAP", _map_line(res), "map/report.html"])
+        summary.append(["MAP", _map_line(res), _link("map/report.html")])
 
     # 5. detector -----------------------------------------------------------------------
     if "detector" in steps:
@@ -101,7 +101,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
 
         det = quick_detector_demo(manifest, [sample / "neutral"], out / "detector",
                                   progress=progress)
-        summary.append(["detector", _det_line(det), "detector/report/report.html"])
+        summary.append(["detector", _det_line(det), _link("detector/report/report.html")])
 
     doc = Document("morphlab demo")
     doc.add(
@@ -116,6 +116,10 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
     doc.write(out, stem="index")
     log.info("demo written to %s", out)
     return out / "index.html"
+
+
+def _link(path: str) -> Link:
+    return Link(path, path)
 
 
 def _run_line(run: Any) -> str:

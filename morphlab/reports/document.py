@@ -45,13 +45,29 @@ class Code:
     text: str
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to another file of the report (relative ``href``)."""
+
+    text: str
+    href: str
+
+
 Block = Union[Heading, Paragraph, Table, Figure, Code]
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, Link):
+        return f"[{v.text}]({v.href})"
     return str(v)
+
+
+def _cell_html(v: Any) -> str:
+    if isinstance(v, Link):
+        return f'<a href="{html.escape(v.href)}">{html.escape(v.text)}</a>'
+    return html.escape(_fmt(v))
 
 
 _CSS = """
@@ -116,7 +132,7 @@ class Document:
                 cap = f"<caption>{e(b.caption)}</caption>" if b.caption else ""
                 head = "".join(f"<th>{e(str(c))}</th>" for c in b.columns)
                 body = "".join(
-                    "<tr>" + "".join(f"<td>{e(_fmt(v))}</td>" for v in r) + "</tr>" for r in b.rows
+                    "<tr>" + "".join(f"<td>{_cell_html(v)}</td>" for v in r) + "</tr>" for r in b.rows
                 )
                 out.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif isinstance(b, Figure):

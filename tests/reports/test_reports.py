@@ -48,3 +48,11 @@ def test_document_markdown_and_html(tmp_path: Path) -> None:
     h = html.read_text()
     assert "<h1>T &lt;1&gt;</h1>" in h and "a &amp; b" in h and '<img src="f.png"' in h
     assert "<td>0.1235</td>" in h and "<pre><code>x = 1</code></pre>" in h
+
+
+def test_document_links(tmp_path: Path) -> None:
+    from morphlab.reports.document import Link
+
+    md, html = Document("t").add(Table(["open"], [[Link("map", "map/report.html")]])).write(tmp_path)
+    assert "[map](map/report.html)" in md.read_text()
+    assert '<a href="map/report.html">map</a>' in html.read_text()
