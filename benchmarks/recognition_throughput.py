@@ -43,7 +43,6 @@ def main() -> None:
         os.environ[var] = str(len(cores))
 
     import cv2
-    import numpy as np
 
     from morphlab.face.cache import get_face
     from morphlab.io import read_image

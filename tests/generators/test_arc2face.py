@@ -417,7 +417,7 @@ def test_malformed_files(release, tmp_path):
     with pytest.raises(A.Arc2FaceWeightsError) as err:
         A.check_weights(copy)
     msg = str(err.value)
-    assert f"[MALFORMED: not valid JSON" in msg and f"[MALFORMED: not a safetensors file" in msg
+    assert "[MALFORMED: not valid JSON" in msg and "[MALFORMED: not a safetensors file" in msg
     _check_listing(msg)
 
 
