@@ -82,8 +82,8 @@ from morphlab.generators.runner import (
     RUN_NAME,
     dumps_record,
     load_manifest,
+    manifest_records,
     prepare_out_dir,
-    read_manifest_lines,
     verified_record,
 )
 from morphlab.io import (
@@ -741,7 +741,7 @@ def postprocess_set(
 
     # complete: everything in source order, then the source's failed lines carried over
     order = {str(it.src): i for i, it in enumerate(items)}
-    recs = [json.loads(t) for _, t in read_manifest_lines(manifest)]
+    recs = [rec for _, rec in manifest_records(manifest)]
     recs.sort(key=lambda r: order.get(str(_last_source(r)), len(order)))
     recs += carried
     atomic_write_text(manifest, "".join(dumps_record(r) + "\n" for r in recs))
@@ -773,14 +773,7 @@ def load_set(path: PathLike, *, include_failed: bool = False) -> list[dict]:
     if not (run.get("format") == SET_FORMAT and run.get("input_kind") == IMAGES):
         return load_manifest(manifest, include_failed=include_failed)
     out = []
-    for num, text in read_manifest_lines(manifest):
-        where = f"{manifest}, line {num}"
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(rec, dict) or rec.get("status") not in ("ok", "failed"):
-            raise ValueError(f"{where}: expected a JSON object with status 'ok' or 'failed'")
+    for where, rec in manifest_records(manifest):
         if rec["status"] == "failed":
             if include_failed:
                 out.append(rec)

@@ -277,6 +277,29 @@ def _read_lines(manifest: Path) -> list[tuple[int, str]]:
     return out
 
 
+def manifest_records(manifest: Path) -> list[tuple[str, dict]]:
+    """The manifest's lines as ``(where, record)``, each a JSON object with a known status.
+
+    ``where`` ("FILE, line N") is for error messages. Raises ``ValueError`` naming the
+    manifest and line for invalid JSON, a non-object, or a status other than ok/failed.
+    """
+    out = []
+    for num, text in _read_lines(manifest):
+        where = f"{manifest}, line {num}"
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc})") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        if rec.get("status") not in ("ok", "failed"):
+            raise ValueError(
+                f"{where}: status must be 'ok' or 'failed', got {rec.get('status')!r}"
+            )
+        out.append((where, rec))
+    return out
+
+
 def _parse_loose(manifest: Path) -> list[dict]:
     recs = []
     for num, text in _read_lines(manifest):
@@ -684,17 +707,8 @@ def load_manifest(
         raise FileNotFoundError(f"{p}: manifest not found")
     folder = p.parent.resolve()
     out = []
-    for num, text in _read_lines(p):
-        where = f"{p}, line {num}"
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object")
-        status = rec.get("status")
-        if status not in ("ok", "failed"):
-            raise ValueError(f"{where}: status must be 'ok' or 'failed', got {status!r}")
+    for where, rec in manifest_records(p):
+        status = rec["status"]
         required = _OK_KEYS if status == "ok" else _FAILED_KEYS
         missing = [k for k in required if k not in rec]
         if missing:
@@ -719,6 +733,5 @@ def load_manifest(
 # the same folder rules for other writers of manifest folders (morphlab.postprocess)
 # ----------------------------------------------------------------------------------------
 prepare_out_dir = _prepare_out_dir
-read_manifest_lines = _read_lines
 verified_record = _verified
 dumps_record = _dumps
