@@ -121,6 +121,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--meta-gender-column", default=None,
               help="Metadata column holding the gender [default: the one named *gender/*sex].")
 @click.option("--no-recursive", is_flag=True, help="Do not look into sub-folders.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing pairs file made with other settings.")
 @click.option("--fr", "fr_system", default=None, metavar="SYSTEM[=MODEL]",
               help="Face recognition system ranking similarity for --strategy similar "
                    "[default: dlib-resnet].")
@@ -133,7 +135,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
           n_pairs: Optional[int], seed: int, pattern: Optional[str], capture: Optional[str],
           metadata: Optional[str], meta_id_column: Optional[str],
-          meta_gender_column: Optional[str], no_recursive: bool, fr_system: Optional[str],
+          meta_gender_column: Optional[str], no_recursive: bool, overwrite: bool,
+          fr_system: Optional[str],
           loader: str, loader_params: tuple[str, ...]) -> None:
     """Choose contributor pairs from a folder of face images."""
     from morphlab.datasets.loaders import load_dataset
@@ -157,12 +160,32 @@ def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
         dataset, strategy=strategy, per_subject=per_subject, n_pairs=n_pairs, seed=seed,
         capture=capture, **options,
     )
+    _refuse_other_pairs(Path(output), pairset.protocol, overwrite)
     side = write_pairs(pairset, output)
     counts = pairset.protocol["counts"]
     click.echo(
         f"wrote {counts['pairs']} pairs ({counts['subjects_used']} of {counts['subjects']} "
         f"subjects, strategy {strategy}, seed {seed}) to {output}; protocol in {side}"
     )
+
+
+def _refuse_other_pairs(output: Path, protocol: dict, overwrite: bool) -> None:
+    """An existing pairs file is only replaced by the same protocol (same bytes) or on request."""
+    from morphlab.datasets.pairs import sidecar_path
+
+    if overwrite or not output.exists():
+        return
+    side = sidecar_path(output)
+    try:
+        same = json.loads(side.read_text(encoding="utf-8")) == json.loads(json.dumps(protocol))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise click.ClickException(
+            f"{output} already exists and was made with other settings (or has no protocol "
+            f"file {side.name}); attack sets made from it would no longer match. Choose "
+            "another -o or pass --overwrite."
+        )
 
 
 # ----------------------------------------------------------------------------------------

@@ -296,3 +296,19 @@ def test_list_shows_loaders_and_operators():
     assert res.exit_code == 0, res.output
     for name in ("frll", "fei", "onot", "print-scan", "jpeg", "landmark", "dlib-resnet", "lbp-svm"):
         assert name in res.output
+
+
+def test_pairs_file_is_not_silently_replaced(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "pairs.csv"
+    base = ["pairs", str(sample_dir / "neutral"), "-o", str(out)]
+    assert CliRunner().invoke(main, base + ["--seed", "1"]).exit_code == 0
+    before = out.read_bytes()
+    # the same settings again: allowed (same bytes)
+    assert CliRunner().invoke(main, base + ["--seed", "1"]).exit_code == 0
+    assert out.read_bytes() == before
+    # other settings: refused, file untouched
+    res = CliRunner().invoke(main, base + ["--seed", "2"])
+    assert res.exit_code != 0 and "--overwrite" in res.output
+    assert out.read_bytes() == before
+    res = CliRunner().invoke(main, base + ["--seed", "2", "--overwrite"])
+    assert res.exit_code == 0 and out.read_bytes() != before
