@@ -1,0 +1,103 @@
+"""The ``morphlab`` command line: thin click commands over the library.
+
+::
+
+    morphlab pairs DATASET_DIR -o pairs.csv [--strategy random|same-gender] [--per-subject N]
+                   [--n-pairs N] [--seed S] [--pattern REGEX] [--capture LABEL]
+                   [--metadata CSV --meta-id-column C --meta-gender-column C]
+    morphlab generate PAIRS_CSV -g landmark -o OUT_DIR [--alpha A] [--shape-alpha A]
+                   [--texture-alpha A] [--variant V ...] [--param KEY=VALUE ...] [-j N]
+                   [--seed S] [--resume | --overwrite] [--dataset-dir DIR] [--format png|jpg]
+    morphlab list
+    morphlab demo [-o DIR]
+    morphlab map-score ATTACK_SET -p PROBES_DIR -o REPORT_DIR [--fr NAME[=MODEL] ...]
+                   [--fmr F] [--threshold SYSTEM=VALUE ...] [--calibration DIR] [-j N]
+    morphlab detect train -d DETECTOR --bona-fide DIR_OR_LIST --attacks MANIFEST ... -o MODEL_DIR
+    morphlab detect score MODEL_DIR IMAGES ...
+    morphlab detect eval MODEL_DIR --bona-fide ... --attacks MANIFEST ... -o REPORT_DIR
+    morphlab postprocess IN_MANIFEST_OR_DIR -o OUT --op jpeg:q=75 --op print-scan ...
+    morphlab run experiments/NAME.yaml [-o OUT] [--set KEY=VALUE ...] [--check]
+
+Errors from the library (bad input, missing files, unknown names, unusable images or
+faces) end the command with ``Error: …`` and exit status 1; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from morphlab import __version__
+
+log = logging.getLogger(__name__)
+
+#: Library errors shown as a one-line message (FaceError, ImageError and PairsError are
+#: ValueErrors; FileNotFoundError is an OSError).
+_USER_ERRORS = (ValueError, KeyError, OSError)
+
+#: Modules whose Registry objects ``morphlab list`` shows (missing modules are skipped).
+_REGISTRY_MODULES = (
+    "morphlab.generators.base",
+    "morphlab.face.base",
+    "morphlab.recognition.base",
+    "morphlab.detectors.base",
+)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+class _Group(click.Group):
+    """Turns library errors into ``Error: message`` (exit 1) unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _USER_ERRORS as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            raise click.ClickException(_message(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="morphlab")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """morphlab: make, detect and measure face morphing attacks."""
+    ctx.obj = {"debug": debug}
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if debug:
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one plain line on stderr (``--debug`` keeps Python's format)."""
+    click.echo(f"Warning: {message}", err=True)
+
+
+
+
+# The commands live one group per file; importing them registers them on ``main``.
+from morphlab.cli import pairs as _pairs  # noqa: E402,F401
+from morphlab.cli import generate as _generate  # noqa: E402,F401
+from morphlab.cli import info as _info  # noqa: E402,F401
+from morphlab.cli import mapscore as _mapscore  # noqa: E402,F401
+from morphlab.cli import run as _run  # noqa: E402,F401
+from morphlab.cli import detect as _detect  # noqa: E402,F401
+from morphlab.cli.generate import generator_params, parse_param  # noqa: E402,F401
+
+if __name__ == "__main__":  # python -m morphlab.cli
+    sys.exit(main())

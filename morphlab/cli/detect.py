@@ -1,0 +1,129 @@
+"""``morphlab detect train|score|eval``."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from morphlab.cli import main
+from morphlab.cli.generate import parse_param
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------
+# detect
+# ----------------------------------------------------------------------------------------
+def _presentation_options(f):
+    """--bona-fide/--attacks/--live/--variant/--pattern/--contributors, shared by train and eval."""
+    options = [
+        click.option("--bona-fide", "bona_fide", multiple=True, required=True,
+                     type=click.Path(exists=True), metavar="DIR_OR_LIST",
+                     help="Bona fide images: a folder, a list file (one path per line) or an "
+                          "image; repeatable. Subject ids come from the file names (--pattern)."),
+        click.option("--attacks", multiple=True, required=True, type=click.Path(exists=True),
+                     metavar="MANIFEST", help="Attack set (manifest.jsonl or its folder); repeatable."),
+        click.option("--live", multiple=True, type=click.Path(exists=True), metavar="DIR_OR_LIST",
+                     help="D-MAD: trusted live probes of the subjects (e.g. FRLL smiling/); repeatable."),
+        click.option("--variant", "variants", multiple=True,
+                     help="Use only morphs of this variant (e.g. complete); repeatable [default: all]."),
+        click.option("--pattern", default=None,
+                     help="Regex with a named group 'subject' matched against file names without "
+                          "suffix [default: subject before the first '_' or '-']."),
+        click.option("--contributors", type=click.Choice(["a", "b", "both"]), default="both",
+                     show_default=True, help="D-MAD: pair each morph with the live probe of "
+                                             "subject A, subject B or both."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _presentations(bona_fide, attacks, live, variants, pattern, contributors):
+    from morphlab.detect import build_presentations
+
+    return build_presentations(bona_fide, attacks, live=live, variants=list(variants) or None,
+                               pattern=pattern, contributors=contributors)
+
+
+@main.group()
+def detect() -> None:
+    """Morphing attack detectors: train, score, evaluate (`morphlab list` shows them)."""
+
+
+@detect.command(name="train")
+@click.option("-d", "--detector", required=True, help="Registered detector name, e.g. lbp-svm.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Detector hyper-parameter, repeatable (VALUE parsed as JSON when it can be).")
+@_presentation_options
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Model folder to write.")
+@click.option("--backend", default="dlib", show_default=True, help="Face backend for alignment.")
+@click.option("--crop-size", type=click.IntRange(min=16), default=None,
+              help="Aligned crop side in pixels [default: the detector's].")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, contributors,
+                 out_dir, backend, crop_size, no_progress) -> None:
+    """Train a detector on bona fide images and attack sets; save it to OUT_DIR."""
+    from morphlab.detect import train_detector
+
+    data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
+    s = train_detector(detector, data, out_dir, params=dict(parse_param(p) for p in params),
+                       backend=backend, crop_size=crop_size, progress=not no_progress)
+    counts = ", ".join(f"{k}: {v}" for k, v in s["n_by_species"].items())
+    click.echo(f"trained {detector} on {counts} ({len(s['subjects'])} identities) in "
+               f"{s['fit_seconds']:.1f} s; model in {out_dir}")
+    if s["n_no_face"] or s["n_skipped"]:
+        click.echo(f"  left out: {s['n_no_face']} without a detectable face, {s['n_skipped']} "
+                   "other (see detector.json)")
+
+
+@detect.command(name="score")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--live", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="D-MAD: the live probe, once for all images or once per image (in order).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the scores as CSV here [default: print them].")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def detect_score(model_dir, images, live, output, no_progress) -> None:
+    """Score IMAGES (files or folders) with a trained model: higher = more likely a morph."""
+    from morphlab.detect import expand_images, rows_to_csv, score_files
+    from morphlab.io import atomic_write_text
+
+    rows = score_files(model_dir, expand_images(images), live=list(live) or None,
+                       progress=not no_progress)
+    if output:
+        atomic_write_text(output, rows_to_csv(rows))
+        click.echo(f"{len(rows)} scores written to {output}")
+    else:
+        for r in rows:
+            verdict = f"{r['score']:+.4f}  {r['decision']:<9}" if "score" in r else f"{'no face':<19}"
+            click.echo(f"{verdict}  {r['path']}")
+
+
+@detect.command(name="eval")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@_presentation_options
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Report folder: metrics.json, scores.csv, det.png, report.md/html.")
+@click.option("--allow-overlap", is_flag=True,
+              help="Evaluate even if test identities were seen in training (the report says so).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contributors, out_dir,
+                allow_overlap, no_progress) -> None:
+    """Evaluate a model on a subject-disjoint test set (ISO/IEC 30107-3 metrics)."""
+    from morphlab.detect import evaluate_detector
+
+    data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
+    res = evaluate_detector(model_dir, data, out_dir, allow_overlap=allow_overlap,
+                            progress=not no_progress)
+    m = res["metrics"]
+    click.echo(f"{m['n_bona_fide']} bona fide, {m['n_attack']} attacks: D-EER {100 * m['D-EER']:.2f}%, "
+               f"BPCER@APCER=10% {100 * m['BPCER@APCER=10%']:.2f}%")
+    for sp, v in (m.get("per species") or {}).items():
+        click.echo(f"  {sp} ({v['n']}): D-EER {100 * v['D-EER']:.2f}%, "
+                   f"BPCER@APCER=10% {100 * v['BPCER@APCER=10%']:.2f}%")
+    for note in res["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo(f"report in {out_dir}/report.html")

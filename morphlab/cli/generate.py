@@ -1,0 +1,169 @@
+"""``morphlab generate``: morph attack sets from a pairs file."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from morphlab.cli import main
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------------------
+def parse_param(spec: str) -> tuple[str, Any]:
+    """``"key=value"`` → ``(key, value)``; the value is parsed as JSON when it can be."""
+    key, sep, raw = spec.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"{spec!r}: expected KEY=VALUE", param_hint="--param")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _accepts(cls: type, name: str) -> bool:
+    try:
+        sig = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return True
+    return name in sig.parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()
+    )
+
+
+def generator_params(
+    cls: type,
+    *,
+    alpha: Optional[float] = None,
+    shape_alpha: Optional[float] = None,
+    texture_alpha: Optional[float] = None,
+    variants: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The generator parameters the user gave (only those: defaults stay the generator's).
+
+    ``--alpha`` sets ``alpha`` when the generator has it, else both ``shape_alpha`` and
+    ``texture_alpha`` (unless given separately); ``--variant`` sets ``variants`` (a list)
+    or, for a generator with a single ``variant`` parameter, that one.
+    """
+    params: dict[str, Any] = {}
+    if alpha is not None:
+        if _accepts(cls, "alpha") or not _accepts(cls, "shape_alpha"):
+            params["alpha"] = alpha
+        else:
+            params["shape_alpha"] = alpha
+            params["texture_alpha"] = alpha
+    if shape_alpha is not None:
+        params["shape_alpha"] = shape_alpha
+    if texture_alpha is not None:
+        params["texture_alpha"] = texture_alpha
+    if variants:
+        if not _accepts(cls, "variants") and _accepts(cls, "variant") and len(variants) == 1:
+            params["variant"] = variants[0]
+        else:
+            params["variants"] = list(variants)
+    given = set(params)
+    for spec in extra:
+        key, value = parse_param(spec)
+        if key in given:
+            raise click.BadParameter(
+                f"{key!r} is also set by a convenience option; give it once", param_hint="--param"
+            )
+        params[key] = value
+        given.add(key)
+    return params
+
+
+@main.command()
+@click.argument("pairs_csv", type=click.Path(dir_okay=False, exists=True))
+@click.option("-g", "--generator", default="landmark", show_default=True,
+              help="Generator name (see `morphlab list`).")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder for the morphs, manifest.jsonl and run.json.")
+@click.option("--alpha", type=float, default=None, help="Morphing factor (shape and texture).")
+@click.option("--shape-alpha", type=float, default=None, help="Shape morphing factor.")
+@click.option("--texture-alpha", type=float, default=None, help="Texture morphing factor.")
+@click.option("--variant", "variants", multiple=True,
+              help="Output variant (repeatable), e.g. --variant complete --variant spliced.")
+@click.option("--weights", type=click.Path(exists=True), default=None,
+              help="Weights folder of a model-based generator (arc2face: the Arc2Face release).")
+@click.option("--mode", default=None, help="Interpolation mode (arc2face: encoded-slerp, …).")
+@click.option("--t", "t", type=click.FloatRange(0, 1), default=None,
+              help="Morph factor in identity space (arc2face; 0 → subject A, 1 → subject B).")
+@click.option("--candidates", type=click.IntRange(min=1), default=None,
+              help="Candidates per pair; the one closest to both subjects is kept (arc2face).")
+@click.option("--device", default=None, help="Torch device, e.g. cpu, cuda, cuda:1.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Pairs per generator call (batched generators).")
+@click.option("--param", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Any generator parameter (repeatable); VALUE is parsed as JSON when it "
+                   "can be (0.3, true, [1,2], \"text\"), else taken as text.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Run seed (each pair's seed derives from it and the pair id).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in OUT_DIR; refused if its configuration differs.")
+@click.option("--overwrite", is_flag=True,
+              help="Delete the previous run in OUT_DIR (the files its manifest lists) first.")
+@click.option("--dataset-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Folder the pairs' image paths are relative to [default: from the "
+                   "pairs file's .json sidecar, else the pairs file's folder].")
+@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png",
+              show_default=True, help="Image format of the morphs.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality (with --format jpg).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float],
+             shape_alpha: Optional[float], texture_alpha: Optional[float],
+             variants: tuple[str, ...], extra: tuple[str, ...], jobs: int, seed: int,
+             resume: bool, overwrite: bool, dataset_dir: Optional[str], image_format: str,
+             quality: int, no_progress: bool, weights: Optional[str], mode: Optional[str],
+             t: Optional[float], candidates: Optional[int], device: Optional[str],
+             batch_size: Optional[int]) -> None:
+    """Morph every pair of PAIRS_CSV into OUT_DIR (resumable)."""
+    from morphlab.generators.base import GENERATORS
+    from morphlab.generators.runner import generate_attack_set
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    cls = GENERATORS.get(generator)
+    params = generator_params(
+        cls, alpha=alpha, shape_alpha=shape_alpha, texture_alpha=texture_alpha,
+        variants=variants, extra=extra,
+    )
+    shortcuts = {"weights": weights, "mode": mode, "t": t, "candidates": candidates,
+                 "device": device, "batch_size": batch_size}
+    for key, value in shortcuts.items():
+        if value is None:
+            continue
+        if not _accepts(cls, key):
+            raise click.BadParameter(f"generator {generator!r} has no parameter {key!r}",
+                                     param_hint=f"--{key.replace('_', '-')}")
+        if key in params:
+            raise click.BadParameter(f"{key!r} is also given with --param; give it once",
+                                     param_hint="--param")
+        params[key] = str(Path(value).resolve()) if key == "weights" else value
+    summary = generate_attack_set(
+        pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
+        overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,
+        quality=quality, progress=not no_progress,
+    )
+    click.echo(
+        f"{summary.pairs} pairs: {summary.skipped} already done, {summary.generated} "
+        f"generated, {summary.failed} failed; {summary.morphs} morphs listed in "
+        f"{summary.manifest}"
+    )
+    for rec in summary.failures[:10]:
+        click.echo(f"  failed: pair {rec['pair_id']}: {rec['error']}", err=True)
+    if len(summary.failures) > 10:
+        click.echo(f"  … {len(summary.failures) - 10} more failures in the manifest", err=True)

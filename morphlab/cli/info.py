@@ -1,0 +1,80 @@
+"""``morphlab list`` and ``morphlab demo``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from typing import Any
+
+import click
+
+from morphlab.cli import main
+from morphlab.datasets.pairs import STRATEGIES
+from morphlab.cli import _REGISTRY_MODULES
+
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------
+# list
+# ----------------------------------------------------------------------------------------
+def _registries() -> list:
+    from morphlab._registry import Registry
+
+    found = []
+    for mod_name in _REGISTRY_MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == mod_name:  # that component family does not exist (yet)
+                continue
+            raise
+        found += [v for v in vars(mod).values() if isinstance(v, Registry)]
+    return found
+
+
+def _summary_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@main.command(name="list")
+def list_components() -> None:
+    """Show every registered component and where it comes from."""
+    for reg in _registries():
+        click.echo(f"{reg.kind}s ({reg.group}):")
+        try:
+            entries = list(reg.entries())
+        except Exception as exc:  # one broken family must not hide the others
+            click.echo(f"  (could not load: {type(exc).__name__}: {exc})")
+            continue
+        if not entries:
+            click.echo("  (none)")
+        width = max((len(e.name) for e in entries), default=0)
+        for e in entries:
+            click.echo(f"  {e.name:<{width}}  [{e.origin}]  {_summary_line(e.obj)}")
+    from morphlab.datasets.loaders import LOADERS
+    from morphlab.postprocess import OPS
+
+    for title, table in (("pair strategies (morphlab pairs --strategy)", STRATEGIES),
+                         ("dataset loaders (morphlab pairs --loader)", LOADERS),
+                         ("post-processing operators (morphlab postprocess --op)", OPS)):
+        click.echo(f"{title}:")
+        width = max(len(n) for n in table)
+        for name in sorted(table):
+            click.echo(f"  {name:<{width}}  {_summary_line(table[name])}")
+
+
+# ----------------------------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------------------------
+@main.command()
+@click.option("-o", "--out-dir", default="demo_out", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")
+def demo(out_dir: str) -> None:
+    """Run the main job on the embedded sample: pairs → morphs → report."""
+    from morphlab.demo import run_demo
+
+    result = run_demo(out_dir)
+    click.echo(f"demo written to {result if result is not None else out_dir}")

@@ -1,0 +1,111 @@
+"""``morphlab pairs``: contributor pairs from a dataset folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from morphlab.cli import main
+from morphlab.cli.generate import parse_param
+from morphlab.datasets.pairs import STRATEGIES
+
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------
+# pairs
+# ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("-o", "--output", default="pairs.csv", show_default=True,
+              type=click.Path(dir_okay=False), help="Pairs CSV to write (and OUTPUT.json).")
+@click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="random",
+              show_default=True, help="Pair protocol.")
+@click.option("--per-subject", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Each subject contributes to at most this many pairs.")
+@click.option("-n", "--n-pairs", type=click.IntRange(min=1), default=None,
+              help="Stop after this many pairs [default: as many as --per-subject allows].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--pattern", default=None,
+              help="Regex with named groups 'subject' (and optionally 'capture') matched "
+                   "against each file name without suffix [default: subject before the "
+                   "first '_' or '-', the rest is the capture].")
+@click.option("--capture", default=None,
+              help="Capture label of the enrolment image (e.g. 03) [default: each "
+                   "subject's first image by path].")
+@click.option("--metadata", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Per-subject metadata CSV (e.g. gender).")
+@click.option("--meta-id-column", default=None,
+              help="Metadata column holding the subject id [default: the first].")
+@click.option("--meta-gender-column", default=None,
+              help="Metadata column holding the gender [default: the one named *gender/*sex].")
+@click.option("--no-recursive", is_flag=True, help="Do not look into sub-folders.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing pairs file made with other settings.")
+@click.option("--fr", "fr_system", default=None, metavar="SYSTEM[=MODEL]",
+              help="Face recognition system ranking similarity for --strategy similar "
+                   "[default: dlib-resnet].")
+@click.option("--loader", default="folder", show_default=True,
+              help="Dataset loader: folder, frll, fei, onot; the dedicated ones know which "
+                   "image of each subject is the enrolment image (see morphlab.datasets).")
+@click.option("--loader-param", "loader_params", multiple=True, metavar="KEY=VALUE",
+              help="A loader parameter (repeatable), e.g. layout=release or enrolment=12; "
+                   "VALUE is parsed as JSON when it can be.")
+def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
+          n_pairs: Optional[int], seed: int, pattern: Optional[str], capture: Optional[str],
+          metadata: Optional[str], meta_id_column: Optional[str],
+          meta_gender_column: Optional[str], no_recursive: bool, overwrite: bool,
+          fr_system: Optional[str],
+          loader: str, loader_params: tuple[str, ...]) -> None:
+    """Choose contributor pairs from a folder of face images."""
+    from morphlab.datasets.loaders import load_dataset
+    from morphlab.datasets.pairs import make_pairs, write_pairs
+
+    if (meta_id_column or meta_gender_column) and not metadata:
+        raise click.UsageError("--meta-id-column/--meta-gender-column need --metadata")
+    given = {
+        "pattern": pattern, "metadata": metadata, "meta_id_column": meta_id_column,
+        "meta_gender_column": meta_gender_column, "recursive": False if no_recursive else None,
+    }
+    params = {k: v for k, v in given.items() if v is not None}
+    params.update(parse_param(spec) for spec in loader_params)
+    options = {}
+    if fr_system is not None:
+        if strategy != "similar":
+            raise click.UsageError("--fr chooses the system of --strategy similar only")
+        options["system"] = fr_system
+    dataset = load_dataset(loader, dataset_dir, **params)
+    pairset = make_pairs(
+        dataset, strategy=strategy, per_subject=per_subject, n_pairs=n_pairs, seed=seed,
+        capture=capture, **options,
+    )
+    _refuse_other_pairs(Path(output), pairset.protocol, overwrite)
+    side = write_pairs(pairset, output)
+    counts = pairset.protocol["counts"]
+    click.echo(
+        f"wrote {counts['pairs']} pairs ({counts['subjects_used']} of {counts['subjects']} "
+        f"subjects, strategy {strategy}, seed {seed}) to {output}; protocol in {side}"
+    )
+
+
+def _refuse_other_pairs(output: Path, protocol: dict, overwrite: bool) -> None:
+    """An existing pairs file is only replaced by the same protocol (same bytes) or on request."""
+    from morphlab.datasets.pairs import sidecar_path
+
+    if overwrite or not output.exists():
+        return
+    side = sidecar_path(output)
+    try:
+        same = json.loads(side.read_text(encoding="utf-8")) == json.loads(json.dumps(protocol))
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise click.ClickException(
+            f"{output} already exists and was made with other settings (or has no protocol "
+            f"file {side.name}); attack sets made from it would no longer match. Choose "
+            "another -o or pass --overwrite."
+        )
