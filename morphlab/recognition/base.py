@@ -10,8 +10,9 @@ score is a distance convert it once, here at the boundary, and document the conv
 (e.g. ``dlib-resnet``: similarity = 1 − Euclidean distance). A comparison is accepted when
 ``similarity >= threshold``.
 
-Built-ins: ``dlib-resnet``, ``arcface-onnx``, ``sface-onnx``, ``lbph``; third-party
-systems plug in through the ``morphlab.recognition`` entry-point group.
+Built-ins: ``dlib-resnet``, ``facenet``, ``mobilefacenet`` (the :data:`DEFAULT_SYSTEMS`),
+``arcface-onnx``, ``sface-onnx``, ``lbph``; third-party systems plug in through the
+``morphlab.recognition`` entry-point group.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ RECOGNITION: Registry = Registry(
         "morphlab.recognition.lbph",
     ),
 )
+
+
+#: The systems ``map-score`` uses without ``--fr`` (and the demo): every embedded deep FR
+#: system that runs offline once ``morphlab models install --all`` has run. ``lbph`` stays
+#: registered as a classical baseline but is not a system anyone deploys, so it is left out.
+DEFAULT_SYSTEMS: tuple[str, ...] = ("dlib-resnet", "facenet", "mobilefacenet")
 
 
 class RecognitionSystem(ABC):
