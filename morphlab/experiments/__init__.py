@@ -1,0 +1,106 @@
+"""Reproducible experiments: one YAML file → attack sets, MAP, detector cross-evaluation, report.
+
+``morphlab run experiments/NAME.yaml`` runs the stages
+
+    dataset → pairs → each generator → each post-processing protocol → MAP → detection
+
+and writes one consolidated report (``report.md`` + ``report.html``) in the output folder.
+Every stage is **cached**: its result is stored under ``stages/`` with a key, the sha256
+of its configuration and of the keys of the stages it reads (the dataset stage hashes
+every image's path, size and modification time). A re-run redoes exactly the stages whose
+key changed — and everything downstream of them — and a re-run with nothing changed only
+re-reads the dataset listing and rewrites the report.
+
+The YAML schema (every key but ``name``, ``dataset`` and ``generators`` has a default;
+unknown keys, wrong types and unknown component names are errors that list what is
+valid)::
+
+    name: frll_landmark                # file-name safe; default output folder runs/<name>
+    description: ""                    # free text, printed in the report
+    seed: 0                            # every random choice derives from it
+    output_dir: null                   # default runs/<name> (relative to the working dir)
+    limit_pairs: null                  # size knob: at most this many pairs (CI);
+                                       # the environment variable MORPHLAB_LIMIT_PAIRS overrides it
+    jobs: 1                            # worker processes (generation, post-processing);
+                                       # not part of any cache key
+    dataset:
+      loader: frll                     # folder | frll | fei | onot (morphlab.datasets.loaders)
+      root: ../../shared/data/frll     # relative paths: relative to the YAML file's folder
+      params: {}                       # the loader's keyword parameters
+    pairs:
+      strategy: same-gender            # random | same-gender | similar (morphlab.datasets.pairs)
+      per_subject: 1
+      n_pairs: null
+      seed: null                       # default: the experiment seed
+      options: {}                      # the strategy's keyword options
+    generators:                        # one attack set each
+      - name: landmark                 # label (file-name safe, unique)
+        generator: landmark            # registered generator (default: the label)
+        params: {alpha: 0.5}           # the generator's parameters
+        image_format: png              # png | jpg
+    postprocess:                       # protocols, applied alike to morphs and bona fide images
+      - name: icao                     # default: one protocol "digital" with no operator
+        ops: ["icao"]                  # morphlab.postprocess specs; [] = as generated
+    map:
+      enabled: true
+      systems: [dlib-resnet, lbph]     # recognition systems (name or name=MODEL_PATH)
+      target_fmr: 0.001
+      backend: dlib                    # face backend for recognition
+      protocols: null                  # post-processing protocols to score (default: all)
+    detection:
+      enabled: true
+      detectors:
+        - name: lbp-svm                # label
+          detector: lbp-svm            # registered detector (default: the label)
+          params: {}
+      test_fraction: 0.5               # subject-disjoint split of the identities
+      backend: dlib
+      protocols: null                  # default: all
+
+String values may use ``${VAR}`` environment variables (e.g. ``weights: ${ARC2FACE_WEIGHTS}``);
+they are expanded when the experiment runs, not when the configuration is read, so that
+configurations validate anywhere and round-trip unchanged.
+
+What the stages do:
+
+- **dataset**: the loader's :class:`~morphlab.datasets.folder.Dataset` (enrolment images
+  are the morph sources, probes the verification images);
+- **pairs**: :func:`~morphlab.datasets.pairs.make_pairs` → ``pairs/pairs.csv``;
+- **generate/<generator>**: :func:`~morphlab.generators.runner.generate_attack_set`;
+- **postprocess/<protocol>/<generator>** and **…/bona-fide**: the protocol's operators
+  (:func:`~morphlab.postprocess.postprocess_set`) on the morphs and, identically, on the
+  bona fide images: the enrolment images of the subjects in the pairs;
+- **map/<protocol>/<generator>**: :func:`~morphlab.mapscore.map_score` of the processed
+  morphs against the dataset's (unprocessed) probes;
+- **detect/<protocol>/<detector>**: the identities are split subject-disjointly
+  (:func:`~morphlab.detect.split_keeping_morphs`); for every attack species (generator
+  label / output tag) a detector is trained on the training identities' bona fide images
+  and that species' morphs, and tested on the test identities' bona fide images and each
+  species' morphs: a matrix of D-EER (rows: trained on, columns: tested on).
+"""
+
+from morphlab.experiments.config import (
+    LIMIT_ENV,
+    ConfigError,
+    DatasetConfig,
+    DetectionConfig,
+    DetectorConfig,
+    ExperimentConfig,
+    GeneratorConfig,
+    MapConfig,
+    PairsConfig,
+    PostprocessConfig,
+    apply_overrides,
+    expand,
+    load_config,
+)
+from morphlab.experiments.report import write_report
+from morphlab.experiments.runner import ExperimentResult, run_experiment
+from morphlab.experiments.stages import StageRun
+
+__all__ = [
+    "LIMIT_ENV", "ConfigError", "DatasetConfig", "DetectionConfig", "DetectorConfig",
+    "ExperimentConfig", "ExperimentResult", "GeneratorConfig", "MapConfig", "PairsConfig",
+    "PostprocessConfig", "StageRun", "apply_overrides", "expand", "load_config",
+    "run_experiment", "write_report",
+]
