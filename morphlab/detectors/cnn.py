@@ -39,13 +39,11 @@ ARCHS = ("small", "resnet18")
 
 
 def import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(
-            "the cnn detector needs PyTorch: pip install torch (CPU build is enough)"
-        ) from None
-    return torch
+    """torch, >= 2.6 (:func:`morphlab.weights.require_safe_torch`: ``init_weights`` files
+    are read with ``torch.load(weights_only=True)``, unsafe before 2.6)."""
+    from morphlab.weights import require_safe_torch
+
+    return require_safe_torch("the cnn detector (CPU build is enough)")
 
 
 def build_network(arch: str, width: int = 16, dropout: float = 0.2):
@@ -112,29 +110,12 @@ def _resnet18(torch, dropout: float):
 
 def read_weights(path: str | Path) -> dict[str, np.ndarray]:
     """A state dict from a local file: ``.safetensors``, ``.npz`` or a PyTorch checkpoint
-    (read with ``weights_only=True``, so no code runs). Values are NumPy arrays."""
-    torch = import_torch()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: initial weights not found")
-    try:
-        if path.suffix == ".safetensors":
-            try:
-                from safetensors.numpy import load_file
-            except ImportError:
-                raise ImportError(f"{path}: reading .safetensors needs: pip install safetensors") from None
-            return dict(load_file(str(path)))
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(sd).__name__}")
-    return {k.removeprefix("module."): v.numpy() for k, v in sd.items() if hasattr(v, "numpy")}
+    (read with ``weights_only=True`` on PyTorch >= 2.6, so no code runs). Values are NumPy
+    arrays; anything else is refused as "not a weights file"
+    (:func:`morphlab.weights.read_state_dict`)."""
+    from morphlab.weights import read_state_dict
+
+    return read_state_dict(path, what="initial weights (init_weights)")
 
 
 @register_detector("cnn")

@@ -10,12 +10,14 @@ so no S3FD detector weights are needed either. Scheme ``fan68`` (same indices as
 
 Set-up: ``pip install face-alignment torch==2.13.0`` (``face-alignment`` depends on
 ``opencv-python``; keep only the ``opencv-contrib-python`` build that mediapipe needs),
-then download the TorchScript weights once, elsewhere, e.g.
-``https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip`` (or the
-``2DFAN4_1.6-c827573f02.zip`` / ``2DFAN4_1.5-a60332318a.zip`` builds the package picks
-for those torch versions; ``face_alignment`` caches them in
-``~/.cache/torch/hub/checkpoints/``) and pass the file as ``weights=`` or set
-``$MORPHLAB_FAN_WEIGHTS``.
+then download the weights once, elsewhere, **as a state dict** — the network is built
+from ``face_alignment.models.FAN`` and the file read with ``torch.load(weights_only=True)``
+(PyTorch >= 2.6), never ``torch.jit.load``, which would run code from the file: the
+state-dict release ``2DFAN4-11f355bf06.pth.tar`` of
+``https://www.adrianbulat.com/downloads/python-fan/``, or one of the TorchScript builds
+(``2DFAN4-cd938726ad.zip``, …) converted once on a trusted machine with
+``torch.save(torch.jit.load(zip).state_dict(), "2DFAN4.pth")``. Pass the file as
+``weights=`` or set ``$MORPHLAB_FAN_WEIGHTS``.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ import numpy as np
 from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend
 from morphlab.face.dlib_backend import DlibBackend, _check_rgb
 
-#: Weight files of the 2D FAN network the package publishes (any one will do).
+#: TorchScript builds of the 2D FAN network the package publishes (convert one to a state
+#: dict before use, see :func:`_weights_help`).
 FAN_WEIGHT_FILES = ("2DFAN4-cd938726ad.zip", "2DFAN4_1.6-c827573f02.zip", "2DFAN4_1.5-a60332318a.zip")
 FAN_WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/"
+#: The 2D FAN-4 weights as a plain state dict (face_alignment 1.0-1.2 loaded this file).
+FAN_STATE_DICT_FILE = "2DFAN4-11f355bf06.pth.tar"
 WEIGHTS_ENV = "MORPHLAB_FAN_WEIGHTS"
 
 #: face_alignment's box-to-crop scale divisor for its detectors (``reference_scale``).
@@ -45,11 +50,13 @@ _lock = threading.Lock()
 
 def _weights_help() -> str:
     return (
-        "the 'face-alignment' backend only loads FAN weights from a local file, because "
-        "face_alignment's own loader downloads them at run time (which fails offline). "
-        f"Download one of {', '.join(FAN_WEIGHT_FILES)} from {FAN_WEIGHTS_URL} (the package "
-        "keeps them in ~/.cache/torch/hub/checkpoints/ once it has downloaded them) and pass "
-        f"its path as weights=... or set ${WEIGHTS_ENV}"
+        "the 'face-alignment' backend only loads FAN weights from a local state-dict file "
+        "(.pth/.pth.tar checkpoint, .safetensors or .npz; never a TorchScript archive, whose "
+        "loading runs code), because face_alignment's own loader downloads them at run time. "
+        f"Use the state-dict release {FAN_STATE_DICT_FILE} from {FAN_WEIGHTS_URL}, or convert "
+        f"one of {', '.join(FAN_WEIGHT_FILES)} once, on a machine you trust: python -c \"import "
+        "torch; torch.save(torch.jit.load('2DFAN4-cd938726ad.zip').state_dict(), '2DFAN4.pth')\"; "
+        f"pass its path as weights=... or set ${WEIGHTS_ENV}"
     )
 
 
@@ -58,7 +65,7 @@ class FanBackend(FaceBackend):
     """FAN 68-point landmarks on dlib HOG face boxes.
 
     Args:
-        weights: path of the 2D FAN TorchScript file (see :data:`FAN_WEIGHT_FILES`);
+        weights: path of the 2D FAN-4 state-dict file (see the module docstring);
             default ``$MORPHLAB_FAN_WEIGHTS``.
         device: torch device, default ``"cpu"``.
         flip_input: also run the mirrored crop and average (slower, a little steadier).
@@ -102,20 +109,27 @@ class FanBackend(FaceBackend):
                 f"|{self._detector.cache_key()}")
 
     def _net(self) -> Any:
-        import torch
+        """The 2D FAN-4 network with the weights of ``self.weights``, read as a state dict
+        (:func:`morphlab.weights.read_state_dict`: no code from the file runs — a
+        TorchScript archive is refused, since ``torch.jit.load`` would execute it)."""
+        from morphlab.weights import read_state_dict, require_safe_torch
 
+        torch = require_safe_torch("the 'face-alignment' backend")
         key = (os.getpid(), self.weights, self.device)
         with _lock:
             if key not in _nets:
+                from face_alignment.models import FAN
+
+                sd = read_state_dict(self.weights, what="FAN weights")
+                net = FAN(4)
                 try:
-                    net = torch.jit.load(self.weights, map_location=self.device)
-                except Exception as exc:
-                    raise ValueError(
-                        f"{self.weights}: not a loadable FAN TorchScript file "
-                        f"({type(exc).__name__}: {exc}); " + _weights_help()
-                    ) from None
+                    net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+                except RuntimeError as exc:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise ValueError(f"{self.weights}: not 2D FAN-4 weights ({first}); "
+                                     + _weights_help()) from None
                 net.eval()
-                _nets[key] = net
+                _nets[key] = net.to(self.device)
             return _nets[key]
 
     def detect(self, image: np.ndarray, *, source: Optional[Path] = None) -> list[Face]:
