@@ -9,6 +9,7 @@ from morphlab.metrics.map import (
     acceptance,
     fmmpmr,
     map_matrix,
+    map_rates,
     minmax_mmpmr,
     prodavg_mmpmr,
     rmmr,
@@ -152,3 +153,79 @@ def test_agrees_with_loop_formulation_on_random_data():
         np.testing.assert_allclose(minmax_mmpmr(acc, valid), mm)
         np.testing.assert_allclose(prodavg_mmpmr(acc, valid), pa)
         np.testing.assert_allclose(fmmpmr(acc, valid), fm)
+
+
+def test_map_1_1_is_not_minmax_of_accepted_by_at_least_one_system():
+    """Counter-example to the old docstring: system 1 accepts only subject A, system 2 only
+    subject B. "Accepted by at least one system" (attempt-level OR) counts the morph; MAP
+    needs one system to accept both subjects and does not."""
+    acc = np.zeros((1, 2, 1, 2), dtype=bool)
+    acc[0, 0, 0, 0] = True  # system 1 accepts subject A
+    acc[0, 1, 0, 1] = True  # system 2 accepts subject B
+    either = acc.any(axis=3, keepdims=True)
+    assert minmax_mmpmr(either)[0] == 1.0
+    assert map_matrix(acc)[0, 0] == 0.0
+    np.testing.assert_array_equal(minmax_mmpmr(acc), [0.0, 0.0])
+
+
+def test_map_1_c_is_not_minmax_of_accepted_by_all_in_the_same_attempt():
+    """Each system accepts both subjects, but in different attempts: MAP[1, 2] = 1 while
+    "accepted by both systems in the same attempt" (attempt-level AND) gives 0."""
+    acc = np.zeros((1, 2, 2, 2), dtype=bool)
+    acc[0, :, 0, 0] = True  # system 1: attempt 1 of both subjects
+    acc[0, :, 1, 1] = True  # system 2: attempt 2 of both subjects
+    both = acc.all(axis=3, keepdims=True)
+    assert map_matrix(acc)[0, 1] == 1.0
+    assert minmax_mmpmr(both)[0] == 0.0
+
+
+def test_map_first_row_bounds_on_random_data():
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        acc = rng.random((rng.integers(1, 30), 2, rng.integers(1, 4), rng.integers(2, 4))) < 0.5
+        mp, mm = map_matrix(acc), minmax_mmpmr(acc)
+        assert mp[0, 0] >= mm.max() - 1e-12 and mp[0, -1] <= mm.min() + 1e-12
+        # MAP[1, 1] = morphs some single system accepts as both subjects
+        ref = np.mean([any(acc[m, :, :, c].any(axis=1).all() for c in range(acc.shape[3]))
+                       for m in range(acc.shape[0])])
+        assert mp[0, 0] == pytest.approx(ref)
+
+
+def test_map_rates_hand_case():
+    from morphlab.metrics.intervals import wilson_interval
+
+    acc = _hand_case()  # counts [[3, 1], [2, 0], [1, 0]] of 3 morphs; MinMax 2, 2
+    r = map_rates(acc, n_failed_to_enrol=1)
+    assert [[c.k for c in row] for row in r.map] == [[3, 1], [2, 0], [1, 0]]
+    assert {c.n for row in r.map for c in row} == {3}
+    assert {c.n for row in r.map_unconditional for c in row} == {4}
+    assert r.map_unconditional[0][0].rate == 0.75  # 3 of 4: the no-face morph failed
+    assert [m.k for m in r.minmax_mmpmr] == [2, 2]
+    assert r.minmax_mmpmr_unconditional[0].rate == 0.5
+    assert (r.fte.k, r.fte.n, r.fte.rate) == (1, 4, 0.25)
+    assert (r.map[1][0].low, r.map[1][0].high) == pytest.approx(wilson_interval(2, 3))
+    d = r.to_dict()
+    assert d["n_all"] == 4 and d["map"][0][1]["k"] == 1 and d["fte"]["rate"] == 0.25
+    assert d["map_unconditional"][2][0]["n"] == 4
+    cp = map_rates(acc, method="clopper-pearson")
+    assert cp.map[0][0].method == "clopper-pearson" and cp.fte.n == 3 and cp.fte.k == 0
+    with pytest.raises(ValueError, match="n_failed_to_enrol"):
+        map_rates(acc, n_failed_to_enrol=-1)
+    with pytest.raises(ValueError, match="n_failed_to_enrol"):
+        map_rates(acc, n_failed_to_enrol=1.5)
+
+
+def test_map_rates_agree_with_map_matrix_on_random_data():
+    rng = np.random.default_rng(6)
+    for _ in range(15):
+        M, A, C = rng.integers(1, 25), rng.integers(1, 5), rng.integers(1, 4)
+        acc = rng.random((M, 2, A, C)) < rng.uniform(0.2, 0.9)
+        f = int(rng.integers(0, 5))
+        r = map_rates(acc, n_failed_to_enrol=f)
+        np.testing.assert_allclose([[c.rate for c in row] for row in r.map], map_matrix(acc))
+        np.testing.assert_allclose([[c.rate for c in row] for row in r.map_unconditional],
+                                   map_matrix(acc) * M / (M + f))
+        np.testing.assert_allclose([m.rate for m in r.minmax_mmpmr], minmax_mmpmr(acc))
+        for row in r.map:
+            for c in row:
+                assert c.low <= c.rate <= c.high
