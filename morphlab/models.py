@@ -13,7 +13,9 @@ Three kinds of models:
   with what to download and where to put or pass it.
 
 The cache folder is ``$MORPHLAB_CACHE`` when set, else ``~/.cache/morphlab``; registry
-models live in ``<cache>/models/<name>/<file>``. Nothing is ever downloaded at import or
+models live in ``<cache>/models/<name>/<file>``, or under ``$MORPHLAB_MODELS/<name>/``
+when that is set (models kept apart from the landmark and embedding caches, e.g. for a
+test run that isolates those). Nothing is ever downloaded at import or
 scoring time: a system whose model is missing raises :class:`ModelNotInstalledError`
 naming the command (``morphlab models install facenet``).
 """
@@ -34,12 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from morphlab.io import atomic_write_bytes
+from morphlab.face.cache import default_cache_root
+from morphlab.io import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
 #: Environment variable naming morphlab's cache folder (default ``~/.cache/morphlab``).
 CACHE_ENV = "MORPHLAB_CACHE"
+#: Environment variable naming the models folder (default ``$MORPHLAB_CACHE/models``).
+MODELS_ENV = "MORPHLAB_MODELS"
 
 
 class ModelError(ValueError):
@@ -232,8 +237,13 @@ MODELS: dict[str, ModelInfo] = {
 # -- where ------------------------------------------------------------------------------
 def cache_dir() -> Path:
     """morphlab's cache folder: ``$MORPHLAB_CACHE``, else ``~/.cache/morphlab``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "morphlab"
+    return default_cache_root()
+
+
+def models_dir() -> Path:
+    """Where registry models are installed: ``$MORPHLAB_MODELS``, else ``<cache>/models``."""
+    env = os.environ.get(MODELS_ENV, "").strip()
+    return Path(env).expanduser() if env else cache_dir() / "models"
 
 
 def get_model(name: str) -> ModelInfo:
@@ -249,7 +259,7 @@ def cache_path(name: str) -> Path:
     m = get_model(name)
     if m.origin != "registry":
         raise ValueError(f"{name}: not a registry model (it is {m.origin}); nothing to install")
-    return cache_dir() / "models" / name / m.filename
+    return models_dir() / name / m.filename
 
 
 def installed_path(name: str) -> Optional[Path]:
@@ -291,17 +301,9 @@ def model_path(name: str) -> Path:
         raise ModelNotInstalledError(
             f"{cache_path(name)}: the {name} model ({m.filename}) is not installed; run "
             f"`{install_command(name)}` (or `morphlab models install --all`) to fetch it "
-            f"from {m.source_text} into ${CACHE_ENV} (default ~/.cache/morphlab)"
+            f"from {m.source_text} into {models_dir()}"
         )
     return p
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- fetching ---------------------------------------------------------------------------
@@ -390,7 +392,7 @@ def install_one(name: str) -> InstallResult:
     """
     m = get_model(name)
     dest = cache_path(name)
-    if dest.is_file() and sha256_of(dest) == m.sha256:
+    if dest.is_file() and sha256_file(dest) == m.sha256:
         return InstallResult(name, dest, False)
     with tempfile.TemporaryDirectory(prefix=f"morphlab-{name}-") as tmp:
         try:
@@ -431,4 +433,4 @@ def verify(name: str) -> Optional[bool]:
     p = installed_path(name)
     if p is None or m.sha256 is None or not p.is_file():
         return None
-    return sha256_of(p) == m.sha256
+    return sha256_file(p) == m.sha256

@@ -34,12 +34,41 @@ def sample_dir() -> Path:
     return _sample_dir()
 
 
+@pytest.fixture(scope="session")
+def installed_model():
+    """``installed_model(name) -> Path`` of an installed registry model (facenet, …).
+
+    Missing: a failure under CI (``CI=true``; ``make test`` installs them first), else a
+    skip naming ``morphlab models install NAME``.
+    """
+    from morphlab.models import install_command, installed_path
+
+    def get(name: str) -> Path:
+        path = installed_path(name)
+        if path is None:
+            msg = f"model {name} not installed: run `{install_command(name)}`"
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(msg)
+            pytest.skip(msg)
+        return path
+
+    return get
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     """Keep the landmark/embedding caches of the test run out of ~/.cache."""
+    from morphlab.models import MODELS_ENV, models_dir
+
     old = os.environ.get("MORPHLAB_CACHE")
+    old_models = os.environ.get(MODELS_ENV)
+    os.environ[MODELS_ENV] = str(models_dir())  # the installed FR models stay visible
     os.environ["MORPHLAB_CACHE"] = str(tmp_path_factory.mktemp("morphlab-cache"))
     yield
+    if old_models is None:
+        os.environ.pop(MODELS_ENV, None)
+    else:
+        os.environ[MODELS_ENV] = old_models
     if old is None:
         os.environ.pop("MORPHLAB_CACHE", None)
     else:

@@ -34,6 +34,8 @@ RECOGNITION: Registry = Registry(
     "morphlab.recognition",
     builtins=(
         "morphlab.recognition.dlib_resnet",
+        "morphlab.recognition.facenet",
+        "morphlab.recognition.mobilefacenet",
         "morphlab.recognition.arcface_onnx",
         "morphlab.recognition.sface_onnx",
         "morphlab.recognition.lbph",
@@ -137,6 +139,65 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"embeddings must be (D,) or (N, D), got shape {x.shape}")
     return x
+
+
+def five_point_crop(image: np.ndarray, face: Face, size: int, *, margin: float = 0.0,
+                    rotate: bool = True, border: str = "replicate") -> np.ndarray:
+    """A square face crop placed by the face's five points, anti-aliased.
+
+    The five points (:func:`morphlab.face.schemes.five_points`) go onto insightface's
+    ArcFace template (:data:`morphlab.face.align.ARCFACE_TEMPLATE_112`) shrunk by
+    ``1 / (1 + margin)`` about the crop centre, i.e. a crop ``1 + margin`` times as wide
+    as the ArcFace crop of the same face. ``rotate=True`` is the least-squares similarity
+    transform (:func:`morphlab.face.align.similarity_align`); ``rotate=False`` keeps its
+    scale but no rotation, an axis-aligned box centred where the similarity puts the
+    points' centroid — a detector box plus margin, as FaceNet's MTCNN pipeline crops.
+    When the crop would shrink the face by more than 2×, the image is first
+    area-downscaled (``cv2.INTER_AREA``) so the bilinear warp does not alias.
+
+    Args:
+        image: RGB uint8 ``(H, W, 3)``.
+        face: the face (landmarks in ``(x, y)`` pixels of ``image``).
+        size: side of the square crop in pixels.
+        margin: extra width as a fraction of the ArcFace crop (0 = the ArcFace crop).
+        rotate: similarity transform (True) or axis-aligned box (False).
+        border: ``"replicate"``, ``"constant"`` (black) or ``"reflect"`` outside the image.
+
+    Returns:
+        RGB uint8 ``(size, size, 3)``.
+    """
+    import cv2
+
+    from morphlab.face.align import (ARCFACE_TEMPLATE_112, estimate_similarity,
+                                     similarity_align)
+    from morphlab.face.schemes import five_points
+
+    if margin < 0 or not np.isfinite(margin):
+        raise ValueError(f"margin must be a finite fraction >= 0, got {margin}")
+    pts = np.asarray(five_points(face), dtype=np.float64)
+    template = ARCFACE_TEMPLATE_112 / (1.0 + margin) + 56.0 * margin / (1.0 + margin)
+    eye_dist = float(np.linalg.norm(pts[1] - pts[0]))
+    target = 0.315 * size / (1.0 + margin)  # template inter-ocular distance at this size
+    factor = target * 2.0 / max(eye_dist, 1e-6)
+    if factor < 1.0:
+        h, w = image.shape[:2]
+        nw, nh = max(1, round(w * factor)), max(1, round(h * factor))
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        pts = pts * np.array([nw / w, nh / h])
+    if rotate:
+        crop, _ = similarity_align(image, pts, size=size, template=template, border=border)
+        return crop
+    dst = template * (float(size) / 112.0)
+    M = estimate_similarity(pts, dst)
+    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    box = np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]])
+    box[:, 2] = dst.mean(axis=0) - scale * pts.mean(axis=0)
+    modes = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE,
+             "reflect": cv2.BORDER_REFLECT_101}
+    if border not in modes:
+        raise ValueError(f"border must be one of {', '.join(modes)}, got {border!r}")
+    return cv2.warpAffine(np.ascontiguousarray(image), box, (int(size), int(size)),
+                          flags=cv2.INTER_LINEAR, borderMode=modes[border])
 
 
 def create_system(name_or_class: str | type, **params) -> RecognitionSystem:

@@ -4,7 +4,7 @@ Needs no weights. Weak compared with deep systems, but a genuinely different alg
 so a multi-system MAP runs out of the box.
 
 Pipeline: five-point similarity alignment onto insightface's ArcFace template at
-``size`` pixels (:func:`morphlab.face.align.similarity_align`; the image is first
+``size`` pixels (:func:`morphlab.recognition.base.five_point_crop`; the image is first
 area-downscaled so the warp never shrinks by more than 2×, avoiding aliasing), grey
 conversion, then :func:`morphlab.features.lbp_histograms` (uniform ``LBP^{u2}_{8,1}``
 histograms over an 8×8 grid, each cell normalised to sum 1).
@@ -23,7 +23,7 @@ import numpy as np
 
 from morphlab.face.base import Face
 from morphlab.features import chi2_distances, lbp_histograms
-from morphlab.recognition.base import RECOGNITION, RecognitionSystem
+from morphlab.recognition.base import RECOGNITION, RecognitionSystem, five_point_crop
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +58,7 @@ class LBPH(RecognitionSystem):
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The ``(size, size)`` uint8 grey crop of ``face``, aligned on its five points."""
-        from morphlab.face.align import similarity_align
-        from morphlab.face.schemes import five_points
-
-        pts = np.asarray(five_points(face), dtype=np.float64)
-        # shrink the image first when the crop is much smaller than the face (anti-aliasing)
-        eye_dist = float(np.linalg.norm(pts[1] - pts[0]))
-        target = 0.315 * self.size  # ArcFace template inter-ocular distance / 112
-        factor = target * 2.0 / max(eye_dist, 1e-6)
-        if factor < 1.0:
-            h, w = image.shape[:2]
-            nw, nh = max(1, round(w * factor)), max(1, round(h * factor))
-            image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-            pts = pts * np.array([nw / w, nh / h])
-        crop, _ = similarity_align(image, pts, size=self.size, border="replicate")
+        crop = five_point_crop(image, face, self.size, border="replicate")
         return cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:

@@ -11,10 +11,15 @@ import pytest
 from morphlab.face.base import Face
 from morphlab.recognition.base import RECOGNITION, RecognitionSystem, create_system, system_from_spec
 
-BUILTINS = ("arcface-onnx", "dlib-resnet", "lbph", "sface-onnx")
+BUILTINS = ("arcface-onnx", "dlib-resnet", "facenet", "lbph", "mobilefacenet", "sface-onnx")
+#: Systems whose model ``morphlab models install`` fetches.
+INSTALLED = ("facenet", "mobilefacenet")
 
 
-def _make(name: str, tiny_models) -> RecognitionSystem:
+def _make(name: str, tiny_models, installed_model) -> RecognitionSystem:
+    if name in INSTALLED:
+        installed_model(name)
+        return create_system(name)
     if name == "arcface-onnx":
         return create_system(name, model_path=tiny_models["arcface"])
     if name == "sface-onnx":
@@ -23,14 +28,18 @@ def _make(name: str, tiny_models) -> RecognitionSystem:
 
 
 def test_registry_lists_builtins_and_rejects_unknown_names():
+    from morphlab.recognition.base import DEFAULT_SYSTEMS
+
     assert set(BUILTINS) <= set(RECOGNITION.names())
+    assert set(DEFAULT_SYSTEMS) == {"dlib-resnet", "facenet", "mobilefacenet"}
+    assert "lbph" not in DEFAULT_SYSTEMS
     with pytest.raises(KeyError, match="valid names: .*dlib-resnet.*lbph"):
         create_system("no-such-system")
 
 
 @pytest.mark.parametrize("name", RECOGNITION.names())
-def test_contract_on_real_photos(name, tiny_models, frll_pairs, frll_faces):
-    system = _make(name, tiny_models)
+def test_contract_on_real_photos(name, tiny_models, installed_model, frll_pairs, frll_faces):
+    system = _make(name, tiny_models, installed_model)
     assert system.name == name and system.version and isinstance(system.version, str)
     neutral = [frll_faces[n] for _, n, _ in frll_pairs]
     smiling = [frll_faces[s] for _, _, s in frll_pairs]
@@ -48,9 +57,12 @@ def test_contract_on_real_photos(name, tiny_models, frll_pairs, frll_faces):
     np.testing.assert_allclose(clone.embed(*neutral[1]), a[1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["dlib-resnet", "lbph"])
-def test_real_systems_separate_genuine_from_impostor(name, frll_pairs, frll_faces):
+@pytest.mark.parametrize("name", ["dlib-resnet", "facenet", "mobilefacenet", "lbph"])
+def test_real_systems_separate_genuine_from_impostor(name, installed_model, frll_pairs,
+                                                     frll_faces):
     """Neutral (enrolment) vs smiling (probe): every genuine pair beats every impostor pair."""
+    if name in INSTALLED:
+        installed_model(name)
     system = create_system(name)
     a = np.stack([system.embed(*frll_faces[n]) for _, n, _ in frll_pairs])
     b = np.stack([system.embed(*frll_faces[s]) for _, _, s in frll_pairs])

