@@ -17,6 +17,7 @@
     morphlab detect eval MODEL_DIR --bona-fide ... --attacks MANIFEST ... -o REPORT_DIR
     morphlab postprocess IN_MANIFEST_OR_DIR -o OUT --op jpeg:q=75 --op print-scan ...
     morphlab run experiments/NAME.yaml [-o OUT] [--set KEY=VALUE ...] [--check]
+    morphlab models [install NAME ... | install --all | verify [NAME ...]]
 
 Errors from the library (bad input, missing files, unknown names, unusable images or
 faces) end the command with ``Error: …`` and exit status 1; ``--debug`` shows the
@@ -97,6 +98,7 @@ from morphlab.cli import info as _info  # noqa: E402,F401
 from morphlab.cli import mapscore as _mapscore  # noqa: E402,F401
 from morphlab.cli import run as _run  # noqa: E402,F401
 from morphlab.cli import detect as _detect  # noqa: E402,F401
+from morphlab.cli import models as _models  # noqa: E402,F401
 from morphlab.cli.generate import generator_params, parse_param  # noqa: E402,F401
 
 if __name__ == "__main__":  # python -m morphlab.cli
