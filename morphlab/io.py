@@ -16,7 +16,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Iterator, Optional, Union
 
 import numpy as np
 
@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 #: Default limit on the number of pixels of an image we agree to decode (decompression
-#: bomb guard). 100 MP is far above any passport/ID photo; override per call.
-DEFAULT_MAX_PIXELS = 100_000_000
+#: bomb guard). 40 MP is far above any passport/ID photo or face-set image (FRLL: 1.8 MP;
+#: a 36 MP camera frame still fits); raise it with the environment variable
+#: :data:`MAX_PIXELS_ENV` or per call (``max_pixels=``).
+DEFAULT_MAX_PIXELS = 40_000_000
+#: Environment variable overriding :data:`DEFAULT_MAX_PIXELS` (an integer, e.g. ``100000000``).
+MAX_PIXELS_ENV = "MORPHLAB_MAX_PIXELS"
 
 #: Suffixes read_image accepts (case-insensitive).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -149,7 +153,113 @@ def _read_16bit_colour(path: PathLike) -> np.ndarray | None:
     return cv2.cvtColor(arr[:, :, :3], cv2.COLOR_BGR2RGB)
 
 
-def read_image(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def max_pixels_limit(max_pixels: Optional[int] = None) -> int:
+    """The pixel limit in force: ``max_pixels`` if given, else ``$MORPHLAB_MAX_PIXELS``,
+    else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        ValueError: the value (argument or environment variable) is not a positive integer.
+    """
+    if max_pixels is None:
+        env = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+        if not env:
+            return DEFAULT_MAX_PIXELS
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(
+                f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not an integer number of "
+                "pixels (e.g. 100000000)"
+            ) from None
+        what = MAX_PIXELS_ENV
+    else:
+        value, what = max_pixels, "max_pixels"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer number of pixels, got {value!r}")
+    return value
+
+
+def _open_checked(p: Path, limit: int):
+    """``PIL.Image.open`` with the pixel limit applied to the header (nothing decoded).
+
+    PIL's own decompression-bomb guard (a warning above ``Image.MAX_IMAGE_PIXELS``, an
+    error above twice that) is replaced by the message below: it never escapes.
+    """
+    from PIL import Image
+
+    def too_big(w: int, h: int) -> ImageError:
+        return ImageError(
+            f"{p}: image is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,} "
+            f"(possible decompression bomb; if the file is genuine, set {MAX_PIXELS_ENV} "
+            "or pass max_pixels)"
+        )
+
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL must not refuse what the user allowed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(p)
+        except Image.DecompressionBombError:
+            png = _png_header(p)
+            if png is not None:
+                raise too_big(png[0], png[1]) from None
+            raise ImageError(
+                f"{p}: image header claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
+                f"above the limit of {limit:,} (possible decompression bomb)"
+            ) from None
+    w, h = im.size
+    if w * h > limit:
+        im.close()
+        raise too_big(w, h)
+    if w == 0 or h == 0:
+        im.close()
+        raise ImageError(f"{p}: image has zero size ({w}x{h})")
+    return im
+
+
+def _check_path(p: Path) -> None:
+    """The clear errors for a path that is not a readable regular file."""
+    if not os.path.lexists(p):
+        raise FileNotFoundError(f"{p}: image file not found")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: image file not found (dangling symbolic link)")
+    if p.is_dir():
+        raise ImageError(f"{p}: is a directory, not an image file")
+    if not p.is_file():
+        raise ImageError(f"{p}: not a regular file (a pipe, socket or device?)")
+
+
+def image_size(path: PathLike, *, max_pixels: Optional[int] = None) -> tuple[int, int]:
+    """Width and height of an image file from its header only (fast; nothing decoded).
+
+    Applies the same checks as :func:`read_image` short of decoding: the file exists and
+    is a regular file, is a recognised image, has a non-zero size within the pixel
+    limit (:func:`max_pixels_limit`).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImageError: not a readable image, or too large.
+    """
+    from PIL import UnidentifiedImageError
+
+    p = Path(path)
+    _check_path(p)
+    limit = max_pixels_limit(max_pixels)
+    try:
+        with _open_checked(p, limit) as im:
+            return im.size
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{p}: not a recognised image file") from None
+    except PermissionError as exc:
+        raise ImageError(f"{p}: cannot be read ({exc.strerror})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{p}: unreadable image ({exc})") from None
+
+
+def read_image(path: PathLike, *, max_pixels: Optional[int] = None) -> np.ndarray:
     """Read an image file as an RGB uint8 array ``(H, W, 3)``.
 
     JPEG, PNG, BMP, TIFF and WebP are supported. The EXIF orientation tag is applied.
@@ -159,64 +269,61 @@ def read_image(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
 
     Args:
         path: the image file.
-        max_pixels: refuse images with more pixels than this (decompression bombs).
+        max_pixels: refuse images with more pixels than this (decompression bombs);
+            default ``$MORPHLAB_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS` (40 MP).
+            The header is checked before anything is decoded.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ImageError: the file is not a readable image, is truncated/corrupt, or too large.
+        ImageError: the file is not a readable image, is truncated/corrupt, or too large
+            (the message gives its size and the limit).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: image file not found")
-    if p.is_dir():
-        raise ImageError(f"{p}: is a directory, not an image file")
+    _check_path(p)
+    limit = max_pixels_limit(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageError(
-                        f"{p}: image is {w}x{h} = {w * h:,} pixels, above the limit of "
-                        f"{max_pixels:,} (possible decompression bomb; raise max_pixels "
-                        "if the file is genuine)"
-                    )
-                if w == 0 or h == 0:
-                    raise ImageError(f"{p}: image has zero size ({w}x{h})")
-                fmt = im.format
-                high_colour = fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA") and (
-                    "16" in str(im.info.get("bits", "")) or _png_bit_depth(p) == 16
-                )
+        with _open_checked(p, limit) as im:
+            fmt = im.format
+            high_colour = fmt in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA") and (
+                "16" in str(im.info.get("bits", "")) or (_png_header(p) or (0, 0, 0))[2] == 16
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                if high_colour:
-                    arr = _read_16bit_colour(p)
-                    if arr is not None:
-                        return arr
-                return _to_rgb_uint8(im, p)
+            im = ImageOps.exif_transpose(im)
+            if high_colour:
+                arr = _read_16bit_colour(p)
+                if arr is not None:
+                    return arr
+            return _to_rgb_uint8(im, p)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(
             f"{p}: not a recognised image file (supported: {', '.join(IMAGE_SUFFIXES)})"
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageError(f"{p}: refused as a possible decompression bomb ({exc})") from None
+    except PermissionError as exc:
+        raise ImageError(f"{p}: cannot be read ({exc.strerror})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{p}: corrupt or truncated image ({exc})") from None
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """Bit depth from a PNG's IHDR chunk (Pillow hides 16-bit colour depth)."""
+def _png_header(path: Path) -> Optional[tuple[int, int, int]]:
+    """``(width, height, bit depth)`` from a PNG's IHDR chunk, or None if not a PNG.
+
+    Pillow hides 16-bit colour depth, and refuses huge PNGs before telling their size.
+    """
     try:
         with open(path, "rb") as fh:
             head = fh.read(26)
     except OSError:
         return None
     if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return head[24]
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"), head[24]
     return None
 
 

@@ -123,13 +123,16 @@ def generator_params(
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG quality (with --format jpg).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--allow-same-identity", is_flag=True,
+              help="Accept pairs whose two images show one subject (special studies); "
+                   "two copies of one image are always refused.")
 def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float],
              shape_alpha: Optional[float], texture_alpha: Optional[float],
              variants: tuple[str, ...], extra: tuple[str, ...], jobs: int, seed: int,
              resume: bool, overwrite: bool, dataset_dir: Optional[str], image_format: str,
              quality: int, no_progress: bool, weights: Optional[str], mode: Optional[str],
              t: Optional[float], candidates: Optional[int], device: Optional[str],
-             batch_size: Optional[int]) -> None:
+             batch_size: Optional[int], allow_same_identity: bool = False) -> None:
     """Morph every pair of PAIRS_CSV into OUT_DIR (resumable)."""
     from morphlab.generators.base import GENERATORS
     from morphlab.generators.runner import generate_attack_set
@@ -156,7 +159,7 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
     summary = generate_attack_set(
         pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
         overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,
-        quality=quality, progress=not no_progress,
+        quality=quality, progress=not no_progress, allow_same_identity=allow_same_identity,
     )
     click.echo(
         f"{summary.pairs} pairs: {summary.skipped} already done, {summary.generated} "

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Union
 
-from morphlab.io import IMAGE_SUFFIXES, ImageError
+from morphlab.io import IMAGE_SUFFIXES, image_size
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ _GENDER_VALUES = {
     "m": "male", "male": "male", "man": "male", "men": "male",
 }
 _EXAMPLES = 5  # how many offending names an error/warning message quotes
+
+#: Longest subject or pair id, in UTF-8 bytes: morph file names join the pair id and both
+#: subject ids (``<pair>_<a>_<b>_<tag>.png``) and must stay under the 255-byte limit of
+#: file names, so this is checked when a dataset or pairs file is read, before computing.
+MAX_ID_BYTES = 64
+
+#: Companion files of a dataset folder that are expected beside the images (landmark
+#: sidecars, metadata, notes) and are not reported as skipped.
+COMPANION_SUFFIXES = (".tem", ".npy", ".json", ".csv", ".txt", ".md", ".yaml", ".yml", ".tsv")
 
 
 @dataclass(frozen=True)
@@ -155,19 +164,147 @@ def _examples(items: list[str]) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > _EXAMPLES else "")
 
 
-def _check_header(path: Path) -> None:
-    """Open an image's header only (fast); unreadable files raise ImageError."""
-    from PIL import Image, UnidentifiedImageError
+def shown_name(name: str) -> str:
+    """A file name as it can be printed: undecodable bytes as ``\\xNN`` escapes.
 
+    On POSIX a name that is not valid UTF-8 reaches Python with surrogate escapes
+    (``"caf\\udce9.jpg"``), which cannot be printed or written to a UTF-8 file.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_name(name: str) -> bool:
+    """Whether a file name (as Python decoded it) is valid UTF-8."""
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a recognised image file") from None
-    except OSError as exc:
-        raise ImageError(f"{path}: unreadable image ({exc})") from None
-    if w == 0 or h == 0:
-        raise ImageError(f"{path}: image has zero size ({w}x{h})")
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def id_problem(value: str) -> Optional[str]:
+    """Why ``value`` cannot be a subject/pair id (``None`` when it can).
+
+    Ids end up in CSV cells, manifest lines and file names: no NUL byte, no line break
+    or other control character, valid UTF-8, at most :data:`MAX_ID_BYTES` bytes.
+    """
+    if "\x00" in value:
+        return "contains a NUL byte"
+    if "\n" in value or "\r" in value:
+        return "contains a line break"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return "contains a control character"
+    if not is_utf8_name(value):
+        return "is not valid UTF-8"
+    size = len(value.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        return (
+            f"is {size} bytes long, above the limit of {MAX_ID_BYTES} (morph file names "
+            "join the pair id and both subject ids and must stay under 255 bytes)"
+        )
+    return None
+
+
+def shown_id(value: str) -> str:
+    text = repr(shown_name(value) if not is_utf8_name(value) else value)
+    return text if len(text) <= 48 else text[:40] + "…" + text[-4:]
+
+
+def _check_header(path: Path) -> None:
+    """Open an image's header only (fast); unreadable or too-large files raise ImageError."""
+    image_size(path)
+
+
+class _Skipped:
+    """Entries a folder listing leaves out, by reason; reported once, with examples."""
+
+    def __init__(self) -> None:
+        self.by_reason: dict[str, list[str]] = {}
+
+    def add(self, reason: str, rel: str) -> None:
+        self.by_reason.setdefault(reason, []).append(shown_name(rel))
+
+    def warn(self, root: Path) -> None:
+        if not self.by_reason:
+            return
+        n = sum(len(v) for v in self.by_reason.values())
+        parts = [f"{len(v)} {reason} ({_examples(v)})" for reason, v in self.by_reason.items()]
+        log.warning("%s: %d entr%s skipped: %s", shown_name(str(root)), n,
+                    "y" if n == 1 else "ies", "; ".join(parts))
+
+
+def list_images(root: Path, *, recursive: bool = True) -> list[Path]:
+    """Image files under ``root`` (suffixes :data:`~morphlab.io.IMAGE_SUFFIXES`, any case).
+
+    Hidden entries (``.*``) are left out silently. Everything else that is not used is
+    counted and reported in one warning with a few examples: dangling symbolic links,
+    symbolic-link loops, pipes/sockets/devices, folders named like images (``x.jpg/``),
+    files of other formats (except :data:`COMPANION_SUFFIXES` such as ``.tem``), and
+    images whose names are not valid UTF-8 (shown with ``\\xNN`` escapes; rename them).
+    Symbolic links to folders are followed once (a loop is reported, not followed).
+
+    Returns:
+        The image paths (not resolved), sorted by path relative to ``root``.
+    """
+    skipped = _Skipped()
+    files: list[Path] = []
+    seen_dirs = {os.path.realpath(root)}
+
+    def walk(folder: Path) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.add(f"unreadable folder(s) [{exc.strerror}]", os.path.relpath(folder, root))
+            return
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            path = Path(e.path)
+            rel = path.relative_to(root).as_posix()
+            suffix = path.suffix.lower()
+            try:
+                is_dir = e.is_dir()
+                is_file = e.is_file()
+            except OSError:  # e.g. ELOOP on a self-referencing link
+                skipped.add("symbolic-link loop(s)", rel)
+                continue
+            if e.is_symlink() and not (is_dir or is_file):
+                if os.path.lexists(path) and not path.exists():
+                    try:
+                        os.stat(path)
+                    except OSError as exc:
+                        if exc.errno == 40:  # ELOOP
+                            skipped.add("symbolic-link loop(s)", rel)
+                            continue
+                    skipped.add("dangling symbolic link(s)", rel)
+                    continue
+            if is_dir:
+                if suffix in IMAGE_SUFFIXES:
+                    skipped.add("folder(s) named like an image", rel + "/")
+                    continue
+                if not recursive:
+                    continue
+                real = os.path.realpath(path)
+                if real in seen_dirs:
+                    skipped.add("symbolic-link loop(s)", rel + "/")
+                    continue
+                seen_dirs.add(real)
+                walk(path)
+            elif is_file:
+                if suffix in IMAGE_SUFFIXES:
+                    if is_utf8_name(e.name):
+                        files.append(path)
+                    else:
+                        skipped.add("image(s) whose name is not valid UTF-8 (rename them)", rel)
+                elif suffix not in COMPANION_SUFFIXES:
+                    skipped.add("file(s) of an unsupported format", rel)
+            else:
+                skipped.add("pipe(s), socket(s) or device(s)", rel)
+
+    walk(root)
+    skipped.warn(root)
+    files.sort(key=lambda f: f.relative_to(root).as_posix())
+    return files
 
 
 def _guess_gender_column(cols: list[str], id_col: str) -> Optional[str]:
@@ -178,6 +315,38 @@ def _guess_gender_column(cols: list[str], id_col: str) -> Optional[str]:
             return hits[0]
     hits = [c for c in cols if c.lower().endswith(("_gender", "_sex")) and c != id_col]
     return hits[0] if len(hits) == 1 else None
+
+
+def read_csv_rows(
+    path: Path, what: str, error: type[ValueError] = ValueError
+) -> list[tuple[int, list[str]]]:
+    """All rows of a UTF-8 CSV file (a BOM is accepted) as ``(line number, fields)``.
+
+    Raises:
+        error: (a ValueError) the file is not UTF-8 text, or a row is not valid CSV
+            (e.g. a field longer than the csv module's 131,072-character limit, which
+            usually means an unbalanced quote or a file that is not CSV); the message
+            names the file and the line.
+    """
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            try:
+                for row in reader:
+                    rows.append((reader.line_num, row))
+            except csv.Error as exc:
+                line = reader.line_num
+                if "field larger than field limit" in str(exc):
+                    raise error(
+                        f"{path}, line {line}: a field is longer than "
+                        f"{csv.field_size_limit():,} characters; is this really a {what} "
+                        "(an unbalanced quote makes the rest of the file one field)?"
+                    ) from None
+                raise error(f"{path}, line {line}: not a valid {what} row ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a UTF-8 text file ({exc})") from None
+    return rows
 
 
 def read_metadata(
@@ -206,56 +375,57 @@ def read_metadata(
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: metadata CSV not found")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise ValueError(f"{p}: metadata CSV is empty (a header row is needed)")
-        cols = [h.strip() for h in header]
-        id_col = cols[0] if id_column is None else id_column
-        if id_col not in cols:
+    rows = read_csv_rows(p, "metadata CSV")
+    header = rows[0][1] if rows else None
+    if not header or not any(h.strip() for h in header):
+        raise ValueError(f"{p}: metadata CSV is empty (a header row is needed)")
+    cols = [h.strip() for h in header]
+    id_col = cols[0] if id_column is None else id_column
+    if id_col not in cols:
+        raise ValueError(
+            f"{p}: no subject-id column {id_col!r}; columns are {', '.join(cols)}"
+        )
+    if gender_column is not None and gender_column not in cols:
+        raise ValueError(
+            f"{p}: no gender column {gender_column!r}; columns are {', '.join(cols)}"
+        )
+    if gender_column is None:
+        gender_column = _guess_gender_column(cols, id_col)
+    id_idx = cols.index(id_col)
+    # the gender column becomes "gender"; another column of that name keeps its own
+    names = [
+        "gender" if c == gender_column else f"{c.lower()}_original"
+        if c.lower() == "gender" else c.lower()
+        for c in cols
+    ]
+    out: dict[str, dict[str, str]] = {}
+    first_row: dict[str, int] = {}
+    for line, row in rows[1:]:
+        if not any(v.strip() for v in row):
+            continue
+        if len(row) != len(cols):
             raise ValueError(
-                f"{p}: no subject-id column {id_col!r}; columns are {', '.join(cols)}"
+                f"{p}, line {line}: {len(row)} fields, the header has {len(cols)}"
             )
-        if gender_column is not None and gender_column not in cols:
+        sid = row[id_idx].strip()
+        if not sid:
+            raise ValueError(f"{p}, line {line}: empty subject id in column {id_col!r}")
+        problem = id_problem(sid)
+        if problem:
+            raise ValueError(f"{p}, line {line}: subject id {shown_id(sid)} {problem}")
+        if sid in out:
             raise ValueError(
-                f"{p}: no gender column {gender_column!r}; columns are {', '.join(cols)}"
+                f"{p}, line {line}: subject {sid!r} already has a row (line "
+                f"{first_row[sid]}); keep one row per subject"
             )
-        if gender_column is None:
-            gender_column = _guess_gender_column(cols, id_col)
-        id_idx = cols.index(id_col)
-        # the gender column becomes "gender"; another column of that name keeps its own
-        names = [
-            "gender" if c == gender_column else f"{c.lower()}_original"
-            if c.lower() == "gender" else c.lower()
-            for c in cols
-        ]
-        out: dict[str, dict[str, str]] = {}
-        first_row: dict[str, int] = {}
-        for row in reader:
-            line = reader.line_num
-            if not any(v.strip() for v in row):
+        rec = {}
+        for i, (name, value) in enumerate(zip(names, row)):
+            value = value.strip()
+            if i == id_idx or not value:
                 continue
-            if len(row) != len(cols):
-                raise ValueError(
-                    f"{p}, line {line}: {len(row)} fields, the header has {len(cols)}"
-                )
-            sid = row[id_idx].strip()
-            if not sid:
-                raise ValueError(f"{p}, line {line}: empty subject id in column {id_col!r}")
-            if sid in out:
-                raise ValueError(
-                    f"{p}, line {line}: subject {sid!r} already has a row (line "
-                    f"{first_row[sid]}); keep one row per subject"
-                )
-            rec = {}
-            for i, (name, value) in enumerate(zip(names, row)):
-                value = value.strip()
-                if i == id_idx or not value:
-                    continue
-                rec[name] = normalise_gender(value) if name == "gender" else value
-            out[sid] = rec
-            first_row[sid] = line
+            rec[name] = normalise_gender(value) if name == "gender" else value
+        out[sid] = rec
+        first_row[sid] = line
     return out
 
 
@@ -308,15 +478,7 @@ def load_folder(
     rx = compile_pattern(pattern)
     has_capture = "capture" in rx.groupindex
 
-    files = []
-    walker = root_p.rglob("*") if recursive else root_p.glob("*")
-    for f in walker:
-        rel = f.relative_to(root_p)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
-            files.append(f)
-    files.sort(key=lambda f: f.relative_to(root_p).as_posix())
+    files = list_images(root_p, recursive=recursive)
     if not files:
         where = "or its sub-folders " if recursive else ""
         raise ValueError(
@@ -338,6 +500,12 @@ def load_folder(
             raise ValueError(
                 f"{f}: the pattern {pattern!r} matches an empty subject id; make the "
                 "'subject' group match at least one character"
+            )
+        problem = id_problem(subject)
+        if problem:
+            raise ValueError(
+                f"{f}: the subject id {shown_id(subject)} read from this file name "
+                f"{problem}; rename the file or choose the id with --pattern"
             )
         capture = m.group("capture") if has_capture else None
         key = (subject, capture if capture is not None else rel)

@@ -47,8 +47,15 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from morphlab import __version__
-from morphlab.datasets.folder import ENROLMENT, Dataset, Sample
-from morphlab.io import atomic_write_text
+from morphlab.datasets.folder import (
+    ENROLMENT,
+    Dataset,
+    Sample,
+    shown_id,
+    id_problem,
+    read_csv_rows,
+)
+from morphlab.io import atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +179,28 @@ def sidecar_path(pairs_csv: PathLike) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def same_image(a: Path, b: Path, hashes: Optional[dict[Path, str]] = None) -> Optional[str]:
+    """Whether two image files are one: ``"the same file"``, ``"the same content"`` or None.
+
+    The same file is the same inode (a hard link, a symbolic link, ``a/../a.jpg``); the
+    same content is equal sha256, computed only when the two sizes are equal (``hashes``
+    caches it). A file that cannot be examined gives None: reading it will fail on its
+    own, as that pair's failure.
+    """
+    try:
+        if os.path.samefile(a, b):
+            return "the same file"
+        if os.path.getsize(a) != os.path.getsize(b):
+            return None
+        hashes = {} if hashes is None else hashes
+        for f in (a, b):
+            if f not in hashes:
+                hashes[f] = sha256_file(f)
+    except OSError:
+        return None
+    return "the same content" if hashes[a] == hashes[b] else None
+
+
 # ----------------------------------------------------------------------------------------
 # making pairs
 # ----------------------------------------------------------------------------------------
@@ -256,14 +285,29 @@ def make_pairs(
     rng = np.random.default_rng(seed)
     uses = [0] * len(samples)
     chosen: list[tuple[int, int]] = []
+    hashes: dict[Path, str] = {}
+    identical: dict[frozenset, str] = {}  # pairs of subjects refused, with why
     for i, j in STRATEGIES[strategy](samples, rng, **options):
         if i == j or uses[i] >= per_subject or uses[j] >= per_subject:
+            continue
+        same = same_image(samples[i].path, samples[j].path, hashes)
+        if same:
+            identical[frozenset((i, j))] = (
+                f"{samples[i].subject} and {samples[j].subject} "
+                f"({dataset.relpath(samples[i])}, {dataset.relpath(samples[j])}: {same})"
+            )
             continue
         uses[i] += 1
         uses[j] += 1
         chosen.append((i, j))
         if n_pairs is not None and len(chosen) == n_pairs:
             break
+    if identical:
+        log.warning(
+            "%s: %d candidate pair(s) refused, their two images are one image (a morph of "
+            "an image with itself is no attack; remove the copies): %s",
+            dataset.root, len(identical), "; ".join(list(identical.values())[:_MAX_LISTED]),
+        )
     if not chosen:
         raise ValueError(f"strategy {strategy!r} found no pair among {len(samples)} subjects")
     if n_pairs is not None and len(chosen) < n_pairs:
@@ -351,7 +395,12 @@ def _inside(path: str, root: Path) -> Optional[Path]:
     return full
 
 
-def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> PairSet:
+def read_pairs(
+    path: PathLike,
+    *,
+    dataset_dir: Optional[PathLike] = None,
+    allow_same_identity: bool = False,
+) -> PairSet:
     """Read and validate a pairs CSV.
 
     The dataset folder the image paths are relative to is ``dataset_dir`` when given,
@@ -359,10 +408,20 @@ def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> Pai
     pairs file's own folder.
 
     Checks: the header has every required column and no unknown one; every row has a
-    value in each required column, a file-name-safe unique ``pair_id``, two different
-    subjects, image paths that stay inside the dataset folder (``..`` or absolute paths
-    leading elsewhere are refused; symlinks are not followed) and exist; no two rows
-    hold the same unordered pair of images.
+    value in each required column, a file-name-safe unique ``pair_id``, ids without NUL
+    bytes, line breaks or control characters and at most
+    :data:`~morphlab.datasets.folder.MAX_ID_BYTES` bytes long (morph file names are made
+    of them), two different subjects (unless ``allow_same_identity``), image paths that
+    stay inside the dataset folder (``..`` or absolute paths leading elsewhere are
+    refused; symlinks are not followed) and exist, two images that are not one image
+    (the same file, or the same content by sha256 — never allowed); no two rows hold the
+    same unordered pair of images.
+
+    Args:
+        path: the pairs CSV.
+        dataset_dir: the folder its image paths are relative to (see above).
+        allow_same_identity: accept pairs whose two subjects are the same identity
+            (two images of one person), for studies that need them.
 
     Raises:
         FileNotFoundError: the pairs file or the dataset folder is missing.
@@ -397,12 +456,8 @@ def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> Pai
         )
     root = Path(os.path.abspath(root))
 
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PairsError(f"{p}: not a UTF-8 text file ({exc})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    rows = iter(read_csv_rows(p, "pairs file", PairsError))
+    header = next(rows, (1, None))[1]
     if not header or not any(h.strip() for h in header):
         raise PairsError(f"{p}: empty pairs file (expected the header {','.join(REQUIRED_COLUMNS)})")
     cols = [h.strip() for h in header]
@@ -429,8 +484,8 @@ def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> Pai
     missing_files = False
     ids: dict[str, int] = {}
     seen: dict[frozenset, int] = {}
-    for row in reader:
-        line = reader.line_num
+    hashes: dict[Path, str] = {}
+    for line, row in rows:
         if not any(v.strip() for v in row):
             continue
         if len(row) != len(cols):
@@ -442,7 +497,13 @@ def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> Pai
             errors.append(f"line {line}: empty {', '.join(empty)}")
             continue
         pid = v["pair_id"]
-        if not PAIR_ID_RE.match(pid):
+        bad_ids = [(c, id_problem(v[c])) for c in ("pair_id", "subject_a", "subject_b")]
+        bad_ids = [(c, why) for c, why in bad_ids if why]
+        for c, why in bad_ids:
+            errors.append(f"line {line}: {c} {shown_id(v[c])} {why}")
+        if bad_ids:
+            continue
+        if not PAIR_ID_RE.fullmatch(pid):
             errors.append(
                 f"line {line}: pair_id {pid!r} is not file-name safe (letters, digits, '.', '-')"
             )
@@ -450,8 +511,12 @@ def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> Pai
             errors.append(f"line {line}: pair_id {pid!r} already used on line {ids[pid]}")
         else:
             ids[pid] = line
-        if v["subject_a"] == v["subject_b"]:
-            errors.append(f"line {line}: subject_a and subject_b are both {v['subject_a']!r}")
+        if v["subject_a"] == v["subject_b"] and not allow_same_identity:
+            errors.append(
+                f"line {line}: subject_a and subject_b are both {v['subject_a']!r} "
+                f"(pair {pid!r}: the same identity; allow it explicitly with "
+                "--allow-same-identity for a study that needs such pairs)"
+            )
         images = []
         for col in ("image_a", "image_b"):
             full = _inside(v[col], root)
@@ -465,6 +530,13 @@ def read_pairs(path: PathLike, *, dataset_dir: Optional[PathLike] = None) -> Pai
                 missing_files = True
             images.append(full)
         if None in images:
+            continue
+        same = same_image(images[0], images[1], hashes)
+        if same:
+            errors.append(
+                f"line {line}: image_a {v['image_a']!r} and image_b {v['image_b']!r} "
+                f"are {same} (pair {pid!r}); a morph needs two different images"
+            )
             continue
         key = frozenset(images)
         if key in seen:

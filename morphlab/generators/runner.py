@@ -40,6 +40,10 @@
 
 Re-running and the output folder:
 
+- ``OUT_DIR`` is locked for the whole run (:func:`morphlab.outdir.locked_folder`): a
+  second command writing it fails at once, naming the process that holds it;
+- ``OUT_DIR`` may not be, contain or lie inside the dataset folder or a folder of the
+  pairs' images (refused before anything is written);
 - an empty or new ``OUT_DIR`` starts a run;
 - an ``OUT_DIR`` holding a run with the **same configuration** is continued: pairs whose
   every morph is in the manifest and whose image file exists with the recorded sha256
@@ -47,29 +51,33 @@ Re-running and the output folder:
   else — including pairs that **failed** before — is (re)done;
 - a **different configuration** is refused with the differences listed, unless
   ``overwrite=True``, which deletes the files the previous manifest lists (and nothing
-  else) and starts afresh; ``overwrite=True`` also restarts a same-configuration run;
+  else; it refuses, deleting nothing, when one of them was changed since it was written)
+  and starts afresh; ``overwrite=True`` also restarts a same-configuration run;
 - ``resume=True`` demands a previous run with the same configuration (refused
   otherwise) — use it to make sure you continue rather than start;
-- a non-empty folder that holds no ``run.json`` is refused unless ``overwrite=True``.
+- a non-empty folder that holds no ``run.json`` is refused unless ``overwrite=True``,
+  which writes the run next to the folder's files but never replaces one of them (a file
+  named like one of the run's outputs is refused).
 
 Crash safety: each image is written atomically (temp file + rename) before its manifest
 lines are appended (by the parent process only, one write + fsync per pair). On start,
 temp files ``.*.tmp`` are removed, a partial last manifest line is dropped, and lines
 whose image is missing or does not match its hash are dropped, so a killed run leaves
-neither a half-written image nor a manifest line without its image.
+neither a half-written image nor a manifest line without its image. A full disk (or a
+read-only one) stops the run with an error instead of failing every remaining pair; a
+re-run continues. Worker processes end with the run, however it ends
+(:mod:`morphlab.workers`).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import errno
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import re
 import sys
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -80,6 +88,8 @@ from morphlab import __version__
 from morphlab.datasets.pairs import Pair, read_pairs
 from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
 from morphlab.io import atomic_write_text, check_image, sha256_file, write_image
+from morphlab.outdir import check_disjoint, locked_folder
+from morphlab.workers import run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +112,10 @@ _OK_KEYS = (
 )
 _FAILED_KEYS = ("pair_id", "error")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+#: run.json ``format`` values of the folders morphlab writes with a manifest.
+RUN_FORMATS = ("morphlab-attack-set", "morphlab-postprocessed")
+#: OSError numbers that stop a run (every further write would fail the same way).
+FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 class RunConflictError(ValueError):
@@ -147,6 +161,20 @@ def morph_filename(pair: Pair, tag: str, image_format: str = "png") -> str:
     """``<pair_id>_<subject_a>_<subject_b>_<tag><suffix>`` with file-name-safe ids."""
     suffix = IMAGE_FORMATS[image_format]
     return f"{pair.pair_id}_{_safe(pair.subject_a)}_{_safe(pair.subject_b)}_{tag}{suffix}"
+
+
+def fatal_write_error(exc: OSError, folder: PathLike) -> Optional[OSError]:
+    """The error that stops a run when ``exc`` is a full or read-only disk, else None."""
+    if exc.errno not in FATAL_ERRNOS:
+        return None
+    where = f" ({exc.filename})" if exc.filename else ""
+    err = OSError(
+        f"{folder}: {exc.strerror or exc}{where}; the run stopped; its manifest keeps what "
+        "finished: free space (or make the folder writable) and run the same command again "
+        "to continue"
+    )
+    err.errno = exc.errno
+    return err
 
 
 def _json_default(obj: Any) -> Any:
@@ -238,6 +266,11 @@ def _run_batch(tasks: list[dict]) -> list[dict]:
                 rec["sha256"] = write_image(out_dir / name, o.image, quality=_WORKER["quality"])
                 written.append(rec)
             out.append({"pair_id": task["pair_id"], "outputs": written})
+        except OSError as exc:
+            fatal = fatal_write_error(exc, out_dir)
+            if fatal is not None:
+                raise fatal from None
+            out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {exc}"})
         except Exception as exc:
             msg = str(exc).strip().replace("\n", " ")
             out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {msg}"})
@@ -316,18 +349,34 @@ def _parse_loose(manifest: Path) -> list[dict]:
 
 
 def _wipe(out: Path) -> int:
-    """Delete the files the manifest in ``out`` lists, the manifest and run.json."""
+    """Delete the files the manifest in ``out`` lists, the manifest and run.json.
+
+    Only files still holding what morphlab wrote (the sha256 the manifest records) are
+    deleted; if a listed file was changed or replaced since, nothing is deleted.
+    """
     manifest = out / MANIFEST_NAME
-    n = 0
+    ours, changed = [], []
     if manifest.is_file():
         for rec in _parse_loose(manifest):
             f = _inside(out, rec.get("file"))
-            if f is not None and f.is_file():
-                f.unlink()
-                n += 1
-        manifest.unlink()
+            if f is None or not (f.exists() or f.is_symlink()):
+                continue
+            (ours if not f.is_symlink() and _verified(out, rec) else changed).append(f)
+    if changed:
+        names = ", ".join(f.name for f in changed[:5]) + (" …" if len(changed) > 5 else "")
+        raise RunConflictError(
+            f"{out}: --overwrite would delete {names}, changed since morphlab wrote "
+            f"{'it' if len(changed) == 1 else 'them'} (sha256 differs from {manifest}); "
+            "move them away first, or choose another output folder"
+        )
+    n = 0
+    for f in dict.fromkeys(ours):
+        if f.is_file():
+            f.unlink()
+            n += 1
+    manifest.unlink(missing_ok=True)
     (out / RUN_NAME).unlink(missing_ok=True)
-    log.info("%s: removed the previous run (%d morph files)", out, n)
+    log.info("%s: removed the previous run (%d files its manifest lists)", out, n)
     return n
 
 
@@ -350,42 +399,72 @@ def _config_diff(
     return diffs
 
 
+def check_out_path(out: Path) -> None:
+    """Refuse an output path that exists and is not a folder."""
+    if out.exists() and not out.is_dir():
+        raise RunConflictError(f"{out}: exists and is not a folder")
+
+
 def _prepare_out_dir(
-    out: Path, config: dict, *, resume: bool, overwrite: bool, keys: Sequence[str] = CONFIG_KEYS
+    out: Path,
+    config: dict,
+    *,
+    resume: bool,
+    overwrite: bool,
+    keys: Sequence[str] = CONFIG_KEYS,
+    outputs: Sequence[str] = (),
 ) -> list[dict]:
     """Create/check ``out``; write run.json; return the previous run's records to continue.
 
-    ``keys``: the run.json keys that must agree for a run to be continued.
+    Call it holding the folder's lock (:func:`morphlab.outdir.locked_folder`).
+
+    Args:
+        keys: the run.json keys that must agree for a run to be continued.
+        outputs: the file names the run will write; in a folder holding no run, an
+            existing file of one of these names is refused (morphlab would replace it).
     """
-    if out.exists() and not out.is_dir():
-        raise RunConflictError(f"{out}: exists and is not a folder")
+    check_out_path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_temp_files(out)
     run_file, manifest = out / RUN_NAME, out / MANIFEST_NAME
     previous: Optional[dict] = None
-    if run_file.is_file():
+    if run_file.is_file() or run_file.is_symlink():
         try:
             previous = json.loads(run_file.read_text(encoding="utf-8"))
             if not isinstance(previous, dict):
                 raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError, OSError) as exc:
             if not overwrite:
                 raise RunConflictError(
                     f"{run_file}: unreadable ({exc}); pass --overwrite to replace the run "
                     "in this folder, or choose another output folder"
                 ) from None
             previous = {}
-    elif any(not f.name.startswith(".") for f in out.iterdir()) and not overwrite:
-        raise RunConflictError(
-            f"{out}: the folder is not empty and holds no morphlab run ({RUN_NAME}); choose "
-            "an empty or new output folder (or pass --overwrite to write into it anyway)"
-        )
+        if previous and previous.get("format") not in RUN_FORMATS:
+            raise RunConflictError(
+                f"{run_file}: not a morphlab run (format {previous.get('format')!r}); "
+                "morphlab never replaces files it did not write: choose another output folder"
+            )
+        _remove_temp_files(out)
+    else:
+        visible = [f.name for f in out.iterdir() if not f.name.startswith(".")]
+        if visible and not overwrite:
+            raise RunConflictError(
+                f"{out}: the folder is not empty and holds no morphlab run ({RUN_NAME}); "
+                "choose an empty or new output folder (or pass --overwrite to write into it "
+                "anyway: its files are kept)"
+            )
+        clash = sorted(set(visible) & {MANIFEST_NAME, *outputs})
+        if clash:
+            raise RunConflictError(
+                f"{out}: holds no morphlab run ({RUN_NAME}) but files named like this run's "
+                f"outputs ({', '.join(clash[:5])}{' …' if len(clash) > 5 else ''}); morphlab "
+                "never replaces files it did not write: move them away or choose another "
+                "output folder"
+            )
 
     if previous is None:
         if resume:
             raise RunConflictError(f"{out}: nothing to resume (no {RUN_NAME}); drop --resume")
-        if overwrite:
-            _wipe(out)
         records: list[dict] = []
     else:
         diffs = _config_diff(previous, config, keys)
@@ -461,6 +540,7 @@ def generate_attack_set(
     image_format: str = "png",
     quality: int = 95,
     progress: bool = True,
+    allow_same_identity: bool = False,
 ) -> RunSummary:
     """Morph every pair of a pairs file into ``out_dir`` (see the module docstring).
 
@@ -479,6 +559,7 @@ def generate_attack_set(
         image_format: ``"png"`` or ``"jpg"``.
         quality: JPEG quality (``image_format="jpg"``).
         progress: show a tqdm progress bar.
+        allow_same_identity: accept pairs of two images of one subject (special studies).
 
     Returns:
         A :class:`RunSummary`. Failed pairs are in the manifest; they do not raise.
@@ -490,9 +571,12 @@ def generate_attack_set(
         KeyError: unknown generator name.
         FileNotFoundError: the pairs file or dataset folder is missing.
         ChildProcessError: a worker process died (``jobs > 1``); re-running continues.
+        OSError: the disk is full or read-only (:data:`FATAL_ERRNOS`): the run stops;
+            re-running continues.
+        morphlab.outdir.FolderLockedError: another process is writing ``out_dir``.
+        morphlab.workers.Interrupted: Ctrl-C or SIGTERM (a ``KeyboardInterrupt``); the
+            workers are stopped and a re-run continues.
     """
-    from tqdm import tqdm
-
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: choose one")
     if not isinstance(jobs, int) or jobs < 1:
@@ -502,7 +586,8 @@ def generate_attack_set(
             f"unknown image format {image_format!r}; choose one of {', '.join(IMAGE_FORMATS)}"
         )
     pairs_path = Path(pairs_csv)
-    pairset = read_pairs(pairs_path, dataset_dir=dataset_dir)
+    pairset = read_pairs(pairs_path, dataset_dir=dataset_dir,
+                         allow_same_identity=allow_same_identity)
     name, cls = _resolve_generator(generator)
     params = dict(params or {})
     gen = _build(cls, name, params)
@@ -511,7 +596,6 @@ def generate_attack_set(
     bad = [t for t in tags if not isinstance(t, str) or not _TAG_RE.match(t)]
     if not tags or bad or len(set(tags)) != len(tags):
         raise ValueError(f"generator {name!r}: output tags {tags!r} must be unique file-name-safe names")
-    batch_size = max(1, int(getattr(gen, "batch_size", 1) or 1))
     runtime = frozenset(getattr(cls, "runtime_params", frozenset()))
     config = {
         "format": "morphlab-attack-set",
@@ -530,7 +614,34 @@ def generate_attack_set(
         "morphlab_version": __version__,
     }
     out = Path(out_dir)
-    previous = _prepare_out_dir(out, config, resume=resume, overwrite=overwrite)
+    # refused before anything is written: an output folder that is, contains or lies
+    # inside a folder the pairs read from (an --overwrite there would delete sources)
+    check_disjoint(out, {"dataset folder": pairset.dataset_dir, "pairs file": pairs_path})
+    for folder in sorted({i.parent for p in pairset.pairs for i in (p.image_a, p.image_b)}):
+        check_disjoint(out, {"folder of pair images": folder})
+    check_out_path(out)
+    with locked_folder(out):
+        return _generate_locked(
+            pairset, out, config, gen, cls, name, params, full_params, tags,
+            jobs=jobs, seed=seed, resume=resume, overwrite=overwrite,
+            image_format=image_format, quality=quality, progress=progress,
+        )
+
+
+def _generate_locked(
+    pairset: Any, out: Path, config: dict, gen: Generator, cls: type, name: str,
+    params: dict, full_params: dict, tags: list[str], *, jobs: int, seed: int, resume: bool,
+    overwrite: bool, image_format: str, quality: int, progress: bool,
+) -> RunSummary:
+    """:func:`generate_attack_set` once ``out`` is locked and the arguments are checked."""
+    from tqdm import tqdm
+
+    batch_size = max(1, int(getattr(gen, "batch_size", 1) or 1))
+    files = {p.pair_id: {t: morph_filename(p, t, image_format) for t in tags} for p in pairset.pairs}
+    previous = _prepare_out_dir(
+        out, config, resume=resume, overwrite=overwrite,
+        outputs=[f for fs in files.values() for f in fs.values()],
+    )
     manifest = out / MANIFEST_NAME
 
     # what every pair's lines share, and which pairs the previous run completed
@@ -581,7 +692,7 @@ def generate_attack_set(
             "a": (p.subject_a, str(p.image_a)),
             "b": (p.subject_b, str(p.image_b)),
             "seed": base[p.pair_id]["seed"],
-            "files": {t: morph_filename(p, t, image_format) for t in tags},
+            "files": files[p.pair_id],
         }
         for p in todo
     ]
@@ -615,51 +726,26 @@ def generate_attack_set(
                             "extra": o["extra"],
                         })
                     summary.generated += 1
-                fh.write("".join(_dumps(r) + "\n" for r in lines).encode("utf-8"))
-                fh.flush()
-                os.fsync(fh.fileno())
+                _append(fh, lines, manifest)
                 bar.update(1)
 
+        in_process = jobs == 1 or len(batches) <= 1
+        if in_process:
+            _WORKER.update(generator=gen, out_dir=out, quality=int(quality))
+        else:
+            del gen  # workers build their own
         try:
-            if jobs == 1 or len(batches) <= 1:
-                _WORKER.update(generator=gen, out_dir=out, quality=int(quality))
-                try:
-                    for batch in batches:
-                        record(_run_batch(batch))
-                finally:
-                    _WORKER.clear()
-            else:
-                del gen  # workers build their own
-                ctx = multiprocessing.get_context("spawn")
-                with cf.ProcessPoolExecutor(
-                    max_workers=min(jobs, len(batches)), mp_context=ctx,
-                    initializer=_init_worker, initargs=(cls, params, str(out), int(quality)),
-                ) as pool:
-                    pending: set = set()
-                    queue = iter(batches)
-                    try:
-                        while True:
-                            while len(pending) < 2 * jobs:
-                                batch = next(queue, None)
-                                if batch is None:
-                                    break
-                                pending.add(pool.submit(_run_batch, batch))
-                            if not pending:
-                                break
-                            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                            for fut in finished:
-                                record(fut.result())
-                    except BrokenProcessPool:
-                        raise ChildProcessError(
-                            f"a worker process died (a crash inside generator {name!r}?); "
-                            f"{manifest} keeps what finished and a re-run continues from there; "
-                            "run with jobs=1 (-j 1) to see the error"
-                        ) from None
-                    except BaseException:
-                        for fut in pending:
-                            fut.cancel()
-                        raise
+            run_tasks(
+                _run_batch, batches, record, jobs=1 if in_process else jobs,
+                initializer=_init_worker, initargs=(cls, params, str(out), int(quality)),
+                crash_message=(
+                    f"a worker process died (a crash inside generator {name!r}?); "
+                    f"{manifest} keeps what finished and a re-run continues from there; "
+                    "run with jobs=1 (-j 1) to see the error"
+                ),
+            )
         finally:
+            _WORKER.clear()
             bar.close()
 
     # the run is complete: put the manifest in pairs-file order
@@ -675,6 +761,17 @@ def generate_attack_set(
         summary.morphs, manifest,
     )
     return summary
+
+
+def _append(fh: Any, lines: Sequence[Mapping[str, Any]], manifest: Path) -> None:
+    """Append manifest lines in one write and fsync them (a full disk stops the run)."""
+    try:
+        fh.write("".join(_dumps(r) + "\n" for r in lines).encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    except OSError as exc:
+        fatal = fatal_write_error(exc, manifest.parent)
+        raise (fatal or exc) from None
 
 
 # ----------------------------------------------------------------------------------------
@@ -735,3 +832,4 @@ def load_manifest(
 prepare_out_dir = _prepare_out_dir
 verified_record = _verified
 dumps_record = _dumps
+append_records = _append

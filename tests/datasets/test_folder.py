@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ from morphlab.io import ImageError, write_image
 
 
 def _img(path: Path) -> Path:
-    write_image(path, np.full((8, 8, 3), 128, np.uint8))
+    # distinct content per file: identical images are refused as one image
+    rng = np.random.default_rng(zlib.crc32(str(path).encode()))
+    write_image(path, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     return path
 
 

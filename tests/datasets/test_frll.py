@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from morphlab.io import ImageError, write_image
 
 def _img(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, np.full((8, 8, 3), 100, np.uint8))
+    # distinct content per file: identical images are refused as one image
+    rng = np.random.default_rng(zlib.crc32(str(path).encode()))
+    write_image(path, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     return path
 
 

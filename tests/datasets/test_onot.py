@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,9 @@ from morphlab.io import ImageError, write_image
 
 def _img(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, np.full((8, 6, 3), 200, np.uint8))
+    # distinct content per file: identical images are refused as one image
+    rng = np.random.default_rng(zlib.crc32(str(path).encode()))
+    write_image(path, rng.integers(0, 256, (8, 6, 3), dtype=np.uint8))
     return path
 
 

@@ -152,9 +152,9 @@ def test_no_gender_columns_without_metadata(frll_dir: Path, tmp_path: Path):
 @pytest.fixture()
 def data(tmp_path: Path) -> Path:
     d = tmp_path / "data"
-    for name in ("a_1", "b_1", "c_1", "d_1"):
-        write_image(d / f"{name}.png", np.zeros((4, 4, 3), np.uint8))
-    write_image(tmp_path / "outside_1.png", np.zeros((4, 4, 3), np.uint8))
+    for k, name in enumerate(("a_1", "b_1", "c_1", "d_1")):
+        write_image(d / f"{name}.png", np.full((4, 4, 3), k, np.uint8))  # distinct content
+    write_image(tmp_path / "outside_1.png", np.full((4, 4, 3), 9, np.uint8))
     return d
 
 
