@@ -371,25 +371,35 @@ def apcer_at_bpcer_levels(
             for x in levels}
 
 
-def resolution_note(n: int, level: float, figure: str, what: str) -> Optional[str]:
+def resolution_note(n: int, level: float | Sequence[float], figure: str, what: str
+                    ) -> Optional[str]:
     """A sample-size note when ``n < 1 / level``: the level cannot be resolved.
 
     Args:
         n: presentations of the constrained class (attacks for BPCER@APCER, bona fide for
             APCER@BPCER).
-        level: the rate level, e.g. 0.01.
-        figure: the figure's name, e.g. ``"BPCER@APCER=1%"``.
-        what: the class, e.g. ``"attack presentations"`` or ``"landmark/spliced attacks"``.
+        level: the rate level, e.g. 0.01, or several levels (one note lists those that
+            cannot be resolved).
+        figure: the figure's name, ``"BPCER@APCER"`` or ``"APCER@BPCER"`` (a level suffix
+            such as ``"=1%"`` is ignored).
+        what: the class, e.g. ``"attack presentations"`` or ``"attacks of the smallest
+            species (spliced)"``.
 
     Returns:
-        ``None`` when ``n * level >= 1``, else a sentence for the report.
+        ``None`` when every ``n * level >= 1``, else a sentence for the report.
     """
-    if level <= 0 or n * level >= 1 - 1e-9:
+    levels = [level] if isinstance(level, (int, float)) else list(level)
+    bad = [x for x in levels if x > 0 and n * x < 1 - 1e-9]
+    if not bad:
         return None
-    need = math.ceil(1 / level - 1e-9)
-    return (f"{figure}: only {n} {what} (fewer than 1/{_pct(level)} = {need}); the rate moves "
-            f"in steps of {_pct(1 / n) if n else 'n/a'}, so the level cannot be resolved and "
-            "the figure is taken where no error of that kind is allowed.")
+    base = figure.split("=")[0]
+    constrained = base.split("@")[-1]
+    need = ", ".join(f"{math.ceil(1 / x - 1e-9)} for {_pct(x)}" for x in bad)
+    step = f"{100 / n:.3g}%" if n else "n/a"
+    return (f"{base} at {', '.join(_pct(x) for x in bad)}: only {n} {what}; a level x needs "
+            f"at least 1/x ({need}), so {'this level' if len(bad) == 1 else 'these levels'} "
+            f"cannot be resolved: {constrained} moves in steps of {step} and the figure is "
+            f"taken at {constrained} = 0.")
 
 
 def _pct(x: float) -> str:
@@ -431,16 +441,17 @@ def _figures(b: np.ndarray, a: np.ndarray, sp: Optional[np.ndarray],
         thr[key] = t
         iv[key] = rate(round(bp * b.size), b.size).to_dict()
         if multi:
-            n_min = min(int(np.count_nonzero(sp == s)) for s in set(sp.tolist()))
-            note = resolution_note(n_min, x, key, "attacks of the smallest species")
             pbp, pt = bpcer_at_apcer(b, a, x)
             vals[f"{key} (pooled)"] = pbp
             thr[f"{key} (pooled)"] = pt
             iv[f"{key} (pooled)"] = rate(round(pbp * b.size), b.size).to_dict()
-        else:
-            note = resolution_note(a.size, x, key, what)
-        if note:
-            notes.append(note)
+    if multi:
+        n_sp = {s: int(np.count_nonzero(sp == s)) for s in sorted(set(sp.tolist()))}
+        s_min = min(n_sp, key=n_sp.get)
+        notes.append(resolution_note(n_sp[s_min], levels, "BPCER@APCER",
+                                     f"attacks of the smallest species ({s_min})"))
+    else:
+        notes.append(resolution_note(a.size, levels, "BPCER@APCER", what))
     for x in bpcer_levels:
         key = f"APCER@BPCER={_pct(x)}"
         ap, t = apcer_at_bpcer(b, a, x)
@@ -451,10 +462,8 @@ def _figures(b: np.ndarray, a: np.ndarray, sp: Optional[np.ndarray],
             s_max, r_max = _max_rate(_species_rates(a, sp, t, end=t == math.inf and ap == 1.0))
             vals[f"max {key}"] = r_max.rate
             iv[f"max {key}"] = {**r_max.to_dict(), "species": s_max}
-        note = resolution_note(b.size, x, key, "bona fide presentations")
-        if note:
-            notes.append(note)
-    return vals, iv, thr, notes
+    notes.append(resolution_note(b.size, bpcer_levels, "APCER@BPCER", "bona fide presentations"))
+    return vals, iv, thr, [n for n in notes if n]
 
 
 def pad_summary(
@@ -492,8 +501,9 @@ def pad_summary(
         ``"thresholds"`` (the operating threshold of each figure), ``"intervals"``
         (``{key: Rate.to_dict()}`` for every rate key: ``k``, ``n``, ``rate``, ``ci95``;
         ``"APCER per species"`` nested; ``"max …"`` entries name their ``species``) and
-        ``"notes"`` (sample-size notes, :func:`resolution_note`). Per species the same
-        figures with their own ``"intervals"`` and ``"thresholds"``.
+        ``"notes"`` (sample-size notes, :func:`resolution_note`; with several species the
+        BPCER@APCER note is about the smallest species). Per species the same figures with
+        their own ``"intervals"``, ``"thresholds"`` and ``"notes"``.
     """
     b = _scores(bona_fide_scores, "bona fide scores")
     a = _scores(attack_scores, "attack scores")
@@ -525,8 +535,7 @@ def pad_summary(
             v_s, iv_s, thr_s, notes_s = _figures(b, a_s, None, levels, bpcer_levels,
                                                  f"{s} attacks")
             per_sp[str(s)] = {"n": int(a_s.size), **v_s, "thresholds": thr_s,
-                              "intervals": iv_s}
-            notes += [f"{s}: {n}" for n in notes_s if n.startswith("BPCER")]
+                              "intervals": iv_s, "notes": notes_s}
         out["per species"] = per_sp
     out["thresholds"] = thr
     out["intervals"] = iv

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from morphlab.metrics.pad import STANDARD_APCER_LEVELS, d_eer, det_curve
+from morphlab.metrics.intervals import Rate
+from morphlab.metrics.pad import D_EER_RULE, d_eer, det_curve
 from morphlab.reports.document import Document, Figure, Heading, Paragraph, Table, save_figure
 
 #: Tick positions of the DET axes (rates).
@@ -78,6 +79,56 @@ def _pct(v: Optional[float]) -> str:
     return "–" if v is None else f"{100.0 * v:.2f}%"
 
 
+def _rate_text(iv: Optional[Mapping[str, Any]], value: Optional[float] = None) -> str:
+    """``"41.7 % [19.3, 68.0] (5/12)"`` from a ``Rate.to_dict()``; the bare value without one."""
+    if not iv:
+        return _pct(value)
+    lo, hi = (iv.get("ci95") or [None, None])[:2]
+    r = Rate(int(iv["k"]), int(iv["n"]),
+             *(float("nan") if x is None else float(x) for x in (iv.get("rate"), lo, hi)))
+    return r.format()
+
+
+def _thr(t: Any) -> str:
+    return "–" if t is None else f"{float(t):.4g}"
+
+
+def _levels(summary: Mapping[str, Any], prefix: str) -> list[str]:
+    """The level keys of a figure (``"BPCER@APCER=10%"`` …) in the summary's order."""
+    return [k for k in summary if k.startswith(prefix) and not k.endswith("(pooled)")]
+
+
+def _headline_rows(summary: Mapping[str, Any]) -> list[list[Any]]:
+    iv = summary.get("intervals") or {}
+    thr = summary.get("thresholds") or {}
+    rows: list[list[Any]] = [["D-EER", _pct(summary["D-EER"]), _thr(summary.get("D-EER threshold")),
+                              "interpolated, see the rule below"]]
+    if "D-EER APCER" in summary:
+        rows += [["APCER at the D-EER threshold", _rate_text(iv.get("D-EER APCER"),
+                                                               summary["D-EER APCER"]),
+                  _thr(summary.get("D-EER threshold")), "pooled"],
+                 ["BPCER at the D-EER threshold", _rate_text(iv.get("D-EER BPCER"),
+                                                               summary["D-EER BPCER"]),
+                  _thr(summary.get("D-EER threshold")), ""]]
+    for k in _levels(summary, "APCER@BPCER="):
+        rows.append([f"{k} (FATE MORPH headline)", _rate_text(iv.get(k), summary[k]),
+                     _thr(thr.get(k)), "pooled over species"])
+        mk = f"max {k}"
+        if mk in summary:
+            rows.append([f"max {k} over species", _rate_text(iv.get(mk), summary[mk]),
+                         _thr(thr.get(k)), f"worst species: {iv.get(mk, {}).get('species', '?')}"])
+    basis = summary.get("BPCER@APCER basis", "pooled")
+    headline = ("headline: at the max APCER over species (ISO/IEC 30107-3)"
+                if basis.startswith("max") else "pooled (one attack species)")
+    for k in _levels(summary, "BPCER@APCER="):
+        rows.append([k, _rate_text(iv.get(k), summary[k]), _thr(thr.get(k)), headline])
+        pk = f"{k} (pooled)"
+        if pk in summary:
+            rows.append([pk, _rate_text(iv.get(pk), summary[pk]), _thr(thr.get(pk)),
+                         "pooled APCER over all attacks"])
+    return rows
+
+
 def write_pad_report(
     out_dir: str | Path,
     summary: Mapping[str, Any],
@@ -89,9 +140,14 @@ def write_pad_report(
 ) -> dict[str, Path]:
     """Write ``metrics.json``, ``det.png``, ``report.md`` and ``report.html``.
 
+    Every rate is printed with its count, sample size and Wilson 95 % interval (from the
+    summary's ``"intervals"``), the BPCER@APCER headline (max APCER over species) beside
+    the pooled figure, FATE MORPH's APCER@BPCER, the D-EER interpolation rule, and the
+    summary's sample-size notes.
+
     Args:
         out_dir: report folder (created).
-        summary: :func:`morphlab.metrics.pad.pad_summary` output (pooled over species).
+        summary: :func:`morphlab.metrics.pad.pad_summary` output.
         curves: DET curves to draw, ``{label: (bona_fide_scores, attack_scores)}``.
         title: report title.
         info: facts shown in a table and stored in ``metrics.json`` under ``"info"``
@@ -109,31 +165,48 @@ def write_pad_report(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     det = plot_det(curves, out / "det.png", title=title if len(title) < 50 else "DET curve")
 
+    iv = summary.get("intervals") or {}
     doc = Document(title)
     if info:
         doc.add(Table(["", ""], [[k, v] for k, v in info.items()], caption="Set-up"))
     for n in notes:
         doc.add(Paragraph(n))
-    levels = [f"BPCER@APCER={x * 100:g}%" for x in STANDARD_APCER_LEVELS]
-    doc.add(Heading("Pooled over attack species"),
-            Paragraph("Scores: higher = more likely a morph; a score at or above the threshold "
-                      "is classified as an attack (ISO/IEC 30107-3 names)."),
-            Table(["n bona fide", "n attacks", "D-EER", *levels],
-                  [[summary["n_bona_fide"], summary["n_attack"], _pct(summary["D-EER"]),
-                    *(_pct(summary.get(k)) for k in levels)]]))
+    doc.add(Heading("Headline figures"),
+            Paragraph(f"{summary['n_bona_fide']} bona fide and {summary['n_attack']} attack "
+                      "presentations. Scores: higher = more likely a morph; a score at or above "
+                      "the threshold is classified as an attack (ISO/IEC 30107-3 names). Rates: "
+                      "value [Wilson 95 % interval] (errors/presentations); the intervals are "
+                      "those of the error counts at each threshold and leave out the variation "
+                      "of a threshold chosen on these same scores."),
+            Table(["figure", "value [95 % CI] (k/n)", "threshold", "basis"],
+                  _headline_rows(summary)))
+    doc.add(Paragraph(summary.get("D-EER rule", D_EER_RULE)))
     if "threshold" in summary:
-        doc.add(Paragraph(
-            f"At the model's operating threshold {summary['threshold']:.4g}: APCER "
-            f"{_pct(summary['APCER'])}, BPCER {_pct(summary['BPCER'])}"
-            + (f", max APCER over species {_pct(summary['max APCER'])}."
-               if "max APCER" in summary else ".")))
+        rows = [["APCER", _rate_text(iv.get("APCER"), summary["APCER"]), "pooled"],
+                ["BPCER", _rate_text(iv.get("BPCER"), summary["BPCER"]), ""]]
+        if "max APCER" in summary:
+            rows.append(["max APCER over species", _rate_text(iv.get("max APCER"),
+                                                              summary["max APCER"]),
+                         f"worst species: {iv.get('max APCER', {}).get('species', '?')}"])
+        doc.add(Heading("At the model's operating threshold"),
+                Table(["figure", "value [95 % CI] (k/n)", "note"], rows,
+                      caption=f"threshold {summary['threshold']:.4g}"))
     per = summary.get("per species") or {}
     if per:
         at_t = summary.get("APCER per species", {})
+        at_iv = iv.get("APCER per species", {})
+        bl = _levels(summary, "BPCER@APCER=")
+        al = _levels(summary, "APCER@BPCER=")
         doc.add(Heading("Per attack species"),
-                Table(["species", "n", "D-EER", *levels, "APCER @ threshold"],
-                      [[s, v["n"], _pct(v["D-EER"]), *(_pct(v.get(k)) for k in levels),
-                        _pct(at_t.get(s))] for s, v in per.items()]))
+                Table(["species", "n attacks", "D-EER", *bl, *al,
+                       *(["APCER @ threshold"] if at_t else [])],
+                      [[s, v["n"], _pct(v["D-EER"]),
+                        *(_rate_text((v.get("intervals") or {}).get(k), v.get(k)) for k in bl + al),
+                        *([_rate_text(at_iv.get(s), at_t.get(s))] if at_t else [])]
+                       for s, v in per.items()],
+                      caption=f"against all {summary['n_bona_fide']} bona fide presentations"))
+    if summary.get("notes"):
+        doc.add(Heading("Sample size"), *(Paragraph(n) for n in summary["notes"]))
     doc.add(Heading("DET curves"), Figure(det.name, "DET curves (normal-deviate axes)"))
     md, html = doc.write(out)
     return {"metrics": out / "metrics.json", "det": det, "markdown": md, "html": html}

@@ -227,8 +227,14 @@ def test_infinite_scores_give_the_d_eer_of_any_finite_scores_in_the_same_order()
 def test_resolution_note():
     assert pad.resolution_note(100, 0.01, "BPCER@APCER=1%", "attacks") is None
     note = pad.resolution_note(99, 0.01, "BPCER@APCER=1%", "attacks")
-    assert note.startswith("BPCER@APCER=1%: only 99 attacks (fewer than 1/1% = 100)")
-    assert pad.resolution_note(10, 0.1, "x", "y") is None
+    assert note == ("BPCER@APCER at 1%: only 99 attacks; a level x needs at least 1/x (100 for "
+                    "1%), so this level cannot be resolved: APCER moves in steps of 1.01% and "
+                    "the figure is taken at APCER = 0.")
+    assert pad.resolution_note(10, 0.1, "APCER@BPCER", "y") is None
+    note = pad.resolution_note(8, (0.1, 0.01, 0.2), "APCER@BPCER", "bona fide presentations")
+    assert note.startswith("APCER@BPCER at 10%, 1%: only 8 bona fide presentations; a level x "
+                           "needs at least 1/x (10 for 10%, 100 for 1%), so these levels")
+    assert note.endswith("BPCER moves in steps of 12.5% and the figure is taken at BPCER = 0.")
 
 
 def test_d_eer_point_and_rule():
@@ -264,9 +270,15 @@ def test_summary_intervals_labels_and_notes():
                  and k != "D-EER"]
     assert set(rate_keys) <= set(iv), set(rate_keys) - set(iv)
     # 2 spliced attacks cannot resolve APCER 20 % (needs 5); 4 bona fide cannot resolve 10 %
-    assert any(n.startswith("BPCER@APCER=20%: only 2 attacks of the smallest species")
-               for n in s["notes"])
-    assert any(n.startswith("APCER@BPCER=10%: only 4 bona fide") for n in s["notes"])
+    assert s["notes"][0].startswith("BPCER@APCER at 1%, 5%, 10%, 20%: only 2 attacks of the "
+                                    "smallest species (landmark/spliced)")
+    assert s["notes"][1].startswith("APCER@BPCER at 10%, 1%: only 4 bona fide presentations")
+    assert len(s["notes"]) == 2
+    assert s["per species"]["landmark/complete"]["notes"][0].startswith(
+        "BPCER@APCER at 1%, 5%, 10%, 20%: only 3 landmark/complete attacks")
+    big = pad.pad_summary(np.arange(99.0), np.arange(100.0) + 50)  # 100 attacks resolve 1 %
+    assert big["notes"] == [pad.resolution_note(99, 0.01, "APCER@BPCER",
+                                                "bona fide presentations")]
     per = s["per species"]["landmark/spliced"]
     assert per["intervals"]["BPCER@APCER=20%"]["n"] == 4 and "APCER@BPCER=1%" in per
     # one species: headline = pooled, no "(pooled)" duplicate

@@ -56,3 +56,41 @@ def test_document_links(tmp_path: Path) -> None:
     md, html = Document("t").add(Table(["open"], [[Link("map", "map/report.html")]])).write(tmp_path)
     assert "[map](map/report.html)" in md.read_text()
     assert '<a href="map/report.html">map</a>' in html.read_text()
+
+
+def test_pad_report_shows_intervals_labels_and_rule(tmp_path: Path) -> None:
+    import json
+
+    from morphlab.metrics.pad import D_EER_RULE, pad_summary
+    from morphlab.reports.pad_report import write_pad_report
+
+    bf = [0.1, 0.2, 0.3, 0.4]
+    at = [0.35, 0.5, 0.6, 0.7, 0.8]
+    sp = ["complete", "spliced", "spliced", "complete", "complete"]
+    s = pad_summary(bf, at, species=sp, threshold=0.65)
+    paths = write_pad_report(tmp_path, s, {"all": (bf, at)}, info={"detector": "x"})
+    md = paths["markdown"].read_text()
+    # every rate with its interval and counts: BPCER@APCER=20% headline = 1/4, pooled 0/4
+    assert "| BPCER@APCER=20% | 25.0 % [4.6, 69.9] (1/4) | 0.35 | headline: at the max APCER " \
+           "over species (ISO/IEC 30107-3) |" in md
+    assert "| BPCER@APCER=20% (pooled) | 0.0 % [0.0, 49.0] (0/4) | 0.5 | pooled APCER" in md
+    assert "| APCER@BPCER=10% (FATE MORPH headline) | 20.0 % [3.6, 62.4] (1/5) | 0.5 |" in md
+    assert "worst species: complete" in md
+    assert "| APCER | 60.0 % [23.1, 88.2] (3/5) | pooled |" in md
+    assert "| max APCER over species | 100.0 % [34.2, 100.0] (2/2) | worst species: spliced |" in md
+    assert D_EER_RULE in md and "4 bona fide and 5 attack presentations" in md
+    assert "## Sample size" in md and "only 2 attacks of the smallest species (spliced)" in md
+    # per-species table: one row per species with intervals
+    assert "| spliced | 2 |" in md and "(2/2)" in md
+    saved = json.loads(paths["metrics"].read_text())["metrics"]
+    assert saved["intervals"]["BPCER@APCER=20%"]["k"] == 1
+    assert (tmp_path / "det.png").stat().st_size > 0
+
+
+def test_pad_report_reads_an_old_summary_without_intervals(tmp_path: Path) -> None:
+    from morphlab.reports.pad_report import write_pad_report
+
+    old = {"n_bona_fide": 4, "n_attack": 5, "D-EER": 0.2, "D-EER threshold": 0.4,
+           "BPCER@APCER=10%": 0.25}
+    md = write_pad_report(tmp_path, old, {"all": ([0.1, 0.2], [0.3, 0.4])})["markdown"].read_text()
+    assert "| BPCER@APCER=10% | 25.00% |" in md and "| D-EER | 20.00% | 0.4 |" in md
