@@ -322,6 +322,8 @@ def read_csv_rows(
 ) -> list[tuple[int, list[str]]]:
     """All rows of a UTF-8 CSV file (a BOM is accepted) as ``(line number, fields)``.
 
+    The line number is the one the record starts on.
+
     Raises:
         error: (a ValueError) the file is not UTF-8 text, or a row is not valid CSV
             (e.g. a field longer than the csv module's 131,072-character limit, which
@@ -332,11 +334,12 @@ def read_csv_rows(
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
+            line = 1  # where the next record starts (a quoted field may span lines)
             try:
                 for row in reader:
-                    rows.append((reader.line_num, row))
+                    rows.append((line, row))
+                    line = reader.line_num + 1
             except csv.Error as exc:
-                line = reader.line_num
                 if "field larger than field limit" in str(exc):
                     raise error(
                         f"{path}, line {line}: a field is longer than "
