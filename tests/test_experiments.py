@@ -83,7 +83,7 @@ def _set(d: dict, dotted: str, value) -> dict:
     ("postprocess", [{"name": "p", "ops": ["jpeg:q=200"]}], r"^postprocess\[0\]: ops\[0\]: jpeg: q must be in"),
     ("postprocess", [{"name": "p", "ops": ["sharpen"]}], r"postprocess\[0\]: ops\[0\]: unknown post-processing operator"),
     ("postprocess", [{"name": "p"}, {"name": "p"}], r"postprocess names must be unique; repeated: p"),
-    ("map.systems", ["facenet"], r"^map: systems\[0\]: unknown recognition system 'facenet'; valid: .*dlib-resnet"),
+    ("map.systems", ["nosuch-fr"], r"^map: systems\[0\]: unknown recognition system 'nosuch-fr'; valid: .*dlib-resnet"),
     ("map.protocols", ["print"], r"map.protocols: unknown protocol\(s\) print; defined: digital"),
     ("detection.detectors", [{"name": "x", "detector": "svm"}],
      r"^detection.detectors\[0\]: detector: unknown detector 'svm'; valid: .*lbp-svm"),

@@ -56,19 +56,29 @@ def postprocess(source: str, out_dir: str, ops: tuple[str, ...], seed: int, jobs
               help="Override a configuration value (repeatable; VALUE is YAML): "
                    "limit_pairs=4, dataset.root=/data/frll, generators.0.params.alpha=0.4. "
                    "MORPHLAB_LIMIT_PAIRS=N in the environment sets limit_pairs.")
-@click.option("--check", is_flag=True, help="Only validate the configuration and its paths.")
+@click.option("--check", is_flag=True,
+              help="Only validate the configuration, its paths and its parameter values "
+                   "(builds each generator and detector; loads no model).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def run(config: str, out_dir: Optional[str], overrides: tuple[str, ...], check: bool,
         no_progress: bool) -> None:
     """Run an experiment (cached stages): pairs, attack sets, post-processing, MAP, detectors."""
-    from morphlab.experiments import load_config, run_experiment
+    from morphlab.experiments import ConfigError, load_config, run_experiment
+    from morphlab.outdir import FolderLockedError
 
     if check:
         cfg = load_config(config, overrides=overrides).effective()
-        cfg.check_paths(Path(config).parent)
+        try:
+            cfg.check_paths(Path(config).parent)
+            cfg.check_values()
+        except (ConfigError, FileNotFoundError) as exc:
+            raise type(exc)(f"{config}: {exc}") from None
         click.echo(f"{config}: valid; {len(cfg.generators)} generator(s), "
                    f"{len(cfg.postprocess)} protocol(s), data in {cfg.dataset_root(Path(config).parent)}")
         return
-    res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress)
+    try:
+        res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress)
+    except FolderLockedError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"{len(res.ran())} stage(s) ran, {len(res.cached())} cached, {res.seconds:.1f} s; "
                f"report: {res.report} and {res.report.with_suffix('.html')}")

@@ -55,6 +55,14 @@ def _check_params(what: str, params: Mapping[str, Any], valid: Sequence[str]) ->
         )
 
 
+def _check_backend(name: str) -> None:
+    from morphlab.face.base import FACE_BACKENDS
+
+    if name not in FACE_BACKENDS.names():
+        raise ConfigError(f"backend: unknown face backend {name!r}; valid: "
+                          f"{', '.join(FACE_BACKENDS.names())}")
+
+
 def _unique(what: str, names: Sequence[str]) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -188,6 +196,7 @@ class MapConfig:
                 )
         if not 0 < self.target_fmr < 1:
             raise ConfigError(f"target_fmr: must be in (0, 1), got {self.target_fmr}")
+        _check_backend(self.backend)
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,7 @@ class DetectionConfig:
         _unique("detectors", [d.name for d in self.detectors])
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction: must be in (0, 1), got {self.test_fraction}")
+        _check_backend(self.backend)
 
 
 @dataclass(frozen=True)
@@ -334,6 +344,40 @@ class ExperimentConfig:
             expand(dict(d.params), f"detection.detectors[{i}].params")
         expand(dict(self.dataset.params), "dataset.params")
         expand(list(self.map.systems), "map.systems")
+
+    def check_values(self) -> None:
+        """Check parameter *values* that the schema cannot: build each component cheaply.
+
+        Each generator is constructed from its (expanded) parameters — constructors
+        validate their values (``alpha`` in [0, 1], known ``variants``…) and load no
+        model and read no image; each detector is constructed (its keyword
+        parameters); a recognition system given as ``name=MODEL_PATH`` must name an
+        existing file. Call after :meth:`check_paths` (``${VAR}`` values must be set).
+
+        Raises:
+            ConfigError: naming the key and the problem.
+        """
+        from morphlab.detectors.base import DETECTORS
+        from morphlab.generators.base import GENERATORS
+
+        for i, g in enumerate(self.generators):
+            where = f"generators[{i}].params"
+            params = expand(dict(g.params), where)
+            try:
+                GENERATORS.get(g.generator)(**params)
+            except (ValueError, TypeError, KeyError, OSError) as exc:
+                msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+                raise ConfigError(f"{where} (generator {g.generator!r}): {msg}") from None
+        for i, d in enumerate(self.detection.detectors):
+            where = f"detection.detectors[{i}].params"
+            try:
+                DETECTORS.get(d.detector)(**expand(dict(d.params), where))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{where} (detector {d.detector!r}): {exc}") from None
+        for i, spec in enumerate(expand(list(self.map.systems), "map.systems")):
+            name, sep, model = spec.partition("=")
+            if sep and not Path(model).expanduser().exists():
+                raise ConfigError(f"map.systems[{i}]: {name} model {model} not found")
 
 
 def expand(value: Any, where: str) -> Any:
@@ -457,7 +501,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
                 raise ConfigError(f"override {spec!r}: {'.'.join(parts[:i + 1])} is not a section")
             node = nxt
         last = parts[-1]
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = _load_yaml(raw, f"override {spec!r}") if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {spec!r}: the value is not valid YAML ({exc})") from None
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
                 raise ConfigError(f"override {spec!r}: no item {last} in {'.'.join(parts[:-1])}")
@@ -483,11 +530,41 @@ def load_config(
     return ExperimentConfig.from_dict(apply_overrides(data, overrides), source=str(p))
 
 
+def _load_yaml(text: str, source: str) -> Any:
+    """YAML → plain data, refusing aliases before any object is built.
+
+    An alias (``*name``) re-uses an anchored node; nested aliases expand exponentially
+    ("billion laughs": a few hundred bytes → gigabytes), so they are refused while the
+    document is composed, at the first alias event.
+
+    Raises:
+        ConfigError: an alias (naming ``source`` and the line).
+        yaml.YAMLError: invalid YAML.
+    """
+    import yaml
+
+    class _NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ConfigError(
+                    f"{source}, line {event.start_mark.line + 1}: YAML alias *{event.anchor} "
+                    "refused (aliases can expand without bound); write the value out instead"
+                )
+            return super().compose_node(parent, index)
+
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _parse_yaml(text: str, source: str) -> dict:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, source)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):

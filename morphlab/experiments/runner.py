@@ -21,8 +21,21 @@ from morphlab.experiments.config import (
     load_config,
 )
 from morphlab.experiments.report import _deer_figure, write_report
-from morphlab.experiments.stages import StageRun, _key, _Stages
+from morphlab.experiments.stages import (
+    ContentHashes,
+    StageFolderError,
+    StageRun,
+    _key,
+    _Stages,
+)
 from morphlab.io import atomic_write_text
+from morphlab.outdir import (
+    ForeignFileError,
+    check_disjoint,
+    check_outputs,
+    locked_folder,
+    record_owned,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +56,8 @@ class ExperimentResult:
         return [s.name for s in self.stages if s.status == "cached"]
 
 
-def _fingerprint(paths: Sequence[Path], root: Path) -> list:
-    out = []
-    for p in paths:
-        st = p.stat()
-        out.append([Path(os.path.relpath(p, root)).as_posix(), st.st_size, st.st_mtime_ns])
-    return out
+#: Files of the run folder itself (not of a stage); recorded as morphlab's when written.
+_RUN_FILES = ("config.yaml", "report.md", "report.html", "figures/examples.png")
 
 
 def _species(gen: str, rec: Mapping[str, Any]) -> str:
@@ -78,6 +87,10 @@ def run_experiment(
 
     Raises:
         ConfigError, FileNotFoundError: a bad configuration or missing data.
+        ValueError: the output folder is, contains or lies inside the dataset folder.
+        StageFolderError: a stage must be redone but its folder holds files morphlab
+            did not write (nothing is deleted).
+        morphlab.outdir.FolderLockedError: another process is running in the folder.
     """
     t_start = time.perf_counter()
     if isinstance(config, (str, os.PathLike)):
@@ -93,12 +106,18 @@ def run_experiment(
     cfg = cfg.effective()
     cfg.check_paths(base)
     out = Path(out_dir) if out_dir is not None else cfg.out_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", cfg.to_yaml())
-    stages = _Stages(out)
-    ctx = _Run(cfg, base, out, stages, progress)
-    ctx.all()
-    report = write_report(ctx)
+    check_disjoint(out, {"dataset folder": cfg.dataset_root(base)})
+    with locked_folder(out):  # one run per folder, for the whole run
+        try:
+            check_outputs(out, _RUN_FILES, overwrite=True)
+        except ForeignFileError as exc:
+            raise StageFolderError(str(exc)) from None
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        stages = _Stages(out)
+        ctx = _Run(cfg, base, out, stages, progress)
+        ctx.all()
+        report = write_report(ctx)
+        record_owned(out, [f for f in _RUN_FILES if (out / f).is_file()])
     result = ExperimentResult(out, report, stages.runs, time.perf_counter() - t_start)
     log.info("%s: %d stage(s) ran, %d cached, %.1f s", out, len(result.ran()),
              len(result.cached()), result.seconds)
@@ -152,10 +171,16 @@ class _Run:
         self.dataset = ds
         files = [s.path for s in ds.samples]
         meta = ds.params.get("metadata")
-        material = {
+        if meta:
+            check_disjoint(self.out, {"dataset metadata file": meta})
+        hashes = ContentHashes(self.stages.dir / "file-hashes.json")
+        material = {  # keyed by content: touching or copying the photos changes nothing
             "loader": d.loader, "root": str(root), "params": dict(ds.params),
-            "files": _fingerprint(files + ([Path(meta)] if meta else []), root),
+            "files": hashes.fingerprint(files + ([Path(meta)] if meta else []), root),
         }
+        hashes.save()
+        log.info("dataset: %d file(s), %d hashed (the others' sha256 from the cache)",
+                 len(material["files"]), hashes.hashed)
 
         def summary() -> dict:
             return {
