@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
@@ -22,65 +22,125 @@ log = logging.getLogger(__name__)
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Report folder to write.")
 @click.option("--fr", "systems", multiple=True, metavar="NAME[=MODEL]",
-              help="Face recognition system, repeatable: dlib-resnet, lbph, "
-                   "arcface-onnx=PATH, sface-onnx=PATH [default: dlib-resnet and lbph].")
+              help="Face recognition system, repeatable: dlib-resnet, facenet, mobilefacenet, "
+                   "lbph, arcface-onnx=PATH, sface-onnx=PATH [default: every embedded deep "
+                   "system, recognition.base.DEFAULT_SYSTEMS].")
 @click.option("--probe-pattern", default=None,
               help="Regex with a named group 'subject' matched against probe file names "
                    "without suffix [default: subject before the first '_' or '-'].")
-@click.option("--fmr", "target_fmr", type=click.FloatRange(0, 1), default=1e-3,
-              show_default=True, help="Target FMR of the calibrated thresholds.")
-@click.option("--threshold", "thresholds", multiple=True, metavar="SYSTEM=VALUE",
-              help="Fixed similarity threshold for a system instead of calibrating, or "
-                   "SYSTEM=published for its authors' value; repeatable.")
+@click.option("--fmr", "target_fmr", type=float, default=1e-3, show_default=True,
+              help="Target FMR of the calibrated thresholds, in (0, 1).")
+@click.option("--threshold", "thresholds", multiple=True,
+              metavar="SYSTEM=VALUE|distance:V|similarity:V|published",
+              help="Fixed threshold for a system instead of calibrating: a similarity, a "
+                   "distance for systems whose native score is one (dlib-resnet=distance:0.6), "
+                   "or its authors' published value; repeatable.")
 @click.option("--calibration", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Folder of bona fide images to calibrate on (all pairs) [default: the "
-                   "probes against the attack set's enrolment images].")
+              help="Folder of bona fide images of subjects outside the attack set to calibrate "
+                   "on (all pairs) [default: the subject-disjoint split: images of the subjects "
+                   "who contribute to no morph, from the probe and source folders].")
 @click.option("--calibration-pattern", default=None,
               help="File-name pattern of the calibration folder (as --probe-pattern).")
+@click.option("--allow-calibration-overlap", is_flag=True,
+              help="Accept a calibration set sharing images or subjects with the attack set "
+                   "(a loud warning in the report) instead of refusing it.")
+@click.option("--impostors", type=click.Choice(["all", "same-gender"]), default="all",
+              show_default=True, help="Impostor comparisons of the calibration: every pair of "
+                                      "different subjects, or same-gender pairs only.")
+@click.option("--metadata", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Per-subject metadata CSV with the gender (as for `morphlab pairs`).")
+@click.option("--meta-id-column", default=None, help="Subject-id column of --metadata.")
+@click.option("--meta-gender-column", default=None, help="Gender column of --metadata.")
+@click.option("--attempts", type=click.IntRange(min=1), default=None,
+              help="Truncate every subject to its first R probes (sorted by name).")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Subject-bootstrap replicates (threshold and MAP resampled together).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--backend", default="dlib", show_default=True, help="Landmark backend.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes for embedding.")
 @click.option("--allow-missing-probes", is_flag=True,
-              help="Skip (and count) morphs whose contributor has no probe image.")
+              help="Skip (and list) morphs whose contributor has no probe image.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a previous map-score result in OUT_DIR (only files morphlab wrote).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the caches.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple[str, ...],
                       probe_pattern: Optional[str], target_fmr: float,
                       thresholds: tuple[str, ...], calibration: Optional[str],
-                      calibration_pattern: Optional[str], backend: str, jobs: int,
-                      allow_missing_probes: bool, no_cache: bool, no_progress: bool) -> None:
+                      calibration_pattern: Optional[str], allow_calibration_overlap: bool,
+                      impostors: str, metadata: Optional[str], meta_id_column: Optional[str],
+                      meta_gender_column: Optional[str], attempts: Optional[int],
+                      bootstrap: int, seed: int, backend: str, jobs: int,
+                      allow_missing_probes: bool, overwrite: bool, no_cache: bool,
+                      no_progress: bool) -> None:
     """Morphing Attack Potential of ATTACK_SET (a `morphlab generate` folder)."""
     from morphlab._registry import parse_spec
     from morphlab.datasets.folder import DEFAULT_PATTERN
-    from morphlab.mapscore import map_score
+    from morphlab.mapscore import DEFAULT_SYSTEMS, MapScoreError, map_score
+    from morphlab.mapscore.calibration import parse_threshold
+    from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
 
-    fixed: dict[str, Any] = {}
+    fixed: dict[str, str] = {}
     for spec in thresholds:
         name, value = parse_spec(spec)
         if not value:
             raise click.UsageError(f"--threshold {spec!r}: expected SYSTEM=VALUE")
         try:
-            fixed[name] = value if value == "published" else float(value)
-        except ValueError:
-            raise click.UsageError(f"--threshold {spec!r}: VALUE must be a number or "
-                                   "'published'") from None
-    res = map_score(
-        attack_set, probes, out_dir, systems=list(systems) or ["dlib-resnet", "lbph"],
-        probe_pattern=probe_pattern or DEFAULT_PATTERN, target_fmr=target_fmr,
-        thresholds=fixed, calibration=calibration,
-        calibration_pattern=calibration_pattern or DEFAULT_PATTERN, backend=backend,
-        use_cache=not no_cache, workers=jobs, allow_missing_probes=allow_missing_probes,
-        progress=not no_progress,
-    )
-    rep = res.report
+            parse_threshold(value)
+        except MapScoreError as exc:
+            raise click.UsageError(f"--threshold {spec!r}: {exc}") from None
+        fixed[name] = value
+    if (meta_id_column or meta_gender_column) and not metadata:
+        raise click.UsageError("--meta-id-column/--meta-gender-column need --metadata")
+    try:
+        res = map_score(
+            attack_set, probes, out_dir, systems=list(systems) or list(DEFAULT_SYSTEMS),
+            probe_pattern=probe_pattern or DEFAULT_PATTERN, target_fmr=target_fmr,
+            thresholds=fixed, calibration=calibration,
+            calibration_pattern=calibration_pattern or DEFAULT_PATTERN,
+            allow_calibration_overlap=allow_calibration_overlap, impostors=impostors,
+            metadata=metadata, meta_id_column=meta_id_column,
+            meta_gender_column=meta_gender_column, attempts=attempts, bootstrap=bootstrap,
+            seed=seed, backend=backend, use_cache=not no_cache, workers=jobs,
+            allow_missing_probes=allow_missing_probes, overwrite=overwrite,
+            progress=not no_progress,
+        )
+    except (FolderLockedError, ForeignFileError, OutputExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in summary_lines(res.report):
+        click.echo(line)
+    click.echo(f"report in {res.out_dir}/report.html")
+
+
+def summary_lines(rep: dict) -> list[str]:
+    """The CLI summary of a ``map.json``: every rate with k/n and its 95 % interval."""
+    from morphlab.reports.map_report import format_rate
+
     c = rep["counts"]
-    click.echo(f"{c['morphs_used']} morphs scored ({c['morphs_skipped']} skipped); "
-               f"report in {res.out_dir}/report.html")
+    ov = rep["overall"]
+    cal = rep["settings"].get("calibration") or {}
+    lines = [f"{c['morphs_used']} morphs scored ({c['morphs_skipped']} skipped, "
+             f"{c.get('morphs_fte', 0)} with no face: FTE {format_rate(ov['fte']['any_system'])}); "
+             f"R = {ov['attempts']['R']} attempts"]
+    if isinstance(cal, dict) and cal:
+        lines.append(f"calibration: {cal.get('description')}; {cal.get('subjects')} subjects, "
+                     f"impostors: {cal.get('impostors')}")
+    for w in rep.get("warnings", []):
+        lines.append(f"WARNING: {w}")
+    boot = rep.get("bootstrap")
     for s in rep["systems"]:
-        label = s["label"]
-        op = s["operating_point"]
-        mm = rep["overall"]["per_system"][label]["minmax_mmpmr"]
-        click.echo(f"  {label}: threshold {op['threshold']:.4g} ({op['policy']}), "
-                   f"MinMax-MMPMR {100 * mm:.1f}%")
-    click.echo(f"  MAP[1,1] {100 * res.map[0, 0]:.1f}%, MAP[1,{res.map.shape[1]}] "
-               f"{100 * res.map[0, -1]:.1f}%")
+        label, op = s["label"], s["operating_point"]
+        iv = ov["per_system"][label]["intervals"]["minmax_mmpmr"]
+        b = ""
+        if boot:
+            lo, hi = boot["per_system"][label]["minmax_mmpmr"]
+            b = "" if lo is None else f", bootstrap [{100 * lo:.1f}, {100 * hi:.1f}]"
+        lines.append(f"  {label}: threshold {op['threshold']:.4g} ({op['policy']}), "
+                     f"{op['fmr_label']}, FNMR {format_rate(op['fnmr_rate'])}; MinMax-MMPMR {format_rate(iv)}{b}")
+    rates = ov["map"]["rates"]
+    unc = ov["unconditional"]["map"]["rates"]
+    C = len(rates[0])
+    lines.append(f"  MAP[1,1] {format_rate(rates[0][0])}, MAP[1,{C}] {format_rate(rates[0][-1])}; unconditional "
+                 f"MAP[1,1] {format_rate(unc[0][0])}")
+    return lines

@@ -19,8 +19,11 @@ from morphlab.io import read_image
 from morphlab.mapscore import MapScoreError, map_score
 from morphlab.metrics.thresholds import threshold_at_fmr
 
-SUBJECTS = ("002", "003", "005", "006")  # two women, two men of the sample
+SUBJECTS = ("002", "003", "005", "006")  # contributors: three women, one man of the sample
 PAIRS = (("002", "003"), ("005", "006"), ("002", "005"))
+#: Probe-folder subjects who contribute to no morph: with the sample's neutral images of the
+#: 8 non-contributors, the default subject-disjoint calibration split has 12 images.
+OTHERS = ("004", "007", "008", "009")
 
 
 class BlendGen(Generator):
@@ -68,6 +71,8 @@ def probes(sample_dir: Path, tmp_path_factory) -> Path:
     img = read_image(sample_dir / "smiling" / "002_08.jpg")
     cv2.imwrite(str(d / "002_flip.png"), np.ascontiguousarray(img[:, ::-1, ::-1]))
     shutil.copy(sample_dir / "neutral" / "003_03.jpg", d / "003_03.jpg")
+    for s in OTHERS:
+        shutil.copy(sample_dir / "smiling" / f"{s}_08.jpg", d)
     return d
 
 
@@ -96,6 +101,11 @@ def test_report_folder_has_every_file(report):
     assert doc["counts"]["morphs_used"] == 2 * len(PAIRS)
     assert doc["counts"]["probes_excluded_as_enrolment_images"] == 1
     assert doc["counts"]["attempts_per_subject_max"] == 2  # 002 has two probes
+    assert doc["overall"]["attempts"]["R"] == 1
+    assert doc["overall"]["attempts"]["subjects_by_attempts"] == {"1": 3, "2": 1}
+    cal = doc["settings"]["calibration"]
+    assert (cal["source"], cal["subjects"], cal["images"], cal["impostors"]) == ("split", 8, 12, "all")
+    assert doc["settings"]["calibration"]["overlap"] is None and doc["warnings"] == []
 
 
 def _recompute(out: Path):
@@ -152,9 +162,11 @@ def test_thresholds_match_calibration_scores(report):
                 imp[row["system"]].append(float(row["score"]))
     for s in doc["systems"]:
         op = s["operating_point"]
-        # 5 probes (the enrolment copy excluded) x 4 enrolment images - 5 genuine = 15
-        assert op["n_impostor"] == len(imp[s["label"]]) == 15
-        assert op["n_genuine"] == 5
+        # the split: neutral of the 8 non-contributors + smiling of 4 of them = 12 images,
+        # 66 pairs of which 4 genuine (neutral vs smiling of one subject)
+        assert op["n_impostor"] == len(imp[s["label"]]) == 62
+        assert op["n_genuine"] == 4
+        assert op["fmr_rate"]["n"] == 62 and op["fnmr_rate"]["n"] == 4
         assert op["threshold"] == threshold_at_fmr(imp[s["label"]], 0.1)
         assert op["too_few_impostors"] is True and op["policy"] == "fmr"
 
@@ -174,6 +186,13 @@ def test_fixed_and_published_thresholds(attack_set, probes, tmp_path):
     assert ops["dlib-resnet"]["threshold"] == pytest.approx(0.4)
     assert ops["dlib-resnet"]["policy"] == "published"
     assert ops["lbph"]["threshold"] == 0.5 and ops["lbph"]["policy"] == "fixed"
+    res = map_score(attack_set, probes, tmp_path / "d", systems=["dlib-resnet"],
+                    thresholds={"dlib-resnet": "distance:0.6"}, progress=False)
+    op = res.report["systems"][0]["operating_point"]
+    assert op["threshold"] == pytest.approx(0.4) and op["policy"] == "fixed (distance 0.6)"
+    with pytest.raises(MapScoreError, match="not a distance"):
+        map_score(attack_set, probes, tmp_path / "x", systems=["lbph"],
+                  thresholds={"lbph": "distance:0.3"}, progress=False)
     with pytest.raises(MapScoreError, match="publish no threshold"):
         map_score(attack_set, probes, tmp_path / "x", systems=["lbph"],
                   thresholds={"lbph": "published"}, progress=False)
@@ -202,18 +221,29 @@ def test_damaged_attack_set_is_reported_and_skipped(attack_set, probes, tmp_path
 
 def test_bad_input(attack_set, probes, sample_dir, tmp_path):
     with pytest.raises(KeyError, match="valid names: .*dlib-resnet"):
-        map_score(attack_set, probes, tmp_path / "r", systems=["facenet"], progress=False)
+        map_score(attack_set, probes, tmp_path / "r", systems=["no-such-fr"], progress=False)
     few = tmp_path / "few"
     few.mkdir()
     shutil.copy(probes / "002_08.jpg", few)
     with pytest.raises(MapScoreError, match=r"3 contributing subject\(s\) have no probe image .*: 003, 005, 006"):
         map_score(attack_set, few, tmp_path / "r", systems=["lbph"], progress=False)
+    lone = tmp_path / "lone"  # one subject outside the attack set: no impostors
+    lone.mkdir()
+    shutil.copy(probes / "004_08.jpg", lone)
     res = map_score(attack_set, probes, tmp_path / "r2", systems=["lbph"], progress=False,
-                    thresholds={"lbph": 0.5}, calibration=few)  # one subject: no impostors
+                    thresholds={"lbph": 0.5}, calibration=lone)
     assert res.report["systems"][0]["operating_point"]["n_impostor"] == 0
     with pytest.raises(MapScoreError, match="no impostor comparisons"):
         map_score(attack_set, probes, tmp_path / "r3", systems=["lbph"], progress=False,
-                  calibration=few)
+                  calibration=lone)
+    for bad in (0.0, 1.0, float("nan")):
+        with pytest.raises(MapScoreError, match=r"target FMR must lie in \(0, 1\)"):
+            map_score(attack_set, probes, tmp_path / "r5", systems=["lbph"], target_fmr=bad,
+                      progress=False)
+    for bad in ("nan", "inf", "distance:-inf"):
+        with pytest.raises(MapScoreError, match="finite"):
+            map_score(attack_set, probes, tmp_path / "r5", systems=["dlib-resnet"],
+                      thresholds={"dlib-resnet": bad}, progress=False)
     with pytest.raises(FileNotFoundError, match="manifest not found"):
         map_score(tmp_path, probes, tmp_path / "r4", systems=["lbph"], progress=False)
 
@@ -229,11 +259,12 @@ def test_cli_map_score(attack_set, probes, tmp_path):
                              "--fr", "dlib-resnet", "--threshold", "dlib-resnet=published",
                              "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "6 morphs scored (0 skipped)" in r.output and "threshold 0.4 (published)" in r.output
+    assert "6 morphs scored (0 skipped" in r.output and "threshold 0.4 (published)" in r.output
+    assert "MinMax-MMPMR" in r.output and "] (" in r.output  # rates with intervals and k/n
     assert (out / "report.html").is_file()
     r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
-                             "--fr", "facenet"])
-    assert r.exit_code == 1 and "unknown recognition system 'facenet'; valid names" in r.output
+                             "--fr", "no-such-fr"])
+    assert r.exit_code == 1 and "unknown recognition system 'no-such-fr'; valid names" in r.output
     r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
                              "--threshold", "lbph=high"])
-    assert r.exit_code == 2 and "VALUE must be a number" in r.output
+    assert r.exit_code == 2 and "is not a number" in r.output
