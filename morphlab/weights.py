@@ -121,6 +121,8 @@ def read_state_dict(path: PathLike, *, what: str = "weights") -> dict[str, np.nd
         except Exception as exc:  # safetensors raises its own error types
             raise _not_weights(path, f"unreadable safetensors: {type(exc).__name__}") from None
     if path.suffix == ".npz":
+        if not zipfile.is_zipfile(path):
+            raise _not_weights(path, "not a .npz archive: corrupt, or another kind of file")
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
@@ -134,9 +136,12 @@ def read_state_dict(path: PathLike, *, what: str = "weights") -> dict[str, np.nd
                                  "morphlab reads plain state dicts only")
     torch = require_safe_torch(f"reading {what} ({path})")
     import pickle
+    import warnings
 
     try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of garbage
+            warnings.simplefilter("ignore", UserWarning)
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise _not_weights(path, "a pickle that holds something other than tensors, or not a "
                                  "checkpoint at all") from None

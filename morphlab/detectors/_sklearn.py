@@ -45,7 +45,12 @@ class Standardizer:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> "Standardizer":
-        return cls(arrays[f"{prefix}mean"], arrays[f"{prefix}scale"])
+        mean = np.asarray(arrays[f"{prefix}mean"], dtype=np.float64)
+        scale = np.asarray(arrays[f"{prefix}scale"], dtype=np.float64)
+        if mean.ndim != 1 or mean.shape != scale.shape or not (scale > 0).all():
+            raise ValueError(f"{prefix}mean {mean.shape} and {prefix}scale {scale.shape} must be "
+                             "one vector each, of one length, with positive scales")
+        return cls(mean, scale)
 
 
 @dataclass
@@ -95,11 +100,17 @@ class KernelSVM:
         return {f"{prefix}support_vectors": self.support_vectors, f"{prefix}dual_coef": self.dual_coef}
 
     @classmethod
-    def restore(cls, state: dict, arrays: dict[str, np.ndarray], prefix: str) -> "KernelSVM":
-        return cls(state["kernel"], float(state["gamma"]),
-                   np.asarray(arrays[f"{prefix}support_vectors"], dtype=np.float64),
-                   np.asarray(arrays[f"{prefix}dual_coef"], dtype=np.float64),
-                   float(state["intercept"]))
+    def restore(cls, state: dict, arrays: dict[str, np.ndarray], prefix: str,
+                n_features: Optional[int] = None) -> "KernelSVM":
+        """The SVM of :meth:`state` + :meth:`arrays`; ``ValueError`` when they do not fit."""
+        if state["kernel"] not in ("linear", "rbf"):
+            raise ValueError(f"kernel must be 'linear' or 'rbf', got {state['kernel']!r}")
+        sv = np.asarray(arrays[f"{prefix}support_vectors"], dtype=np.float64)
+        dual = np.asarray(arrays[f"{prefix}dual_coef"], dtype=np.float64)
+        if sv.ndim != 2 or dual.shape != (len(sv),) or (n_features is not None and sv.shape[1] != n_features):
+            raise ValueError(f"{prefix}support_vectors {sv.shape} and {prefix}dual_coef {dual.shape} "
+                             f"do not fit together{'' if n_features is None else f' and {n_features} features'}")
+        return cls(state["kernel"], float(state["gamma"]), sv, dual, float(state["intercept"]))
 
 
 @dataclass
@@ -147,4 +158,4 @@ class ScaledSVMMixin:
 
     def _set_state(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
         self.scaler_ = Standardizer.from_arrays(arrays, "scaler_")
-        self.svm_ = KernelSVM.restore(state, arrays, "svm_")
+        self.svm_ = KernelSVM.restore(state, arrays, "svm_", n_features=len(self.scaler_.mean))

@@ -112,4 +112,7 @@ class FreqLogReg(SingleImageDetector):
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.scaler_ = Standardizer.from_arrays(arrays, "scaler_")
-        self.model_ = LinearModel(np.asarray(arrays["coef"], np.float64), float(state["intercept"]))
+        w = np.asarray(arrays["coef"], np.float64)
+        if w.shape != self.scaler_.mean.shape:
+            raise ValueError(f"coef {w.shape} does not fit scaler_mean {self.scaler_.mean.shape}")
+        self.model_ = LinearModel(w, float(state["intercept"]))
