@@ -2,17 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
+import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
 from morphlab.cli import main
 
 log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------
+# what every command writing a manifest folder shares (generate, postprocess)
+# ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def folder_writer(out_dir: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM → exit 130 / 143 with a note; a locked folder → ``Error: …``."""
+    from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        click.echo(f"Interrupted ({signal.Signals(signum).name}): {out_dir} keeps what "
+                   "finished; the same command continues it", err=True)
+        raise click.exceptions.Exit(128 + signum) from None
+    except (FolderLockedError, ForeignFileError, OutputExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def report_failures(failures: list[dict], total: int, succeeded: int, what: str,
+                    manifest: Path, name: Callable[[dict], str]) -> None:
+    """Show the failures; the LAST line is their count. Nothing succeeded → exit 1.
+
+    Args:
+        failures: the failed manifest lines of this run.
+        total: the items of the run (pairs, images).
+        succeeded: items with a result (done before or now).
+        what: the items' name ("pairs", "images").
+        manifest: where the failed lines are.
+        name: names an item from its failed line.
+    """
+    for rec in failures[:10]:
+        click.echo(f"  failed: {name(rec)}: {rec['error']}", err=True)
+    if len(failures) > 10:
+        click.echo(f"  … {len(failures) - 10} more failures in the manifest", err=True)
+    if failures and not succeeded:
+        raise click.ClickException(
+            f"nothing succeeded: all {total} {what} failed (their lines in {manifest} say why)")
+    if failures:
+        click.echo(f"{len(failures)} of {total} {what} failed (their lines in {manifest} say "
+                   "why)", err=True)
+
 
 # ----------------------------------------------------------------------------------------
 # generate
@@ -156,17 +201,16 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
             raise click.BadParameter(f"{key!r} is also given with --param; give it once",
                                      param_hint="--param")
         params[key] = str(Path(value).resolve()) if key == "weights" else value
-    summary = generate_attack_set(
-        pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
-        overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,
-        quality=quality, progress=not no_progress, allow_same_identity=allow_same_identity,
-    )
+    with folder_writer(out_dir):
+        summary = generate_attack_set(
+            pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
+            overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,
+            quality=quality, progress=not no_progress, allow_same_identity=allow_same_identity,
+        )
     click.echo(
         f"{summary.pairs} pairs: {summary.skipped} already done, {summary.generated} "
         f"generated, {summary.failed} failed; {summary.morphs} morphs listed in "
         f"{summary.manifest}"
     )
-    for rec in summary.failures[:10]:
-        click.echo(f"  failed: pair {rec['pair_id']}: {rec['error']}", err=True)
-    if len(summary.failures) > 10:
-        click.echo(f"  … {len(summary.failures) - 10} more failures in the manifest", err=True)
+    report_failures(summary.failures, summary.pairs, summary.skipped + summary.generated,
+                    "pairs", summary.manifest, lambda r: f"pair {r['pair_id']}")

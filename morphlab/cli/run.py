@@ -36,16 +36,18 @@ def postprocess(source: str, out_dir: str, ops: tuple[str, ...], seed: int, jobs
     SOURCE: an attack set (folder or manifest.jsonl), a set written by this command, or a
     folder of bona fide images. The new set's manifest points back to each source image.
     """
+    from morphlab.cli.generate import folder_writer, report_failures
     from morphlab.postprocess import postprocess_set
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    s = postprocess_set(source, out_dir, list(ops), seed=seed, jobs=jobs, resume=resume,
-                        overwrite=overwrite, progress=not no_progress)
+    with folder_writer(out_dir):
+        s = postprocess_set(source, out_dir, list(ops), seed=seed, jobs=jobs, resume=resume,
+                            overwrite=overwrite, progress=not no_progress)
     click.echo(f"{s.items} images: {s.skipped} done before, {s.processed} processed, "
                f"{s.failed} failed; manifest {s.manifest}")
-    for rec in s.failures[:10]:
-        click.echo(f"  failed: {rec.get('pair_id') or rec.get('relpath')}: {rec['error']}", err=True)
+    report_failures(s.failures, s.items, s.skipped + s.processed, "images", s.manifest,
+                    lambda r: str(r.get("pair_id") or r.get("relpath") or r.get("file")))
 
 
 @main.command()
