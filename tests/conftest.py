@@ -35,6 +35,23 @@ def sample_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_faces(sample_dir: Path) -> list:
+    """``[(id, (neutral image, Face), (smiling image, Face))]`` of 6 embedded-sample
+    subjects (4 women, 2 men), dlib landmarks."""
+    from morphlab.face.cache import get_face
+    from morphlab.io import read_image
+
+    out = []
+    for i in ("002", "003", "004", "005", "006", "007"):
+        pair = []
+        for p in (sample_dir / "neutral" / f"{i}_03.jpg", sample_dir / "smiling" / f"{i}_08.jpg"):
+            img = read_image(p)
+            pair.append((img, get_face("dlib", p, img)))
+        out.append((i, *pair))
+    return out
+
+
+@pytest.fixture(scope="session")
 def installed_model():
     """``installed_model(name) -> Path`` of an installed registry model (facenet, …).
 
