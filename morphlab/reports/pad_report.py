@@ -16,7 +16,14 @@ import numpy as np
 
 from morphlab.metrics.intervals import Rate
 from morphlab.metrics.pad import D_EER_RULE, d_eer, det_curve
-from morphlab.reports.document import Document, Figure, Heading, Paragraph, Table, save_figure
+from morphlab.reports.document import (
+    Document,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    save_figure,
+)
 
 #: Tick positions of the DET axes (rates).
 DET_TICKS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95)

@@ -182,7 +182,7 @@ def test_level_figures_agree_with_brute_force(seed):
         b[0], a[0], a[1] = np.inf, -np.inf, np.inf
     sp = list(rng.choice(["x", "y", "z"], len(a)))
     for level in (0.0, 0.05, 0.1, 0.2, 0.5, 1.0):
-        got, t = pad.bpcer_at_apcer(b, a, level, species=sp)
+        got, _ = pad.bpcer_at_apcer(b, a, level, species=sp)
         assert got == pytest.approx(_brute(b, a, sp, level_apcer=level), abs=1e-12)
         pooled, _ = pad.bpcer_at_apcer(b, a, level)
         assert pooled == pytest.approx(_brute(b, a, ["one"] * len(a), level_apcer=level))
@@ -213,7 +213,7 @@ def test_infinite_scores_give_the_d_eer_of_any_finite_scores_in_the_same_order()
         finite = finite[np.isfinite(finite)]
         hi, lo = (finite.max() + 1, finite.min() - 1) if finite.size else (1.0, -1.0)
 
-        def fin(x):
+        def fin(x, hi=hi, lo=lo):
             return np.where(np.isposinf(x), hi, np.where(np.isneginf(x), lo, x))
         e, t = pad.d_eer(b, a)
         e_ref, t_ref = pad.d_eer(fin(b), fin(a))
