@@ -9,11 +9,13 @@ explicitly, see :func:`read_image`), and :func:`write_image` writes it back atom
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io as _io
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import IO, Iterator, Optional, Union
@@ -66,12 +68,60 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
 # ----------------------------------------------------------------------------------------
 # atomic writes
 # ----------------------------------------------------------------------------------------
+_umask_guard = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: ``/proc/self/status``).
+
+    Elsewhere it is read by setting and restoring it under a lock (briefly the most
+    restrictive mask, so a file another thread creates meanwhile is never too open).
+    """
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_guard:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+#: fsync on a folder is not supported everywhere (some network and FUSE file systems).
+_DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF,
+                          errno.EACCES, errno.EPERM, errno.EISDIR}
+
+
+def fsync_dir(folder: PathLike) -> None:
+    """fsync a folder, so that a rename or a new entry in it survives a power loss."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError as exc:
+        if exc.errno in _DIR_FSYNC_UNSUPPORTED:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success rename it over ``path``.
 
     A crash or exception leaves ``path`` untouched (either the old content or absent)
-    and removes the temporary file. The data is fsync'ed before the rename.
+    and removes the temporary file. The data is fsync'ed before the rename, and the
+    folder after it (the rename itself survives a power loss). The file gets the mode
+    a plain ``open`` would give a new file: ``0o666`` minus the umask (0644 under the
+    usual umask 022), not the 0600 of a temporary file.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
@@ -82,12 +132,14 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

@@ -144,3 +144,49 @@ def test_atomic_write_leaves_old_content_on_failure(tmp_path: Path) -> None:
 def test_sha256_file_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="absent"):
         sha256_file(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_honour_the_umask(tmp_path: Path, rgb: np.ndarray, umask: int,
+                                        mode: int) -> None:
+    """Issue 10 item 17: not the 0600 of the temporary file, whatever the umask."""
+    import os
+    import stat
+
+    from morphlab.io import current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_text(tmp_path / "a.txt", "x")
+        write_image(tmp_path / "b.png", rgb)
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives a new file
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.png", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_atomic_write_fsyncs_the_folder_after_the_rename(tmp_path: Path, monkeypatch) -> None:
+    """Issue 10 item 22: the rename survives a power loss (the folder is fsync'ed after it)."""
+    import os
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append((kind, os.readlink(f"/proc/self/fd/{fd}") if kind == "dir" else None))
+        return real_fsync(fd)
+
+    def replace(a, b):
+        events.append(("rename", None))
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write_text(tmp_path / "sub" / "f.txt", "x")
+    assert events == [("file", None), ("rename", None), ("dir", os.path.realpath(tmp_path / "sub"))]
+    assert (tmp_path / "sub" / "f.txt").read_text() == "x"
