@@ -20,10 +20,12 @@ from morphlab.face.base import (
     Face,
     FaceBackend,
     FaceError,
+    LandmarkError,
     MultipleFacesError,
     NoFaceError,
     choose_face,
     create_backend,
+    validate_landmarks,
 )
 from morphlab.face.cache import default_cache_root, detect_cached, get_face
 from morphlab.face.schemes import (
@@ -45,6 +47,7 @@ __all__ = [
     "Face",
     "FaceBackend",
     "FaceError",
+    "LandmarkError",
     "MultipleFacesError",
     "NoFaceError",
     "choose_face",
@@ -60,4 +63,5 @@ __all__ = [
     "named_points",
     "similarity_align",
     "transform_points",
+    "validate_landmarks",
 ]

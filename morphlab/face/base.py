@@ -48,6 +48,77 @@ class MultipleFacesError(FaceError):
     """Several faces were found and the policy is ``"error"``."""
 
 
+class LandmarkError(FaceError):
+    """Landmarks that cannot describe a face: non-finite, all equal, on one line, or
+    outside the image (the message names their source and the problem)."""
+
+
+#: Landmarks whose spread (RMS distance from their best-fit line) is below this many
+#: pixels lie on one line (or one point): no face is that flat.
+MIN_LANDMARK_SPREAD = 1.0
+#: Landmarks may stick out of the image a little (a jaw line cut by the frame), but not
+#: more than this fraction of the image's larger side, and at least half must lie inside.
+LANDMARK_MARGIN = 0.25
+
+
+def validate_landmarks(
+    points: np.ndarray,
+    image_shape: Optional[tuple[int, ...]] = None,
+    where: str = "landmarks",
+    error: type[FaceError] = LandmarkError,
+) -> np.ndarray:
+    """Check that landmarks can describe a face; the one place this is decided.
+
+    Args:
+        points: ``(N, 2)`` ``(x, y)`` pixel coordinates.
+        image_shape: ``(H, W[, C])`` of the image they belong to; without it the
+            inside-the-image check is skipped.
+        where: what the message names (the landmark file, the image, "subject A …").
+        error: the exception class raised (a :class:`FaceError`).
+
+    Returns:
+        The points as ``float64`` ``(N, 2)``.
+
+    Raises:
+        LandmarkError: (a FaceError, so a per-pair failure in ``generate``) fewer than 3
+            points, NaN/inf, all points equal, all on one line (spread below
+            :data:`MIN_LANDMARK_SPREAD` px), fewer than half inside the image, or a
+            point farther outside than :data:`LANDMARK_MARGIN` of the image size.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
+        raise error(f"{where}: expected at least 3 landmarks of shape (N, 2), got {pts.shape}")
+    bad = ~np.isfinite(pts).all(axis=1)
+    if bad.any():
+        raise error(
+            f"{where}: {int(bad.sum())} of {len(pts)} landmarks are NaN or infinite "
+            f"(first: point {int(np.flatnonzero(bad)[0])})"
+        )
+    centred = pts - pts.mean(axis=0)
+    spread = np.linalg.svd(centred, compute_uv=False) / np.sqrt(len(pts))
+    if spread[0] < MIN_LANDMARK_SPREAD:
+        x, y = pts[0]
+        raise error(f"{where}: all {len(pts)} landmarks are (nearly) the same point ({x:.1f}, {y:.1f})")
+    if spread[1] < MIN_LANDMARK_SPREAD:
+        raise error(
+            f"{where}: all {len(pts)} landmarks lie on one line (spread {spread[1]:.2g} px "
+            "across it); they cannot describe a face"
+        )
+    if image_shape is not None:
+        h, w = int(image_shape[0]), int(image_shape[1])
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] <= w) & (pts[:, 1] >= 0) & (pts[:, 1] <= h)
+        m = LANDMARK_MARGIN * max(w, h)
+        far = (pts[:, 0] < -m) | (pts[:, 0] > w + m) | (pts[:, 1] < -m) | (pts[:, 1] > h + m)
+        if inside.mean() < 0.5 or far.any():
+            k = int(np.flatnonzero(far)[0] if far.any() else np.flatnonzero(~inside)[0])
+            raise error(
+                f"{where}: {int((~inside).sum())} of {len(pts)} landmarks lie outside the "
+                f"{w}x{h} image (e.g. point {k} at ({pts[k, 0]:.1f}, {pts[k, 1]:.1f})); "
+                "they seem to belong to another image or resolution"
+            )
+    return pts
+
+
 @dataclass(frozen=True)
 class Face:
     """One detected face.
@@ -57,12 +128,15 @@ class Face:
         landmarks: ``(N, 2)`` float64 ``(x, y)`` pixel coordinates.
         scheme: landmark scheme name, e.g. ``"dlib68"``.
         score: detector confidence (backend-specific scale; higher is more confident).
+        source: where the landmarks were read from when that is a file of its own (the
+            ``file`` backend's sidecar), for messages; else ``None``.
     """
 
     box: np.ndarray
     landmarks: np.ndarray
     scheme: str
     score: float = 1.0
+    source: Optional[str] = None
 
     @property
     def area(self) -> float:
@@ -149,6 +223,42 @@ def choose_face(
     return max(faces, key=lambda f: f.area)
 
 
+def option_number(name: str, value: object, kind: type = float, minimum: Optional[float] = None,
+                  maximum: Optional[float] = None) -> float:
+    """A backend option as ``kind`` (int or float), or a ValueError naming the option.
+
+    Integers must be whole (``2.0`` is accepted, ``2.5`` and ``"a"`` are not); booleans
+    are refused; ``minimum``/``maximum`` bound the value inclusively.
+    """
+    what = "an integer" if kind is int else "a number"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        v = float(value)  # strings of numbers are accepted (--param values are text)
+        if not np.isfinite(v) or (kind is int and v != int(v)):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+    out = int(v) if kind is int else v
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        lo = "-inf" if minimum is None else f"{minimum:g}"
+        hi = "inf" if maximum is None else f"{maximum:g}"
+        raise ValueError(f"{name} must be {what} in [{lo}, {hi}], got {value!r}")
+    return out
+
+
 def create_backend(name_or_class: str | type, **params) -> FaceBackend:
-    """Instantiate a face backend by registered name or class."""
-    return FACE_BACKENDS.create(name_or_class, **params)
+    """Instantiate a face backend by registered name or class.
+
+    Raises:
+        KeyError: unknown name (the message lists the valid ones).
+        ValueError: options the backend refuses; the message names the backend and the
+            options given (a bare "could not convert string to float" never escapes).
+    """
+    cls = FACE_BACKENDS.get(name_or_class) if isinstance(name_or_class, str) else name_or_class
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        name = name_or_class if isinstance(name_or_class, str) else getattr(cls, "name", cls.__name__)
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no options"
+        raise ValueError(f"face backend {name!r} ({given}): {exc}") from None

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from morphlab.face._models import model_path
-from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend
+from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend, option_number
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
@@ -71,13 +71,10 @@ class DlibBackend(FaceBackend):
 
     def __init__(self, *, upsample: int = 1, max_side: Optional[int] = 640,
                  threshold: float = 0.0) -> None:
-        if int(upsample) != upsample or upsample < 0:
-            raise ValueError(f"upsample must be a non-negative integer, got {upsample!r}")
-        if max_side is not None and max_side < 32:
-            raise ValueError(f"max_side must be None or at least 32 pixels, got {max_side!r}")
-        self.upsample = int(upsample)
-        self.max_side = None if max_side is None else int(max_side)
-        self.threshold = float(threshold)
+        self.upsample = option_number("upsample", upsample, int, minimum=0)
+        self.max_side = None if max_side is None else option_number(
+            "max_side (None or pixels)", max_side, int, minimum=32)
+        self.threshold = option_number("threshold", threshold)
 
     def cache_key(self) -> str:
         return (f"{self.name}-{self.version}-dlib{_dlib().__version__}-up{self.upsample}"

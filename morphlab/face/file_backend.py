@@ -25,14 +25,15 @@ from typing import Optional
 
 import numpy as np
 
-from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend
+from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend, FaceError, validate_landmarks
 from morphlab.face.schemes import SCHEME_SIZES
 
 SIDECAR_SUFFIXES = (".tem", ".npy", ".json")
 
 
-class SidecarError(ValueError):
-    """A landmark sidecar file is missing or malformed (the message names it)."""
+class SidecarError(FaceError):
+    """A landmark sidecar file is missing or malformed (the message names it); a
+    :class:`~morphlab.face.base.FaceError`, so one pair's failure in ``generate``."""
 
 
 def read_tem(path: Path) -> np.ndarray:
@@ -171,12 +172,6 @@ class FileBackend(FaceBackend):
             scheme = "tem189" if path.suffix.lower() == ".tem" and len(pts) == 189 else f"file{len(pts)}"
         if scheme in SCHEME_SIZES and SCHEME_SIZES[scheme] != len(pts):
             raise SidecarError(f"{path}: scheme {scheme!r} has {SCHEME_SIZES[scheme]} points, the file has {len(pts)}")
-        h, w = np.asarray(image).shape[:2]
-        inside = (pts[:, 0] >= 0) & (pts[:, 0] <= w) & (pts[:, 1] >= 0) & (pts[:, 1] <= h)
-        if inside.mean() < 0.5:
-            raise SidecarError(
-                f"{path}: most landmarks lie outside the {w}x{h} image; the file seems to "
-                "belong to another image or resolution"
-            )
+        pts = validate_landmarks(pts, np.asarray(image).shape, str(path), SidecarError)
         box = np.concatenate([pts.min(axis=0), pts.max(axis=0)])
-        return [Face(box=box, landmarks=pts, scheme=scheme, score=1.0)]
+        return [Face(box=box, landmarks=pts, scheme=scheme, score=1.0, source=str(path))]

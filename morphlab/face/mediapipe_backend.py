@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend
+from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend, option_number
 from morphlab.face.dlib_backend import _check_rgb
 
 
@@ -36,13 +36,10 @@ class MediaPipeBackend(FaceBackend):
 
     def __init__(self, *, max_num_faces: int = 5, refine_landmarks: bool = False,
                  min_detection_confidence: float = 0.5) -> None:
-        if int(max_num_faces) != max_num_faces or max_num_faces < 1:
-            raise ValueError(f"max_num_faces must be a positive integer, got {max_num_faces!r}")
-        if not 0.0 <= min_detection_confidence <= 1.0:
-            raise ValueError(f"min_detection_confidence must be in [0, 1], got {min_detection_confidence!r}")
-        self.max_num_faces = int(max_num_faces)
+        self.max_num_faces = option_number("max_num_faces", max_num_faces, int, minimum=1)
         self.refine_landmarks = bool(refine_landmarks)
-        self.min_detection_confidence = float(min_detection_confidence)
+        self.min_detection_confidence = option_number(
+            "min_detection_confidence", min_detection_confidence, minimum=0.0, maximum=1.0)
         self._mesh: Optional[tuple[int, Any]] = None
         self._lock = threading.Lock()
         if self.refine_landmarks:

@@ -52,7 +52,7 @@ import numpy as np
 from morphlab import geometry as geo
 from morphlab.face import eye_centres, get_face, icao_crop, transform_points
 from morphlab.face.align import ICAO_OUT_SIZE, estimate_similarity
-from morphlab.face.base import Face
+from morphlab.face.base import FACE_BACKENDS, Face, LandmarkError, validate_landmarks
 from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
 from morphlab.io import read_image
 
@@ -159,6 +159,11 @@ class LandmarkMorph(Generator):
         self.texture_alpha = base if texture_alpha is None else _fraction("texture_alpha", texture_alpha)
         if not isinstance(landmarks, str) or not landmarks:
             raise ValueError(f"landmarks must be a face backend name, got {landmarks!r}")
+        if landmarks not in FACE_BACKENDS:  # before any pair, not once per pair
+            raise ValueError(
+                f"landmarks: unknown face backend {landmarks!r}; valid names: "
+                f"{', '.join(FACE_BACKENDS.names())}"
+            )
         self.landmarks = landmarks
         if isinstance(variants, str):
             variants = [v for v in variants.split(",") if v.strip()]
@@ -231,12 +236,14 @@ class LandmarkMorph(Generator):
         Returns:
             One :class:`MorphOutput` per requested variant, in :meth:`output_tags` order.
         """
-        la = np.asarray(face_a.landmarks, dtype=np.float64)
-        lb = np.asarray(face_b.landmarks, dtype=np.float64)
+        src_a, src_b = (f.source or n for f, n in zip((face_a, face_b), names))
+        la = validate_landmarks(face_a.landmarks, img_a.shape, f"subject A ({src_a})")
+        lb = validate_landmarks(face_b.landmarks, img_b.shape, f"subject B ({src_b})")
         if face_a.scheme != face_b.scheme or la.shape != lb.shape:
-            raise ValueError(
+            raise LandmarkError(
                 f"{names[0]} and {names[1]} have different landmark schemes "
-                f"({face_a.scheme}, {len(la)} points vs {face_b.scheme}, {len(lb)} points)"
+                f"({face_a.scheme}, {len(la)} points from {src_a} vs {face_b.scheme}, "
+                f"{len(lb)} points from {src_b})"
             )
         img_a, img_b, la, lb, aligned = self._frame(img_a, img_b, face_a, face_b, la, lb)
         size = geo.image_size(img_a)
