@@ -61,7 +61,7 @@ Re-running and the output folder:
 
 Crash safety: each image is written atomically (temp file + rename) before its manifest
 lines are appended (by the parent process only, one write + fsync per pair). On start,
-temp files ``.*.tmp`` are removed, a partial last manifest line is dropped, and lines
+temp files ``.<name>.*.tmp`` of the run's files are removed, a partial last manifest line is dropped, and lines
 whose image is missing or does not match its hash are dropped, so a killed run leaves
 neither a half-written image nor a manifest line without its image. A full disk (or a
 read-only one) stops the run with an error instead of failing every remaining pair; a
@@ -280,9 +280,15 @@ def _run_batch(tasks: list[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------------------
 # the output folder
 # ----------------------------------------------------------------------------------------
-def _remove_temp_files(out: Path) -> None:
+_TEMP_RE = re.compile(r"^\.(.+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _remove_temp_files(out: Path, names: Sequence[str]) -> None:
+    """Remove what a killed run left: ``atomic_open`` temp files of the files in ``names``."""
+    names = {*names, RUN_NAME, MANIFEST_NAME}
     for f in out.glob(".*.tmp"):
-        if f.is_file():
+        m = _TEMP_RE.match(f.name)
+        if m and m.group(1) in names and f.is_file() and not f.is_symlink():
             log.info("removing stray temporary file %s", f)
             f.unlink()
 
@@ -444,7 +450,6 @@ def _prepare_out_dir(
                 f"{run_file}: not a morphlab run (format {previous.get('format')!r}); "
                 "morphlab never replaces files it did not write: choose another output folder"
             )
-        _remove_temp_files(out)
     else:
         visible = [f.name for f in out.iterdir() if not f.name.startswith(".")]
         if visible and not overwrite:
@@ -481,6 +486,7 @@ def _prepare_out_dir(
             )
         else:
             records = _parse_loose(manifest) if manifest.is_file() else []
+    _remove_temp_files(out, outputs)
     atomic_write_text(run_file, json.dumps(config, indent=2, sort_keys=True) + "\n")
     if not manifest.exists():
         atomic_write_text(manifest, "")

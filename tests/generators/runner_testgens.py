@@ -114,7 +114,38 @@ class CrashGen(AverageGen):
         return super().generate(a, b, seed=seed)
 
 
-for _cls in (AverageGen, BatchAverageGen):
+class BlockGen(AverageGen):
+    """AverageGen that announces each pair and then waits for a file (no fixed delays).
+
+    Before morphing a pair it writes ``<signal_dir>/<pid>-<pair>`` (its process id, so a
+    test knows which processes are working), then waits until the file ``release`` exists
+    (at most ``timeout`` seconds, then the pair fails).
+    """
+
+    name = "block-test"
+
+    def __init__(self, *, signal_dir: str = "", release: str = "", timeout: float = 120.0,
+                 **kw: Any) -> None:
+        super().__init__(**kw)
+        self.signal_dir, self.release, self.timeout = signal_dir, release, timeout
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), "signal_dir": self.signal_dir, "release": self.release,
+                "timeout": self.timeout}
+
+    def generate(self, a: Contributor, b: Contributor, *, seed: int) -> list[MorphOutput]:
+        if self.signal_dir:
+            mark = Path(self.signal_dir) / f"{os.getpid()}-{a.subject_id}-{b.subject_id}"
+            mark.write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.timeout
+        while self.release and not os.path.exists(self.release):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.release} did not appear in {self.timeout} s")
+            time.sleep(0.005)
+        return super().generate(a, b, seed=seed)
+
+
+for _cls in (AverageGen, BatchAverageGen, BlockGen):
     GENERATORS.add(_cls.name, _cls, origin="tests")
 
 

@@ -153,14 +153,15 @@ def test_resume_repairs_a_damaged_folder(pairs_csv: Path, reference: dict, tmp_p
     names = sorted(n for n in reference if n.endswith(".png"))
     (tmp_path / names[0]).unlink()  # image gone → its pair is redone
     (tmp_path / names[5]).write_bytes(b"changed")  # hash mismatch → redone
-    (tmp_path / ".0006_x_y_plain.png.abc.tmp").write_bytes(b"half")  # a killed write
+    (tmp_path / f".{names[1]}.k1ll3d_x.tmp").write_bytes(b"half")  # a killed write
+    (tmp_path / ".notes.abc.tmp").write_bytes(b"mine")  # not morphlab's: kept
     man = tmp_path / MANIFEST_NAME
     lines = man.read_bytes().splitlines(keepends=True)
     man.write_bytes(b"".join(lines[:-1]) + lines[-1][:30])  # partial last line
     s = run(pairs_csv, tmp_path, VARIANTS, resume=True)
     assert s.skipped == 3 and s.generated == 3  # pairs 1, 3 and 6 redone
     assert snapshot(tmp_path) == reference
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert [f.name for f in tmp_path.glob(".*.tmp")] == [".notes.abc.tmp"]
 
 
 def test_finished_run_is_skipped(pairs_csv: Path, reference: dict, tmp_path: Path):
