@@ -4,11 +4,18 @@ Every report of morphlab (attack set, MAP, detector evaluation, experiments) is 
 :class:`Document` of blocks — headings, paragraphs, tables, figures — and written with
 :meth:`Document.write`, which produces ``report.md`` and a self-contained-looking
 ``report.html`` (figures are referenced by relative path, so the folder can be moved).
+
+All text is plain text in both renderers: the HTML one escapes it with
+:func:`html.escape`, the Markdown one with :func:`md_escape` (Markdown syntax such as
+``|``, backticks, ``*``, ``_``, ``<``, ``[`` backslash-escaped, control characters such
+as NUL and newlines shown as ``\\x00``/``\\n``), so an id from a user's file can
+neither break a table row nor inject links or markup.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -56,12 +63,70 @@ class Link:
 Block = Union[Heading, Paragraph, Table, Figure, Code]
 
 
+#: Characters that always get a backslash in :func:`md_escape`: emphasis, code, raw HTML
+#: and strike-through syntax (``|`` too inside table cells).
+MD_SPECIAL = frozenset("\\`*_<~")
+#: ASCII punctuation: a backslash before any of these is an escape (CommonMark), kept.
+_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def md_escape(text: Any, *, cell: bool = False) -> str:
+    """``text`` as literal Markdown text (what :func:`html.escape` is for HTML).
+
+    Control characters become visible escapes (``\\n``, ``\\x00``) so that a cell
+    stays on its table row; :data:`MD_SPECIAL` characters get a backslash, and ``|``
+    too when ``cell`` (a table cell); a ``]`` followed by ``(``, ``[`` or ``:`` is
+    escaped (so no link, image or link definition can form), and so are a leading ``#``
+    (heading) or ``>`` (quote). What cannot form markup stays readable: the interval
+    brackets of ``"41.7 % [19.3, 68.0]"``, a ``>=`` inside a sentence. Idempotent: a
+    backslash already escaping a punctuation character is kept, so text escaped once
+    (e.g. by a report that escapes its own ids) is unchanged.
+    """
+    t = _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(text))
+    lead = len(t) - len(t.lstrip())
+    out = []
+    i = 0
+    while i < len(t):
+        c = t[i]
+        if c == "\\" and i + 1 < len(t) and t[i + 1] in _PUNCT:
+            out.append(t[i : i + 2])
+            i += 2
+            continue
+        nxt = t[i + 1] if i + 1 < len(t) else ""
+        special = (c in MD_SPECIAL or (cell and c == "|")
+                   or (c == "]" and nxt in ("(", "[", ":"))
+                   or (i == lead and c in "#>"))
+        out.append("\\" + c if special else c)
+        i += 1
+    return "".join(out)
+
+
+def md_url(href: str) -> str:
+    """A relative link target for Markdown: spaces, parentheses, ``<>`` percent-encoded."""
+    from urllib.parse import quote
+
+    return quote(str(href), safe="/#?&=;,:@!$'*+~%")
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, Link):
-        return f"[{v.text}]({v.href})"
+        return v.text
     return str(v)
+
+
+def _cell_md(v: Any) -> str:
+    if isinstance(v, Link):
+        return f"[{md_escape(v.text, cell=True)}]({md_url(v.href)})"
+    return md_escape(_fmt(v), cell=True)
+
+
+def _fence(text: str) -> str:
+    """A backtick fence longer than any backtick run in ``text``."""
+    runs = [len(m) for m in re.findall(r"`+", text)]
+    return "`" * max(3, max(runs, default=0) + 1)
 
 
 def _cell_html(v: Any) -> str:
@@ -93,25 +158,27 @@ class Document:
 
     # -- renderers ----------------------------------------------------------------------
     def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
+        e = md_escape
+        out = [f"# {e(self.title)}", ""]
         for b in self.blocks:
             if isinstance(b, Heading):
-                out += ["#" * b.level + " " + b.text, ""]
+                out += ["#" * min(max(b.level, 1), 6) + " " + e(b.text), ""]
             elif isinstance(b, Paragraph):
-                out += [b.text, ""]
+                out += ["  \n".join(e(line) for line in str(b.text).split("\n")), ""]
             elif isinstance(b, Table):
                 if b.caption:
-                    out += [f"*{b.caption}*", ""]
-                out.append("| " + " | ".join(map(str, b.columns)) + " |")
+                    out += [f"*{e(b.caption)}*", ""]
+                out.append("| " + " | ".join(e(c, cell=True) for c in b.columns) + " |")
                 out.append("|" + "|".join("---" for _ in b.columns) + "|")
-                out += ["| " + " | ".join(_fmt(v) for v in r) + " |" for r in b.rows]
+                out += ["| " + " | ".join(_cell_md(v) for v in r) + " |" for r in b.rows]
                 out.append("")
             elif isinstance(b, Figure):
-                out += [f"![{b.caption}]({b.path})", ""]
+                out += [f"![{e(b.caption)}]({md_url(b.path)})", ""]
                 if b.caption:
-                    out += [f"*{b.caption}*", ""]
+                    out += [f"*{e(b.caption)}*", ""]
             elif isinstance(b, Code):
-                out += ["```", b.text.rstrip("\n"), "```", ""]
+                text = b.text.rstrip("\n")
+                out += [_fence(text), text, _fence(text), ""]
         return "\n".join(out)
 
     def html(self) -> str:

@@ -44,7 +44,7 @@ def test_document_markdown_and_html(tmp_path: Path) -> None:
     )
     md, html = doc.write(tmp_path)
     m = md.read_text()
-    assert "# T <1>" in m and "| x | 0.1235 |" in m and "![the figure](f.png)" in m
+    assert "# T \\<1>" in m and "| x | 0.1235 |" in m and "![the figure](f.png)" in m
     h = html.read_text()
     assert "<h1>T &lt;1&gt;</h1>" in h and "a &amp; b" in h and '<img src="f.png"' in h
     assert "<td>0.1235</td>" in h and "<pre><code>x = 1</code></pre>" in h
@@ -94,3 +94,36 @@ def test_pad_report_reads_an_old_summary_without_intervals(tmp_path: Path) -> No
            "BPCER@APCER=10%": 0.25}
     md = write_pad_report(tmp_path, old, {"all": ([0.1, 0.2], [0.3, 0.4])})["markdown"].read_text()
     assert "| BPCER@APCER=10% | 25.00% |" in md and "| D-EER | 20.00% | 0.4 |" in md
+
+
+def test_markdown_escapes_ids_as_html_does(tmp_path: Path) -> None:
+    """Ids from users' files cannot break a table row or inject markup (issue 10 item 19)."""
+    from morphlab.reports.document import Link, md_escape
+
+    evil = ["a|b", "x\ny", "nul\x00", "`code`", "*bold*", "_it_", "<script>", "[c](http://e)",
+            "![i](x.png)", "#1", "~~s~~"]
+    doc = Document("ids").add(
+        Table(["id", "n"], [[e, 1] for e in evil] + [[Link("r|1", "a dir/r (1).html"), 2]]),
+    )
+    md, html = doc.write(tmp_path)
+    lines = md.read_text().splitlines()
+    rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| id")]
+    assert len(rows) == len(evil) + 1  # every id stayed on its own row
+    for row in rows:  # exactly three unescaped pipes: the cell borders
+        assert len([i for i, c in enumerate(row) if c == "|" and row[i - 1] != "\\"]) == 3, row
+    text = md.read_text()
+    for needle in ("a\\|b", "x\\\\ny", "nul\\\\x00", "\\`code\\`", "\\*bold\\*", "\\_it\\_",
+                   "\\<script>", "[c\\](http://e)", "![i\\](x.png)", "\\#1", "\\~\\~s\\~\\~",
+                   "[r\\|1](a%20dir/r%20%281%29.html)"):
+        assert needle in text, needle
+    assert "\x00" not in text and "<script" not in text.replace("\\<script", "")
+    assert "&lt;script&gt;" in html.read_text()
+    # readable where nothing can form: intervals keep their brackets; escaping is idempotent
+    assert md_escape("41.7 % [19.3, 68.0] (5/12)") == "41.7 % [19.3, 68.0] (5/12)"
+    for e in evil:
+        assert md_escape(md_escape(e)) == md_escape(e)
+
+
+def test_code_block_fence_outlasts_backticks(tmp_path: Path) -> None:
+    md = Document("c").add(Code("a ``` b")).markdown()
+    assert "````\na ``` b\n````" in md
