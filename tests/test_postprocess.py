@@ -286,3 +286,142 @@ def test_cli_postprocess(attack_set: Path, tmp_path: Path):
     assert run["ops"][1] == "jpeg:q=75" and run["seed"] == 5 and run["input_kind"] == "attack-set"
     res = CliRunner().invoke(main, ["postprocess", str(attack_set), "-o", str(out), "--op", "sharpen"])
     assert res.exit_code == 1 and "unknown post-processing operator 'sharpen'" in res.output
+
+
+# ----------------------------------------------------------------------------------------
+# data safety (issue 10 items 3, 4, 6, 13)
+# ----------------------------------------------------------------------------------------
+def _tiny_folder(root: Path, n: int = 3) -> Path:
+    for i in range(n):
+        write_image(root / f"{i:03d}_01.png", np.full((20, 16, 3), 40 * i + 10, np.uint8))
+    return root
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_output_may_not_be_is_inside_or_around_the_source(tmp_path: Path):
+    src = _tiny_folder(tmp_path / "photos")
+    postprocess_set(src, tmp_path / "set", ["resize:scale=0.5"], progress=False)
+    for source, out, needle in [
+        (tmp_path / "set", tmp_path / "set", "is the source folder"),  # SET -o SET
+        (tmp_path / "set" / "manifest.jsonl", tmp_path / "set", "is the source folder"),
+        (src, src / "small", "lies inside the source folder"),
+        (src, tmp_path, "contains the source folder"),
+    ]:
+        before = _tree(tmp_path)
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=needle):
+                postprocess_set(source, out, ["jpeg"], overwrite=overwrite, progress=False)
+        assert _tree(tmp_path) == before  # nothing deleted, nothing written
+    # image records (morphlab run's bona fide references): their folders count as sources
+    from morphlab.postprocess import image_items
+
+    items = image_items(sorted(src.glob("*.png")), src)
+    with pytest.raises(ValueError, match="lies inside the source folder"):
+        postprocess_set(items, src / "x", ["jpeg"], progress=False)
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+
+    res = CliRunner().invoke(main, ["postprocess", str(tmp_path / "set"), "-o",
+                                    str(tmp_path / "set"), "--op", "jpeg", "--overwrite"])
+    assert res.exit_code == 1 and "is the source folder" in res.output
+    assert len(load_set(tmp_path / "set")) == 3
+
+
+def test_a_locked_output_folder_is_refused(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from morphlab.outdir import locked_folder
+
+    src = _tiny_folder(tmp_path / "photos")
+    out = tmp_path / "set"
+    with locked_folder(out):
+        res = subprocess.run([sys.executable, "-m", "morphlab.cli", "postprocess", str(src),
+                              "-o", str(out), "--op", "jpeg", "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1, res.stderr
+    assert f"pid {os.getpid()}" in res.stderr and "writing this folder" in res.stderr
+    assert "Traceback" not in res.stderr and not (out / "run.json").exists()
+
+
+def test_a_changed_source_is_redone_on_resume(tmp_path: Path):
+    """Issue 10 item 6: a source replaced under the same name does not keep a stale output."""
+    src = _tiny_folder(tmp_path / "photos")
+    out = tmp_path / "set"
+    s = postprocess_set(src, out, ["resize:scale=0.5"], progress=False)
+    assert s.processed == 3
+    recs = {r["file"]: r for r in load_set(out)}
+    for r in recs.values():  # bona fide sources carry their sha256 too
+        assert r["postprocess"][-1]["source"]["sha256"] == sha256_file(src / r["relpath"])
+    before = {n: (out / n).stat() for n in recs}
+    write_image(src / "001_01.png", np.full((20, 16, 3), 250, np.uint8))  # same name
+    s = postprocess_set(src, out, ["resize:scale=0.5"], progress=False, resume=True)
+    assert (s.skipped, s.processed) == (2, 1)
+    after = {n: (out / n).stat() for n in recs}
+    for n in recs:
+        same = (after[n].st_ino, after[n].st_mtime_ns) == (before[n].st_ino, before[n].st_mtime_ns)
+        assert same == (n != "001_01.png"), n
+    new = {r["file"]: r for r in load_set(out)}["001_01.png"]
+    assert new["postprocess"][-1]["source"]["sha256"] == sha256_file(src / "001_01.png")
+    assert read_image(out / "001_01.png")[0, 0, 0] == 250
+    # an unchanged re-run touches nothing
+    assert postprocess_set(src, out, ["resize:scale=0.5"], progress=False).skipped == 3
+
+
+def test_exit_status_when_nothing_or_part_succeeded(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"{i}.png").write_bytes(b"not a png")
+    res = CliRunner().invoke(main, ["postprocess", str(bad), "-o", str(tmp_path / "o1"),
+                                    "--op", "jpeg", "--no-progress"])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1].startswith(
+        "Error: nothing succeeded: all 3 images failed")
+    src = _tiny_folder(tmp_path / "photos")
+    (src / "broken.png").write_bytes(b"not a png")
+    res = CliRunner().invoke(main, ["postprocess", str(src), "-o", str(tmp_path / "o2"),
+                                    "--op", "jpeg", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip().splitlines()[-1].startswith("1 of 4 images failed")
+    # the failed line records its source's sha256 as well
+    failed = [r for r in load_set(tmp_path / "o2", include_failed=True) if r["status"] == "failed"]
+    assert failed[0]["postprocess"][-1]["source"]["sha256"] == sha256_file(src / "broken.png")
+
+
+def test_a_full_disk_stops_postprocessing(tmp_path: Path, monkeypatch):
+    import errno
+
+    import morphlab.postprocess.sets as sets
+
+    calls = []
+
+    def full(path, data):
+        calls.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(sets, "atomic_write_bytes", full)
+    with pytest.raises(OSError, match="No space left on device.*the run stopped"):
+        postprocess_set(_tiny_folder(tmp_path / "photos"), tmp_path / "o", ["jpeg"],
+                        progress=False)
+    assert len(calls) == 1 and (tmp_path / "o" / "manifest.jsonl").read_text() == ""
+
+
+def test_an_attack_set_without_morphs_is_an_error(tmp_path: Path):
+    d = tmp_path / "set"
+    d.mkdir()
+    (d / "manifest.jsonl").write_text(json.dumps(
+        {"status": "failed", "pair_id": "0001", "error": "NoFaceError: x"}) + "\n")
+    with pytest.raises(ValueError, match="no image to process .only 1 failed line"):
+        postprocess_set(d, tmp_path / "out", ["jpeg"], progress=False)
+    assert not (tmp_path / "out").exists()
