@@ -10,13 +10,22 @@ subject A and subject B), its attack species (``"GENERATOR/VARIANT"``, e.g.
   each file is read from its name with the pattern of :mod:`morphlab.datasets.folder`
   (default: the part before the first ``_`` or ``-``, e.g. ``002_03.jpg`` → ``002``).
 * Attacks come from attack-set manifests (:func:`morphlab.generators.runner.load_manifest`);
-  pairs whose generation failed are counted, not used.
+  each morph's sha256 is checked against its manifest line; pairs whose generation failed
+  are counted, not used.
 * D-MAD: a bona fide presentation is paired with a live image of the same subject (another
   file); a morph with a live image of each contributor (``contributors="both"``), as
   either could present the document.
 
-Every image goes through :func:`morphlab.detectors.preprocess.align_faces`; images with
-no detectable face are counted and reported, never silently dropped.
+The presentation-building half lives in :mod:`morphlab.detectors.presentations` and is
+re-exported here. Every image goes through :func:`morphlab.detectors.preprocess.align_faces`;
+unreadable images and images with no detectable face are counted and reported apart,
+never silently dropped.
+
+**Output folders** (model folders, report folders) follow :mod:`morphlab.outdir`: they
+must not be, contain or lie inside an input folder; they are locked while written; a
+previous result is replaced only with ``overwrite=True``, and then only the files morphlab
+recorded writing (``.morphlab-owned.json``) are removed — a user's own file is never
+replaced or deleted.
 
 **Subject-disjoint evaluation**: the identities seen in training are stored in the model
 folder; :func:`evaluate_detector` refuses a test set sharing any of them unless
@@ -25,297 +34,112 @@ folder; :func:`evaluate_detector` refuses a test set sharing any of them unless
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from morphlab.detectors.base import (
     DIFFERENTIAL,
+    MODEL_ARRAYS,
+    MODEL_JSON,
     Detector,
     create_detector,
     detector_name,
     load_detector,
 )
-from morphlab.detectors.preprocess import align_faces
+from morphlab.detectors.preprocess import NO_FACE, UNREADABLE, align_faces
+from morphlab.detectors.presentations import (  # noqa: F401  (re-exported: the detect API)
+    BONA_FIDE_SPECIES,
+    Contributors,
+    Presentation,
+    PresentationSet,
+    attack_presentations,
+    bona_fide_presentations,
+    build_presentations,
+    expand_images,
+    list_images,
+    species_of,
+    split_keeping_morphs,
+    split_subjects,
+    with_live_probes,
+)
 from morphlab.face.base import FaceBackend
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
-BONA_FIDE_SPECIES = "bona fide"
-Contributors = Literal["a", "b", "both"]
+
+#: The files of a model folder, and of an evaluation report folder.
+MODEL_FILES = (MODEL_JSON, MODEL_ARRAYS)
+REPORT_FILES = ("metrics.json", "det.png", "report.md", "report.html", "scores.csv")
 
 
-@dataclass(frozen=True)
-class Presentation:
-    """One sample for a detector.
-
-    Attributes:
-        path: the suspected image.
-        label: 1 = morph, 0 = bona fide.
-        subjects: identities in the image (bona fide: one; morph: subject A, subject B).
-        species: ``"bona fide"`` or the attack species ``"GENERATOR/VARIANT"``.
-        live: D-MAD only: the trusted live probe.
-        live_subject: identity of the live probe.
-    """
-
-    path: Path
-    label: int
-    subjects: tuple[str, ...]
-    species: str = BONA_FIDE_SPECIES
-    live: Optional[Path] = None
-    live_subject: Optional[str] = None
-
-    def identities(self) -> set[str]:
-        ids = set(self.subjects)
-        if self.live_subject is not None:
-            ids.add(self.live_subject)
-        return ids
+# -- output folders ----------------------------------------------------------------------------
+def _image_folders(data: PresentationSet, what: str) -> dict[str, Path]:
+    """``{description: folder}`` of every folder holding an image of ``data``."""
+    folders = sorted({p.parent for it in data.items for p in (it.path, it.live) if p is not None})
+    return {f"folder of the {what} images": f for f in folders} if len(folders) == 1 else \
+        {f"folder of {what} images {f}": f for f in folders}
 
 
-@dataclass
-class PresentationSet:
-    """Presentations plus what was left out on the way (``(what, reason)`` pairs)."""
+@contextlib.contextmanager
+def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
+                  sources: Mapping[str, Optional[PathLike]]) -> Iterator[Path]:
+    """Hold ``out`` for writing ``files``: checked against ``sources``, locked, and with
+    the previous result removed (``overwrite``) before the block writes the new one.
 
-    items: list[Presentation] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __add__(self, other: "PresentationSet") -> "PresentationSet":
-        return PresentationSet(self.items + other.items, self.skipped + other.skipped)
-
-    def identities(self) -> set[str]:
-        out: set[str] = set()
-        for it in self.items:
-            out |= it.identities()
-        return out
-
-    def counts(self) -> dict[str, int]:
-        """Number of presentations per species (bona fide first)."""
-        c = Counter(it.species for it in self.items)
-        return {k: c[k] for k in sorted(c, key=lambda s: (s != BONA_FIDE_SPECIES, s))}
-
-    def restrict(self, subjects: Iterable[str]) -> "PresentationSet":
-        """The presentations whose every identity is in ``subjects``."""
-        keep = set(subjects)
-        return PresentationSet([it for it in self.items if it.identities() <= keep], list(self.skipped))
-
-
-# -- building presentation sets ----------------------------------------------------------
-def _subject_of(path: Path, rx) -> Optional[str]:
-    m = rx.match(path.stem)
-    return m.group("subject") if m and m.group("subject") else None
-
-
-def list_images(source: PathLike, *, pattern: Optional[str] = None) -> list[tuple[Path, str]]:
-    """``(path, subject)`` of the images of a folder, a list file or one image file.
-
-    Args:
-        source: a folder (searched recursively, as :func:`morphlab.datasets.folder.load_folder`),
-            a text file with one image path per line (relative paths are relative to the
-            list file; blank lines and ``#`` comments are ignored), or an image file.
-        pattern: file-name pattern with a ``subject`` group (default
-            :data:`morphlab.datasets.folder.DEFAULT_PATTERN`).
+    Every check runs before the block, so a refused folder costs no work. The block
+    writes ``files`` and calls :func:`morphlab.outdir.record_owned`. A folder this call
+    created is removed again if the block fails before writing anything.
 
     Raises:
-        FileNotFoundError: ``source`` or a listed file is missing.
-        ValueError: a file name does not match the pattern, or nothing is found.
+        ValueError: ``out`` is, contains or lies inside a source folder.
+        morphlab.outdir.FolderLockedError: another process is writing ``out``.
+        morphlab.outdir.ForeignFileError: a file of ``files`` exists that morphlab did
+            not write (never replaced, even with ``overwrite``).
+        morphlab.outdir.OutputExistsError: a previous result and not ``overwrite``.
     """
-    from morphlab.datasets.folder import DEFAULT_PATTERN, compile_pattern, load_folder
-    from morphlab.io import IMAGE_SUFFIXES
+    from morphlab.outdir import BOOKKEEPING, check_disjoint, check_outputs, locked_folder, remove_owned
 
-    pattern = pattern or DEFAULT_PATTERN
-    src = Path(source)
-    if src.is_dir():
-        ds = load_folder(src, pattern=pattern, check_images=False)
-        return [(s.path, s.subject) for s in ds.samples]
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such folder, list file or image")
-    rx = compile_pattern(pattern)
-    if src.suffix.lower() in IMAGE_SUFFIXES:
-        files = [src.resolve()]
-    else:
-        files = []
-        for num, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = Path(line)
-            p = (p if p.is_absolute() else src.parent / p).resolve()
-            if not p.is_file():
-                raise FileNotFoundError(f"{src}, line {num}: image {p} not found")
-            files.append(p)
-        if not files:
-            raise ValueError(f"{src}: the list file names no image")
-    out = []
-    for f in files:
-        subject = _subject_of(f, rx)
-        if subject is None:
-            raise ValueError(
-                f"{f}: file name does not match the subject pattern {pattern!r}; rename it "
-                "or pass another pattern (--pattern)"
-            )
-        out.append((f, subject))
-    return out
+    out = Path(out)
+    check_disjoint(out, sources)
+    created = not out.exists()
+    try:
+        with locked_folder(out):
+            check_outputs(out, files, overwrite=overwrite)
+            removed = remove_owned(out)
+            if removed:
+                log.info("%s: removed the previous result (%s)", out, ", ".join(removed))
+            yield out
+    except BaseException:
+        if created and out.is_dir() and all(p.name in BOOKKEEPING for p in out.iterdir()):
+            for p in out.iterdir():
+                p.unlink()
+            out.rmdir()
+        raise
 
 
-def bona_fide_presentations(sources: Sequence[PathLike], *, pattern: Optional[str] = None) -> PresentationSet:
-    """Bona fide presentations from folders / list files / images (see :func:`list_images`)."""
-    items = [Presentation(p, 0, (s,)) for src in sources for p, s in list_images(src, pattern=pattern)]
-    return PresentationSet(items)
+def _check_backend(backend: Union[str, FaceBackend], where: str) -> None:
+    """Refuse an unknown face backend name before any image is read."""
+    if isinstance(backend, FaceBackend):
+        return
+    from morphlab.face.base import FACE_BACKENDS
 
-
-def species_of(record: dict) -> str:
-    """``"GENERATOR/VARIANT"`` of a manifest record (variant: ``params["variant"]``, else the tag)."""
-    params = record.get("params") or {}
-    variant = params.get("variant") or record.get("tag") or "default"
-    return f"{record.get('generator', 'unknown')}/{variant}"
-
-
-def attack_presentations(manifests: Sequence[PathLike], *, variants: Optional[Sequence[str]] = None) -> PresentationSet:
-    """Morph presentations from attack-set manifests.
-
-    Args:
-        manifests: ``manifest.jsonl`` files or attack-set folders.
-        variants: keep only these variants (e.g. ``["complete"]``); matched against the
-            variant part of :func:`species_of` or the full species.
-
-    Returns:
-        The morphs; pairs whose generation failed are listed in ``skipped``.
-    """
-    from morphlab.generators.runner import load_manifest
-
-    out = PresentationSet()
-    for m in manifests:
-        for rec in load_manifest(m, include_failed=True):
-            if rec.get("status") != "ok":
-                out.skipped.append((f"{m}: pair {rec.get('pair_id')}", f"generation failed: {rec.get('error')}"))
-                continue
-            sp = species_of(rec)
-            if variants and sp not in variants and sp.split("/", 1)[1] not in variants:
-                continue
-            subjects = (str(rec["subject_a"]["id"]), str(rec["subject_b"]["id"]))
-            out.items.append(Presentation(Path(rec["path"]), 1, subjects, sp))
-    if not out.items:
-        raise ValueError(
-            f"no usable morph in {', '.join(map(str, manifests))}"
-            + (f" with variant(s) {', '.join(variants)}" if variants else "")
-        )
-    return out
-
-
-def with_live_probes(
-    data: PresentationSet,
-    live_sources: Sequence[PathLike],
-    *,
-    pattern: Optional[str] = None,
-    contributors: Contributors = "both",
-) -> PresentationSet:
-    """Turn presentations into D-MAD ``(suspected, live)`` presentations.
-
-    A bona fide presentation gets every live image of its subject other than itself; a
-    morph gets, for subject A and/or subject B (``contributors``), every live image of
-    that contributor. Presentations without any live image are listed in ``skipped``.
-    """
-    if contributors not in ("a", "b", "both"):
-        raise ValueError(f"contributors must be 'a', 'b' or 'both', got {contributors!r}")
-    live: dict[str, list[Path]] = {}
-    for src in live_sources:
-        for p, s in list_images(src, pattern=pattern):
-            live.setdefault(s, []).append(p)
-    out = PresentationSet([], list(data.skipped))
-    for it in data.items:
-        if it.label == 0:
-            who = [it.subjects[0]]
-        else:
-            who = {"a": it.subjects[:1], "b": it.subjects[1:2], "both": it.subjects}[contributors]
-        made = 0
-        for s in who:
-            for probe in live.get(s, []):
-                if probe.resolve() != it.path.resolve():
-                    out.items.append(replace(it, live=probe, live_subject=s))
-                    made += 1
-        if not made:
-            out.skipped.append((str(it.path), f"no live probe of subject {'/'.join(who)}"))
-    return out
-
-
-def split_subjects(subjects: Iterable[str], *, test_fraction: float = 0.5, seed: int = 0) -> tuple[set[str], set[str]]:
-    """Split identities at random into disjoint ``(train, test)`` sets."""
-    subs = sorted(set(subjects))
-    if len(subs) < 2:
-        raise ValueError(f"need at least 2 identities to split, got {len(subs)}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    order = np.random.default_rng(seed).permutation(len(subs))
-    n_test = min(max(1, int(round(test_fraction * len(subs)))), len(subs) - 1)
-    test = {subs[i] for i in order[:n_test]}
-    return set(subs) - test, test
-
-
-def build_presentations(
-    bona_fide: Sequence[PathLike] = (),
-    attacks: Sequence[PathLike] = (),
-    *,
-    live: Sequence[PathLike] = (),
-    variants: Optional[Sequence[str]] = None,
-    pattern: Optional[str] = None,
-    contributors: Contributors = "both",
-) -> PresentationSet:
-    """Bona fide sources + attack manifests (+ live probes for D-MAD) → one presentation set."""
-    data = bona_fide_presentations(bona_fide, pattern=pattern) if bona_fide else PresentationSet()
-    if attacks:
-        data = data + attack_presentations(attacks, variants=variants)
-    if live:
-        data = with_live_probes(data, live, pattern=pattern, contributors=contributors)
-    return data
-
-
-def split_keeping_morphs(data: PresentationSet, *, test_fraction: float = 0.5,
-                         seed: int = 0) -> tuple[set[str], set[str]]:
-    """Subject-disjoint ``(train, test)`` identities that lose as few morphs as possible.
-
-    Identities linked by a morph (subject A and subject B) must fall on one side, so the
-    connected groups of the "morphed together" graph are assigned whole, in seeded random
-    order, to the test side until it holds ``test_fraction`` of the identities. With pairs
-    made once per subject every morph is kept; a graph that is one big group cannot be
-    split without losing morphs — then :func:`split_subjects` is used and the morphs
-    spanning both sides are dropped by :meth:`PresentationSet.restrict`.
-    """
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        while parent.setdefault(a, a) != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for it in data.items:
-        ids = sorted(it.identities())
-        for other in ids[1:]:
-            parent[find(other)] = find(ids[0])
-    groups: dict[str, list[str]] = {}
-    for a in sorted(data.identities()):
-        groups.setdefault(find(a), []).append(a)
-    comps = sorted(groups.values())
-    total = sum(len(c) for c in comps)
-    if len(comps) < 2 or max(len(c) for c in comps) > max(1, round(test_fraction * total)):
-        return split_subjects(data.identities(), test_fraction=test_fraction, seed=seed)
-    test: set[str] = set()
-    for i in np.random.default_rng(seed).permutation(len(comps)):
-        if len(test) + len(comps[i]) <= round(test_fraction * total) or not test:
-            test |= set(comps[i])
-    return data.identities() - test, test
+    if not isinstance(backend, str) or backend not in FACE_BACKENDS.names():
+        try:
+            valid = ", ".join(FACE_BACKENDS.names())
+        except Exception:  # a broken plug-in must not hide this message
+            valid = "see `morphlab list`"
+        raise ValueError(f"{where}: unknown face backend {backend!r}; valid names: {valid}")
 
 
 # -- preprocessing -------------------------------------------------------------------------
@@ -327,13 +151,16 @@ class Inputs:
         X: ``(N, S, S, 3)`` crops (S-MAD) or ``(N, 2, S, S, 3)`` pairs (D-MAD).
         y: ``(N,)`` labels.
         items: the ``N`` presentations behind ``X``.
-        failures: ``(presentation, reason)`` for those dropped because an image gave no face.
+        failures: ``(presentation, reason)`` for those dropped because an image was
+            unreadable or gave no face.
+        failure_kinds: per failure, ``"unreadable"`` or ``"no face"``.
     """
 
     X: np.ndarray
     y: np.ndarray
     items: list[Presentation]
     failures: list[tuple[Presentation, str]]
+    failure_kinds: list[str] = field(default_factory=list)
 
 
 def prepare_inputs(
@@ -358,24 +185,28 @@ def prepare_inputs(
         raise ValueError("a differential detector needs a live probe for every presentation (--live)")
     if kind != DIFFERENTIAL and any(it.live is not None for it in data.items):
         raise ValueError("live probes were given but this is a single-image detector")
+    _check_backend(backend, "--backend")
     paths = sorted({p for it in data.items for p in (it.path, it.live) if p is not None})
     aligned = align_faces(paths, size=size, backend=backend, cache_dir=cache_dir, progress=progress)
     crop = {p: aligned.crops[i] for i, p in enumerate(aligned.paths)}
     why = {p: r for p, r in aligned.failures}
-    X, items, failures = [], [], []
+    X, items, failures, kinds = [], [], [], []
     for it in data.items:
         bad = [p for p in (it.path, it.live) if p is not None and p not in crop]
         if bad:
             failures.append((it, "; ".join(why.get(p, f"{p}: no face") for p in bad)))
+            kinds.append(UNREADABLE if any(aligned.kind_of(p) == UNREADABLE for p in bad) else NO_FACE)
             continue
         X.append(crop[it.path] if kind != DIFFERENTIAL else np.stack([crop[it.path], crop[it.live]]))
         items.append(it)
     if not X:
         if allow_empty:
-            return Inputs(np.zeros((0,), np.uint8), np.zeros(0, np.int64), [], failures)
-        raise ValueError(f"no presentation could be aligned ({len(failures)} failed; first: {failures[0][1]})")
+            return Inputs(np.zeros((0,), np.uint8), np.zeros(0, np.int64), [], failures, kinds)
+        c = Counter(kinds)
+        raise ValueError(f"no presentation could be used: {c[UNREADABLE]} unreadable, {c[NO_FACE]} "
+                         f"without a detectable face; first: {kinds[0]}: {failures[0][1]}")
     y = np.array([it.label for it in items], dtype=np.int64)
-    return Inputs(np.stack(X), y, items, failures)
+    return Inputs(np.stack(X), y, items, failures, kinds)
 
 
 def _backend_name(backend: Union[str, FaceBackend]) -> str:
@@ -383,11 +214,16 @@ def _backend_name(backend: Union[str, FaceBackend]) -> str:
 
 
 def _failure_summary(inputs: Inputs, data: PresentationSet) -> dict[str, Any]:
-    by = Counter(it.species for it, _ in inputs.failures)
+    kinds = inputs.failure_kinds or [NO_FACE] * len(inputs.failures)
+    no_face = [(it, r) for (it, r), k in zip(inputs.failures, kinds) if k == NO_FACE]
+    unreadable = [(it, r) for (it, r), k in zip(inputs.failures, kinds) if k == UNREADABLE]
+    by = Counter(it.species for it, _ in no_face)
     return {
-        "n_no_face": len(inputs.failures),
+        "n_no_face": len(no_face),
         "no_face_by_species": dict(sorted(by.items())),
-        "no_face_examples": [reason for _, reason in inputs.failures[:5]],
+        "no_face_examples": [reason for _, reason in no_face[:5]],
+        "n_unreadable": len(unreadable),
+        "unreadable_examples": [reason for _, reason in unreadable[:5]],
         "n_skipped": len(data.skipped),
         "skipped_examples": [f"{w}: {r}" for w, r in data.skipped[:5]],
     }
@@ -404,6 +240,7 @@ def train_detector(
     crop_size: Optional[int] = None,
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Align ``data``, fit a detector and save it with its provenance to ``out_dir``.
 
@@ -416,39 +253,72 @@ def train_detector(
         crop_size: aligned crop side; default: the detector's ``crop_size``.
         cache_dir: landmark cache root.
         progress: progress bars.
+        overwrite: replace a model morphlab wrote in ``out_dir`` before (see
+            :func:`output_folder`; other files there are kept, and a ``detector.json``
+            morphlab did not write is never replaced).
 
     Returns:
         The training summary also stored in the model's metadata (counts per species,
         identities, images without a face, timings).
+
+    Raises:
+        ValueError: bad data, ``out_dir`` overlapping the image folders, or nothing usable.
+        morphlab.outdir.OutputExistsError, ForeignFileError, FolderLockedError: see
+            :func:`output_folder`.
     """
     det = detector if isinstance(detector, Detector) else create_detector(detector, **(params or {}))
     size = int(crop_size or det.crop_size)
-    t0 = time.perf_counter()
-    inputs = prepare_inputs(data, det.kind, size=size, backend=backend, cache_dir=cache_dir, progress=progress)
-    t1 = time.perf_counter()
-    log.info("training %s on %d presentations", detector_name(type(det)), len(inputs.y))
-    det.fit(inputs.X, inputs.y)
-    t2 = time.perf_counter()
-    used = PresentationSet(inputs.items)
-    summary = {
-        "n_by_species": used.counts(),
-        "subjects": sorted(used.identities()),
-        **_failure_summary(inputs, data),
-        "align_seconds": round(t1 - t0, 3),
-        "fit_seconds": round(t2 - t1, 3),
-    }
-    det.metadata_ = {
-        "preprocess": {"backend": _backend_name(backend), "crop_size": size,
-                       "template": "mad-arcface-zoom0.8"},
-        "train": summary,
-    }
-    det.save(out_dir)
+    _check_backend(backend, "--backend")
+    with output_folder(out_dir, MODEL_FILES, overwrite=overwrite,
+                       sources=_image_folders(data, "training")) as out:
+        t0 = time.perf_counter()
+        inputs = prepare_inputs(data, det.kind, size=size, backend=backend, cache_dir=cache_dir,
+                                progress=progress)
+        t1 = time.perf_counter()
+        log.info("training %s on %d presentations", detector_name(type(det)), len(inputs.y))
+        det.fit(inputs.X, inputs.y)
+        t2 = time.perf_counter()
+        used = PresentationSet(inputs.items)
+        summary = {
+            "n_by_species": used.counts(),
+            "subjects": sorted(used.identities()),
+            **_failure_summary(inputs, data),
+            "align_seconds": round(t1 - t0, 3),
+            "fit_seconds": round(t2 - t1, 3),
+        }
+        det.metadata_ = {
+            "preprocess": {"backend": _backend_name(backend), "crop_size": size,
+                           "template": "mad-arcface-zoom0.8"},
+            "train": summary,
+        }
+        from morphlab.outdir import record_owned
+
+        det.save(out)
+        record_owned(out, MODEL_FILES)
     return summary
 
 
-def _preprocess_of(det: Detector, model_dir: PathLike) -> tuple[str, int]:
+def _preprocess_of(det: Detector, model_dir: PathLike,
+                   backend: Optional[Union[str, FaceBackend]] = None) -> tuple[Union[str, FaceBackend], int]:
+    """``(face backend, crop size)`` the model was trained with (checked); ``backend``
+    replaces the recorded backend."""
+    where = Path(model_dir) / MODEL_JSON
     pre = (getattr(det, "metadata_", {}) or {}).get("preprocess") or {}
-    return pre.get("backend", "dlib"), int(pre.get("crop_size", det.crop_size))
+    if not isinstance(pre, dict):
+        raise ValueError(f"{where}: metadata \"preprocess\" must be a JSON object")
+    size = pre.get("crop_size", det.crop_size)
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
+        raise ValueError(f"{where}: metadata crop_size must be an integer from 16 to 4096, got {size!r}")
+    if backend is not None:
+        return backend, size
+    if not isinstance(backend_saved := pre.get("backend", "dlib"), str):
+        raise ValueError(f"{where}: metadata backend must be a face backend name, got {backend_saved!r}")
+    from morphlab.face.base import FACE_BACKENDS
+
+    if backend_saved not in FACE_BACKENDS.names():
+        raise ValueError(f"{where}: the model was trained with face backend {backend_saved!r}, "
+                         "which is not installed here (`morphlab list` shows the installed ones)")
+    return backend_saved, size
 
 
 def score_files(
@@ -470,10 +340,12 @@ def score_files(
 
     Returns:
         One dict per image, in order: ``path`` (and ``live``), ``score`` and ``decision``
-        (``"morph"``/``"bona fide"``), or ``error`` when no face was found.
+        (``"morph"``/``"bona fide"``), or ``error``: ``"unreadable: <reason>"`` (not a
+        readable image) or ``"no face: <reason>"``. The caller decides what a run where
+        nothing could be scored means (``morphlab detect score`` exits 1).
     """
     det = load_detector(model_dir)
-    be, size = _preprocess_of(det, model_dir)
+    be, size = _preprocess_of(det, model_dir, backend)
     images = [Path(p) for p in images]
     if not images:
         raise ValueError("no images to score")
@@ -490,11 +362,12 @@ def score_files(
         if live:
             raise ValueError(f"{model_dir}: a single-image detector takes no live probe")
         data = PresentationSet([Presentation(p, 0, ()) for p in images])
-    inputs = prepare_inputs(data, det.kind, size=size, backend=backend or be,
+    inputs = prepare_inputs(data, det.kind, size=size, backend=be,
                             cache_dir=cache_dir, progress=progress, allow_empty=True)
     scores = det.decision_function(inputs.X) if inputs.items else np.zeros(0)
     by_item = {id(it): s for it, s in zip(inputs.items, scores)}
-    errors = {id(it): r for it, r in inputs.failures}
+    kinds = inputs.failure_kinds or [NO_FACE] * len(inputs.failures)
+    errors = {id(it): f"{k}: {r}" for (it, r), k in zip(inputs.failures, kinds)}
     out = []
     for it in data.items:
         row: dict[str, Any] = {"path": str(it.path)}
@@ -504,7 +377,7 @@ def score_files(
             s = float(by_item[id(it)])
             row.update(score=s, decision="morph" if s >= det.threshold_ else "bona fide")
         else:
-            row["error"] = errors.get(id(it), "no face found")
+            row["error"] = errors.get(id(it), f"{NO_FACE}: no face found")
         out.append(row)
     return out
 
@@ -537,6 +410,7 @@ def evaluate_detector(
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
     title: Optional[str] = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Score a labelled test set and compute the ISO/IEC 30107-3 metrics.
 
@@ -546,13 +420,17 @@ def evaluate_detector(
         out_dir: report folder (``metrics.json``, ``scores.csv``, ``det.png``,
             ``report.md``, ``report.html``); ``None`` computes without writing.
         allow_overlap: evaluate even if test identities were seen in training.
+        overwrite: replace a report morphlab wrote in ``out_dir`` before (only the files
+            it recorded writing; see :func:`output_folder`).
 
     Returns:
         ``{"metrics": pad_summary(...), "info": {...}, "notes": [...]}``.
 
     Raises:
-        ValueError: identities overlap (unless allowed), or the test set lacks bona fide
-            or attack presentations.
+        ValueError: identities overlap (unless allowed), the test set lacks bona fide
+            or attack presentations, or ``out_dir`` overlaps the model or image folders.
+        morphlab.outdir.OutputExistsError, ForeignFileError, FolderLockedError: see
+            :func:`output_folder` (checked before any image is read).
     """
     from morphlab.metrics.pad import pad_summary
 
@@ -568,8 +446,14 @@ def evaluate_detector(
         shared: list[str] = []
     else:
         shared = check_subject_overlap(train_subjects, data, allow_overlap=allow_overlap)
-    be, size = _preprocess_of(det, model_dir)
-    inputs = prepare_inputs(data, det.kind, size=size, backend=backend or be,
+    be, size = _preprocess_of(det, model_dir, backend)
+    sources = {"model folder": model_dir, **_image_folders(data, "test")}
+    if out_dir is not None:  # refuse before the work; checked again under the lock
+        from morphlab.outdir import check_disjoint, check_outputs
+
+        check_disjoint(out_dir, sources)
+        check_outputs(out_dir, REPORT_FILES, overwrite=overwrite)
+    inputs = prepare_inputs(data, det.kind, size=size, backend=be,
                             cache_dir=cache_dir, progress=progress)
     if not (inputs.y == 0).any() or not (inputs.y == 1).any():
         raise ValueError("the test set needs both bona fide and attack presentations")
@@ -592,7 +476,7 @@ def evaluate_detector(
         "kind": det.kind,
         "model": str(Path(model_dir).resolve()),
         "params": json.dumps(det.get_params(), sort_keys=True),
-        "face backend / crop": f"{backend or be} / {size} px",
+        "face backend / crop": f"{_backend_name(be)} / {size} px",
         "trained on": ", ".join(f"{k}: {v}" for k, v in (train_meta.get("n_by_species") or {}).items()),
         "tested on": ", ".join(f"{k}: {v}" for k, v in PresentationSet(inputs.items).counts().items()),
         "subject-disjoint": disjoint,
@@ -604,6 +488,9 @@ def evaluate_detector(
             f"{fails['n_no_face']} presentation(s) left out because an image gave no "
             f"detectable face ({', '.join(f'{k}: {v}' for k, v in fails['no_face_by_species'].items())}); "
             f"e.g. {fails['no_face_examples'][0]}")
+    if fails["n_unreadable"]:
+        notes.append(f"{fails['n_unreadable']} presentation(s) left out because an image was "
+                     f"unreadable; e.g. {fails['unreadable_examples'][0]}")
     if fails["n_skipped"]:
         notes.append(f"{fails['n_skipped']} entries skipped while building the test set; "
                      f"e.g. {fails['skipped_examples'][0]}")
@@ -614,21 +501,25 @@ def evaluate_detector(
               "shared_identities": shared}
     if out_dir is not None:
         from morphlab.io import atomic_write_text
+        from morphlab.outdir import record_owned
         from morphlab.reports.pad_report import write_pad_report
 
-        out = Path(out_dir)
         curves = {"all attacks": (bf, at)}
         sp = np.asarray(species, dtype=object)
         if len(set(species)) > 1:
             curves.update({s: (bf, at[sp == s]) for s in sorted(set(species))})
-        write_pad_report(out, summary, curves, info=info, notes=notes,
-                         title=title or f"{info['detector']}: morphing attack detection")
-        atomic_write_text(out / "scores.csv", rows_to_csv([
-            {"path": str(it.path), "live": str(it.live or ""), "label": "morph" if it.label else "bona fide",
-             "species": it.species, "subjects": "+".join(it.subjects), "score": f"{sc:.6g}",
-             "decision": "morph" if sc >= det.threshold_ else "bona fide"}
-            for it, sc in zip(inputs.items, scores)]))
-        result["report"] = str(out / "report.html")
+        with output_folder(out_dir, REPORT_FILES, overwrite=overwrite, sources=sources) as out:
+            written = write_pad_report(out, summary, curves, info=info, notes=notes,
+                                       title=title or f"{info['detector']}: morphing attack detection")
+            atomic_write_text(out / "scores.csv", rows_to_csv([
+                {"path": str(it.path), "live": str(it.live or ""), "label": "morph" if it.label else "bona fide",
+                 "species": it.species, "subjects": "+".join(it.subjects), "score": f"{sc:.6g}",
+                 "decision": "morph" if sc >= det.threshold_ else "bona fide"}
+                for it, sc in zip(inputs.items, scores)]))
+            mine = [Path(p) for p in (written or {}).values() if p is not None]
+            record_owned(out, sorted(set(REPORT_FILES) | {p.relative_to(out).as_posix() for p in mine
+                                                          if p.parent == out}))
+        result["report"] = str(Path(out_dir) / "report.html")
     return result
 
 
@@ -642,25 +533,6 @@ def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
-
-
-def expand_images(sources: Sequence[PathLike]) -> list[Path]:
-    """Image files named directly, plus the images in named folders (recursively, sorted)."""
-    from morphlab.io import IMAGE_SUFFIXES
-
-    out: list[Path] = []
-    for src in map(Path, sources):
-        if src.is_dir():
-            found = sorted(f for f in src.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not any(part.startswith(".") for part in f.relative_to(src).parts))
-            if not found:
-                raise ValueError(f"{src}: no image files in this folder")
-            out += found
-        elif src.is_file():
-            out.append(src)
-        else:
-            raise FileNotFoundError(f"{src}: no such image or folder")
-    return out
 
 
 def quick_detector_demo(
@@ -699,9 +571,10 @@ def quick_detector_demo(
         kept = [it for it in train.items if it.label == 0 or it.species.split("/", 1)[-1] == train_variant]
         train = PresentationSet(kept or train.items, train.skipped)
     out = Path(out_dir)
-    train_detector(detector, train, out / "model", progress=progress)
+    # the demo redoes its own model/ and report/ each run (files it did not write stay)
+    train_detector(detector, train, out / "model", progress=progress, overwrite=True)
     res = evaluate_detector(out / "model", data.restrict(test_ids), out / "report", progress=progress,
-                            title=f"{detector}: quick subject-disjoint demo")
+                            title=f"{detector}: quick subject-disjoint demo", overwrite=True)
     m = res["metrics"]
     return {"model": out / "model", "report": out / "report" / "report.html", "D-EER": m["D-EER"],
             "BPCER@APCER=10%": m["BPCER@APCER=10%"], "metrics": m,

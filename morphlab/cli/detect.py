@@ -39,6 +39,26 @@ def _presentation_options(f):
     return f
 
 
+def _folder_errors(fn, *args, **kwargs):
+    """Call ``fn``; the output-folder refusals of :mod:`morphlab.outdir` become ``Error: …``."""
+    from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
+
+    try:
+        return fn(*args, **kwargs)
+    except (FolderLockedError, ForeignFileError, OutputExistsError) as exc:
+        if (click.get_current_context().find_root().obj or {}).get("debug"):
+            raise
+        raise click.ClickException(str(exc)) from None
+
+
+def _left_out(fails: dict) -> str:
+    """"N unreadable, M without a detectable face, K other" (the non-zero parts)."""
+    parts = [(fails.get("n_unreadable", 0), "unreadable"),
+             (fails.get("n_no_face", 0), "without a detectable face"),
+             (fails.get("n_skipped", 0), "other")]
+    return ", ".join(f"{n} {what}" for n, what in parts if n)
+
+
 def _presentations(bona_fide, attacks, live, variants, pattern, contributors):
     from morphlab.detect import build_presentations
 
@@ -61,21 +81,23 @@ def detect() -> None:
 @click.option("--backend", default="dlib", show_default=True, help="Face backend for alignment.")
 @click.option("--crop-size", type=click.IntRange(min=16), default=None,
               help="Aligned crop side in pixels [default: the detector's].")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a model morphlab trained in OUT_DIR before (other files there are kept).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, contributors,
-                 out_dir, backend, crop_size, no_progress) -> None:
+                 out_dir, backend, crop_size, overwrite, no_progress) -> None:
     """Train a detector on bona fide images and attack sets; save it to OUT_DIR."""
     from morphlab.detect import train_detector
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
-    s = train_detector(detector, data, out_dir, params=dict(parse_param(p) for p in params),
-                       backend=backend, crop_size=crop_size, progress=not no_progress)
+    s = _folder_errors(train_detector, detector, data, out_dir,
+                       params=dict(parse_param(p) for p in params), backend=backend,
+                       crop_size=crop_size, progress=not no_progress, overwrite=overwrite)
     counts = ", ".join(f"{k}: {v}" for k, v in s["n_by_species"].items())
     click.echo(f"trained {detector} on {counts} ({len(s['subjects'])} identities) in "
                f"{s['fit_seconds']:.1f} s; model in {out_dir}")
-    if s["n_no_face"] or s["n_skipped"]:
-        click.echo(f"  left out: {s['n_no_face']} without a detectable face, {s['n_skipped']} "
-                   "other (see detector.json)")
+    if _left_out(s):
+        click.echo(f"left out: {_left_out(s)} (listed in detector.json)", err=True)
 
 
 @detect.command(name="score")
@@ -87,19 +109,41 @@ def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, 
               help="Write the scores as CSV here [default: print them].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_score(model_dir, images, live, output, no_progress) -> None:
-    """Score IMAGES (files or folders) with a trained model: higher = more likely a morph."""
+    """Score IMAGES (files or folders) with a trained model: higher = more likely a morph.
+
+    Exits 1 when no image could be scored; otherwise the last line counts the failures.
+    """
+    from collections import Counter
+    from pathlib import Path
+
     from morphlab.detect import expand_images, rows_to_csv, score_files
     from morphlab.io import atomic_write_text
 
-    rows = score_files(model_dir, expand_images(images), live=list(live) or None,
-                       progress=not no_progress)
+    files = expand_images(images)
+    if output:  # never write the CSV over an input or into the model
+        out = Path(output).resolve()
+        for f in [*files, *map(Path, live)]:
+            if f.resolve() == out:
+                raise click.ClickException(f"-o {output} is one of the input images; choose another file")
+        if Path(model_dir).resolve() in out.parents:
+            raise click.ClickException(f"-o {output} lies inside the model folder {model_dir}; "
+                                       "choose another file")
+    rows = score_files(model_dir, files, live=list(live) or None, progress=not no_progress)
+    failed = Counter(r["error"].split(":", 1)[0] for r in rows if "error" in r)
     if output:
         atomic_write_text(output, rows_to_csv(rows))
-        click.echo(f"{len(rows)} scores written to {output}")
+        click.echo(f"{len(rows) - sum(failed.values())} scores written to {output}")
     else:
         for r in rows:
-            verdict = f"{r['score']:+.4f}  {r['decision']:<9}" if "score" in r else f"{'no face':<19}"
-            click.echo(f"{verdict}  {r['path']}")
+            if "score" in r:
+                click.echo(f"{r['score']:+.4f}  {r['decision']:<9}  {r['path']}")
+            else:
+                click.echo(r["error"])
+    if failed:
+        what = ", ".join(f"{n} {k}" for k, n in sorted(failed.items()))
+        if sum(failed.values()) == len(rows):
+            raise click.ClickException(f"none of the {len(rows)} images could be scored ({what})")
+        click.echo(f"{sum(failed.values())} of {len(rows)} images not scored ({what})", err=True)
 
 
 @detect.command(name="eval")
@@ -109,15 +153,17 @@ def detect_score(model_dir, images, live, output, no_progress) -> None:
               help="Report folder: metrics.json, scores.csv, det.png, report.md/html.")
 @click.option("--allow-overlap", is_flag=True,
               help="Evaluate even if test identities were seen in training (the report says so).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a report morphlab wrote in OUT_DIR before (other files there are kept).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contributors, out_dir,
-                allow_overlap, no_progress) -> None:
+                allow_overlap, overwrite, no_progress) -> None:
     """Evaluate a model on a subject-disjoint test set (ISO/IEC 30107-3 metrics)."""
     from morphlab.detect import evaluate_detector
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
-    res = evaluate_detector(model_dir, data, out_dir, allow_overlap=allow_overlap,
-                            progress=not no_progress)
+    res = _folder_errors(evaluate_detector, model_dir, data, out_dir, allow_overlap=allow_overlap,
+                         progress=not no_progress, overwrite=overwrite)
     m = res["metrics"]
     click.echo(f"{m['n_bona_fide']} bona fide, {m['n_attack']} attacks: D-EER {100 * m['D-EER']:.2f}%, "
                f"BPCER@APCER=10% {100 * m['BPCER@APCER=10%']:.2f}%")
@@ -127,3 +173,5 @@ def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contribu
     for note in res["notes"]:
         click.echo(f"  note: {note}")
     click.echo(f"report in {out_dir}/report.html")
+    if _left_out(res["failures"]):
+        click.echo(f"left out: {_left_out(res['failures'])} (see the notes above)", err=True)

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
+#: Why an image gave no crop: the file is not a readable image, or no usable face in it.
+UNREADABLE, NO_FACE = "unreadable", "no face"
+
 #: How much smaller than in the ArcFace template the face is drawn in a MAD crop.
 TEMPLATE_ZOOM = 0.8
 
@@ -110,10 +113,16 @@ class AlignedFaces:
     paths: list[Path]
     index: np.ndarray
     failures: list[tuple[Path, str]] = field(default_factory=list)
+    #: ``{path: UNREADABLE or NO_FACE}`` for every path in ``failures``.
+    kinds: dict[Path, str] = field(default_factory=dict)
 
     @property
     def n_failed(self) -> int:
         return len(self.failures)
+
+    def kind_of(self, path: PathLike) -> str:
+        """:data:`UNREADABLE` (the file is not a readable image) or :data:`NO_FACE`."""
+        return self.kinds.get(Path(path), NO_FACE)
 
 
 def align_faces(
@@ -137,7 +146,8 @@ def align_faces(
 
     Returns:
         :class:`AlignedFaces`; files without a face or that cannot be read are listed in
-        ``failures`` (and logged), never silently dropped.
+        ``failures`` (and logged), never silently dropped; ``kinds`` says which
+        (:data:`UNREADABLE` or :data:`NO_FACE`).
 
     Raises:
         FileNotFoundError: a file does not exist (a missing file is a usage error, not a
@@ -149,17 +159,21 @@ def align_faces(
     from morphlab.face.cache import get_face
     from morphlab.io import ImageError, read_image
 
-    crops, ok, index, failures = [], [], [], []
+    crops, ok, index, failures, kinds = [], [], [], [], {}
     for i, p in enumerate(tqdm(list(paths), desc=desc, disable=not progress, unit="img")):
         p = Path(p)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: image not found")
         try:
-            image = read_image(p)
+            try:
+                image = read_image(p)
+            except OSError as exc:  # unreadable (permissions, I/O error, vanished)
+                raise ImageError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
             face = get_face(backend, p, image, cache_dir=cache_dir)
             crop, _ = align_image(image, face, size)
         except (FaceError, ImageError) as exc:
-            log.warning("%s: skipped (%s)", p, exc)
+            kinds[p] = UNREADABLE if isinstance(exc, ImageError) else NO_FACE
+            log.warning("%s: skipped, %s (%s)", p, kinds[p], exc)
             failures.append((p, str(exc)))
             continue
         crops.append(crop)
@@ -168,7 +182,7 @@ def align_faces(
     if failures:
         log.warning("%d of %d images gave no aligned face", len(failures), len(paths))
     arr = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
-    return AlignedFaces(arr, ok, np.asarray(index, dtype=np.int64), failures)
+    return AlignedFaces(arr, ok, np.asarray(index, dtype=np.int64), failures, kinds)
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
