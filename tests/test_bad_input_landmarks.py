@@ -6,6 +6,7 @@ Uses the embedded sample (FRLL portraits with their .tem landmarks), downscaled.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,33 @@ def test_bad_backend_options_name_backend_and_option(name, opts, needle):
 def test_numeric_options_given_as_text_are_accepted():
     b = create_backend("dlib", threshold="0.25", upsample=2.0)
     assert b.threshold == 0.25 and b.upsample == 2 and isinstance(b.upsample, int)
+
+
+# ----------------------------------------------------------------------------------------
+# one unreadable photo: a per-pair failure, not the end of the run (item 16)
+# ----------------------------------------------------------------------------------------
+def test_unreadable_photo_fails_its_pairs_only(data: Path, tmp_path: Path, monkeypatch):
+    import builtins
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for f in data.glob("00*_03.*"):
+        (d / f.name).write_bytes(f.read_bytes())
+    locked = d / "004_03.png"
+    os.chmod(locked, 0)
+    if os.access(locked, os.R_OK):  # root reads anything: refuse it like the kernel would
+        real_open = builtins.open
+
+        def deny(file, *args, **kwargs):
+            if os.fspath(file) == str(locked):
+                raise PermissionError(13, "Permission denied", str(locked))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", deny)
+    p = _pairs(d, [("0001", "002", "003"), ("0002", "002", "004")])
+    s = generate_attack_set(p, "landmark", {"landmarks": "file", "variants": ["complete"]},
+                            tmp_path / "out", progress=False)
+    assert (s.generated, s.failed) == (1, 1)
+    assert s.failures[0]["pair_id"] == "0002"
+    err = s.failures[0]["error"]
+    assert err.startswith("ImageError: ") and str(locked) in err and "cannot be read" in err

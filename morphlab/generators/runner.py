@@ -495,7 +495,10 @@ def _prepare_out_dir(
 
 def _contributor(path: Path, subject: str, root: Path, hashes: dict[Path, str]) -> dict:
     if path not in hashes:
-        hashes[path] = sha256_file(path)
+        try:
+            hashes[path] = sha256_file(path)
+        except OSError:  # unreadable: its pairs fail on their own (ImageError), the run goes on
+            hashes[path] = None
     return {
         "id": subject,
         "path": str(path),
