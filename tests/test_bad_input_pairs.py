@@ -167,3 +167,12 @@ def test_non_utf8_metadata_names_the_file(tmp_path: Path):
     meta.write_bytes(b"id,gender\n001,f\xe9minin\n")
     with pytest.raises(ValueError, match=r"meta\.csv: not a UTF-8 text file"):
         read_metadata(meta)
+
+
+def test_image_paths_that_cannot_be_files_are_named_before_computing(data: Path):
+    (data / "folder.png").mkdir()
+    p = _pairs(data, "p1,a,a_1.png,b," + "x" * 300 + ".png\np2,a,folder.png,c,c_1.png\n")
+    msg = _error(p, data)
+    assert "line 2: image_b 'xxxxxxxx" in msg and "has a name of 304 bytes (the limit is 255)" in msg
+    assert "line 3: image_a 'folder.png' is a folder, not an image file" in msg
+    assert "x" * 100 not in msg  # long values are shortened in messages

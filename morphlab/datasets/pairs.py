@@ -395,6 +395,21 @@ def _inside(path: str, root: Path) -> Optional[Path]:
     return full
 
 
+def _not_a_file(path: Path) -> Optional[str]:
+    """Why ``path`` is not an image file one can open, or None (checked before computing)."""
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > 255]
+    if too_long:
+        return f"has a name of {len(os.fsencode(too_long[0]))} bytes (the limit is 255)"
+    try:
+        if path.is_file():
+            return None
+        if path.is_dir():
+            return "is a folder, not an image file,"
+        return "not found" if not os.path.lexists(path) else "is not a regular file"
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror})"
+
+
 def read_pairs(
     path: PathLike,
     *,
@@ -525,9 +540,11 @@ def read_pairs(
                     f"line {line}: {col} {v[col]!r} points outside the dataset folder {root}; "
                     "refused"
                 )
-            elif not full.is_file():
-                errors.append(f"line {line}: {col} {v[col]!r} not found in {root}")
-                missing_files = True
+            else:
+                problem = _not_a_file(full)
+                if problem:
+                    errors.append(f"line {line}: {col} {shown_id(v[col])} {problem} in {root}")
+                    missing_files = missing_files or problem == "not found"
             images.append(full)
         if None in images:
             continue
