@@ -197,3 +197,41 @@ def test_unreadable_photo_fails_its_pairs_only(data: Path, tmp_path: Path, monke
     assert s.failures[0]["pair_id"] == "0002"
     err = s.failures[0]["error"]
     assert err.startswith("ImageError: ") and str(locked) in err and "cannot be read" in err
+
+
+# ----------------------------------------------------------------------------------------
+# landmark files that are not what they claim (items 15, 16)
+# ----------------------------------------------------------------------------------------
+def test_hostile_sidecars_are_named_errors(tmp_path: Path):
+    import pickle
+
+    from morphlab.face.file_backend import read_sidecar
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SidecarError, match=r"deep\.json: .*nested too deeply"):
+        read_sidecar(deep)
+    big = tmp_path / "big.npy"  # an 80-byte header claiming 160 GB
+    with open(big, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f8", "fortran_order": False, "shape": (10**10, 2)})
+    assert big.stat().st_size < 200
+    with pytest.raises(SidecarError, match=r"big\.npy: holds an array of shape \(10000000000, 2\)"):
+        read_sidecar(big)
+    pkl = tmp_path / "p.npy"
+    pkl.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(SidecarError, match=r"p\.npy: not a readable \.npy array"):
+        read_sidecar(pkl)
+
+
+def test_deeply_nested_pairs_sidecar(data: Path, tmp_path: Path):
+    from morphlab.datasets.pairs import PairsError
+
+    p = _pairs(data, [("0001", "002", "003")])
+    side = Path(str(p) + ".json")
+    side.write_text("[" * 100_000 + "]" * 100_000)
+    try:
+        with pytest.raises(PairsError, match=r"pairs\.csv\.json: not a valid protocol file"):
+            read_pairs(p)
+    finally:
+        side.unlink()

@@ -453,6 +453,8 @@ def read_pairs(
             protocol = json.loads(side.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise PairsError(f"{side}: not a valid protocol file ({exc})") from None
+        except RecursionError:
+            raise PairsError(f"{side}: not a valid protocol file (JSON nested too deeply)") from None
         if not isinstance(protocol, dict):
             raise PairsError(f"{side}: not a valid protocol file (expected a JSON object)")
     if dataset_dir is not None:

@@ -66,7 +66,24 @@ def read_tem(path: Path) -> np.ndarray:
     return pts
 
 
+#: Most points a landmark sidecar may hold (the largest scheme has 478).
+MAX_POINTS = 100_000
+
+
 def _read_npy(path: Path) -> np.ndarray:
+    fmt = np.lib.format
+    try:  # the header first: a few bytes may claim an array of any size
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            read_header = {(1, 0): fmt.read_array_header_1_0,
+                           (2, 0): fmt.read_array_header_2_0}.get(version)
+            shape = read_header(fh)[0] if read_header else ()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise SidecarError(f"{path}: not a readable .npy array ({exc})") from None
+    if float(np.prod(shape, dtype=np.float64)) > 2 * MAX_POINTS:
+        raise SidecarError(
+            f"{path}: holds an array of shape {shape}, not (N, 2) landmarks with N <= {MAX_POINTS:,}"
+        )
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -81,6 +98,8 @@ def _read_json(path: Path) -> tuple[np.ndarray, Optional[str]]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SidecarError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SidecarError(f"{path}: not a landmark file (JSON nested too deeply)") from None
     scheme = None
     if isinstance(data, dict):
         if "landmarks" not in data:
