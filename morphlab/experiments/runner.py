@@ -113,6 +113,7 @@ def run_experiment(
         except ForeignFileError as exc:
             raise StageFolderError(str(exc)) from None
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        record_owned(out, ["config.yaml"])
         stages = _Stages(out)
         ctx = _Run(cfg, base, out, stages, progress)
         ctx.all()

@@ -233,8 +233,9 @@ class _Stages:
             run = StageRun(name, key, "cached", 0.0, old.get("result", {}))
             log.info("stage %s: cached", name)
         else:
+            since: Optional[int] = None
             if old.get("key") == key and not old.get("complete"):  # interrupted: continue
-                since = rec_file.stat().st_mtime_ns
+                since = rec_file.stat().st_mtime_ns  # when the interrupted attempt began
                 for p in outputs:
                     _check_resumable(name, p, since)
             else:  # no record, or another configuration: start the stage afresh
@@ -242,12 +243,13 @@ class _Stages:
                     clear_stage_folder(name, p)
             log.info("stage %s: running", name)
             t0 = time.perf_counter()
-            atomic_write_text(rec_file, json.dumps({"key": key, "complete": False}) + "\n")
-            started = rec_file.stat().st_mtime_ns
+            if since is None:
+                atomic_write_text(rec_file, json.dumps({"key": key, "complete": False}) + "\n")
+                since = rec_file.stat().st_mtime_ns
             result = fn()
             seconds = time.perf_counter() - t0
-            for p in outputs:
-                _record_written(p, started)
+            for p in outputs:  # this attempt's files and an interrupted one's
+                _record_written(p, since)
             atomic_write_text(rec_file, json.dumps(
                 {"key": key, "complete": True, "seconds": round(seconds, 3), "stage": name,
                  "material": material, "result": result, "morphlab_version": __version__},
