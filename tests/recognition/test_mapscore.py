@@ -268,3 +268,274 @@ def test_cli_map_score(attack_set, probes, tmp_path):
     r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
                              "--threshold", "lbph=high"])
     assert r.exit_code == 2 and "is not a number" in r.output
+
+
+# ----------------------------------------------------------------------------------------
+# the calibration protocol
+# ----------------------------------------------------------------------------------------
+def _folder(tmp: Path, name: str, files: dict[str, Path]) -> Path:
+    d = tmp / name
+    d.mkdir()
+    for new, src in files.items():
+        shutil.copy(src, d / new)
+    return d
+
+
+def test_calibration_overlap_refused_and_allowed_with_warning(attack_set, probes, sample_dir,
+                                                              tmp_path):
+    # the probe folder itself: shares the probes (images) and the contributors (subjects)
+    with pytest.raises(MapScoreError, match=r"shares \d+ image\(s\) .* and 4 subject\(s\) "
+                                            r"\(002, 003, 005, 006\)"):
+        map_score(attack_set, probes, tmp_path / "a", systems=["lbph"], calibration=probes,
+                  progress=False)
+    # new images, but of a contributor: a subject overlap only
+    img = read_image(sample_dir / "neutral" / "002_03.jpg")
+    cal = _folder(tmp_path, "cal", {f"{s}_03.jpg": sample_dir / "neutral" / f"{s}_03.jpg"
+                                    for s in ("004", "007", "008")})
+    cv2.imwrite(str(cal / "002_99.png"), np.ascontiguousarray(img[::-1, :, ::-1]))
+    with pytest.raises(MapScoreError, match=r"shares 1 subject\(s\) \(002\)") as exc:
+        map_score(attack_set, probes, tmp_path / "b", systems=["lbph"], calibration=cal,
+                  progress=False)
+    assert "image(s)" not in str(exc.value) and "--allow-calibration-overlap" in str(exc.value)
+    assert not (tmp_path / "b" / "map.json").exists()
+    with pytest.warns(UserWarning, match="CALIBRATION OVERLAP"):
+        res = map_score(attack_set, probes, tmp_path / "c", systems=["lbph"], calibration=cal,
+                        allow_calibration_overlap=True, target_fmr=0.1, progress=False)
+    doc = res.report
+    assert doc["settings"]["calibration"]["overlap"]["subjects"] == ["002"]
+    assert doc["warnings"] and "CALIBRATION OVERLAP" in doc["warnings"][0]
+    assert "WARNING: CALIBRATION OVERLAP" in (tmp_path / "c" / "report.md").read_text()
+    assert "WARNING: CALIBRATION OVERLAP" in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_default_split_needs_subjects_outside_the_pairs(attack_set, probes, sample_dir,
+                                                         tmp_path):
+    only = _folder(tmp_path, "only", {p.name: p for p in probes.iterdir()
+                                      if p.name[:3] in SUBJECTS})
+    # the sample's neutral folder still holds 8 non-contributors: the split works ...
+    res = map_score(attack_set, only, tmp_path / "r", systems=["lbph"],
+                    thresholds={"lbph": 0.5}, progress=False)
+    assert res.report["settings"]["calibration"]["subjects"] == 8
+    # ... but with a source folder and a probe folder holding only contributors: none
+    src = _folder(tmp_path, "src", {f"{s}_03.jpg": sample_dir / "neutral" / f"{s}_03.jpg"
+                                    for s in ("002", "003")})
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("pair_id,subject_a,image_a,subject_b,image_b\n"
+                     "0001,002,002_03.jpg,003,003_03.jpg\n")
+    generate_attack_set(pairs, BlendGen, out_dir=tmp_path / "set2", dataset_dir=src,
+                        progress=False)
+    two = _folder(tmp_path, "two", {p.name: p for p in only.iterdir() if p.name[:3] in ("002", "003")})
+    with pytest.raises(MapScoreError, match="calibration split has 0 subject.*pass --calibration"):
+        map_score(tmp_path / "set2", two, tmp_path / "r2", systems=["lbph"], progress=False)
+
+
+def test_same_gender_impostors_hand_counted(attack_set, probes, sample_dir, tmp_path):
+    # 004 m (two images), 007 f, 008 m, 009 f: 10 pairs, 1 genuine, 9 impostor pairs of
+    # which 3 are same-gender (004_03-008, 004_08-008, 007-009)
+    files = {f"{s}_03.jpg": sample_dir / "neutral" / f"{s}_03.jpg" for s in OTHERS}
+    files["004_08.jpg"] = sample_dir / "smiling" / "004_08.jpg"
+    cal = _folder(tmp_path, "cal", files)
+    meta = sample_dir / "london_info.csv"
+    kw = dict(systems=["lbph"], calibration=cal, target_fmr=0.2, progress=False)
+    with pytest.warns(UserWarning):
+        every = map_score(attack_set, probes, tmp_path / "all", **kw)
+        same = map_score(attack_set, probes, tmp_path / "same", impostors="same-gender",
+                         metadata=meta, meta_id_column="face_id", **kw)
+    op_all = every.report["systems"][0]["operating_point"]
+    op_same = same.report["systems"][0]["operating_point"]
+    assert (op_all["n_genuine"], op_all["n_impostor"]) == (1, 9)
+    assert (op_same["n_genuine"], op_same["n_impostor"]) == (1, 3)
+    cal_doc = same.report["settings"]["calibration"]
+    assert cal_doc["impostors"] == "same-gender"
+    assert cal_doc["cross_gender_impostors_dropped"] == {"lbph": 6}
+    assert "impostors: same-gender" in (tmp_path / "same" / "report.md").read_text()
+    with pytest.raises(MapScoreError, match="no gender known for 4 calibration subject"):
+        map_score(attack_set, probes, tmp_path / "x", impostors="same-gender", **kw)
+
+
+# ----------------------------------------------------------------------------------------
+# uncertainty and completeness
+# ----------------------------------------------------------------------------------------
+def _rates(node, path=""):
+    """Every dict in a JSON tree that looks like a rate, with its path."""
+    if isinstance(node, dict):
+        if "rate" in node and "n" in node:
+            yield path, node
+        for k, v in node.items():
+            yield from _rates(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _rates(v, f"{path}[{i}]")
+
+
+def test_every_rate_in_map_json_has_k_n_and_interval(report):
+    out, res = report
+    doc = json.loads((out / "map.json").read_text())
+    found = dict(_rates(doc))
+    for path, r in found.items():
+        assert set(r) >= {"k", "n", "rate", "ci95", "ci_method"}, path
+        lo, hi = r["ci95"]
+        assert lo <= r["rate"] <= hi, path
+    for res_ in [doc["overall"], doc["overall"]["unconditional"], *doc["per_group"].values()]:
+        R, C = len(res_["map"]["values"]), len(res_["map"]["values"][0])
+        assert [len(row) for row in res_["map"]["rates"]] == [C] * R
+        for r in range(R):
+            for c in range(C):
+                cell = res_["map"]["rates"][r][c]
+                assert cell["k"] == res_["map"]["counts"][r][c] and cell["n"] == res_["n_morphs"]
+        for label, ps in res_["per_system"].items():
+            assert set(ps["intervals"]) == {"minmax_mmpmr", "prodavg_mmpmr", "fmmpmr"}
+            assert ps["intervals"]["minmax_mmpmr"]["rate"] == pytest.approx(ps["minmax_mmpmr"])
+    for s in doc["systems"]:
+        op = s["operating_point"]
+        assert op["fmr_rate"]["n"] == op["n_impostor"] and op["fnmr_rate"]["n"] == op["n_genuine"]
+        assert op["rule_of_30"]["needed"] == 300 and op["rule_of_30"]["met"] is False
+        assert "from 8 independent subjects" in op["rule_of_30"]["note"]
+    assert doc["overall"]["fte"]["any_system"]["k"] == 0
+
+
+def test_bootstrap_is_reproducible_and_contains_the_estimate(attack_set, probes, tmp_path):
+    kw = dict(systems=["lbph"], target_fmr=0.1, bootstrap=300, seed=7, progress=False)
+    with pytest.warns(UserWarning):
+        a = map_score(attack_set, probes, tmp_path / "a", **kw).report
+        b = map_score(attack_set, probes, tmp_path / "b", **kw).report
+        c = map_score(attack_set, probes, tmp_path / "c", **{**kw, "seed": 8}).report
+    assert a["bootstrap"] == b["bootstrap"] and a["bootstrap"] != c["bootstrap"]
+    boot = a["bootstrap"]
+    assert boot["replicates"] == 300 and boot["seed"] == 7
+    lo, hi = boot["per_system"]["lbph"]["minmax_mmpmr"]
+    assert lo <= a["overall"]["per_system"]["lbph"]["minmax_mmpmr"] <= hi and lo < hi
+    lo, hi = boot["per_system"]["lbph"]["threshold"]
+    assert lo <= a["systems"][0]["operating_point"]["threshold"] <= hi
+    assert "boot [" in (tmp_path / "a" / "report.md").read_text()
+
+
+class NoFaceGen(BlendGen):
+    """The blend, and a blank image in which no face can be found."""
+
+    name = "noface-test"
+
+    def output_tags(self) -> list[str]:
+        return ["blend", "blank"]
+
+    def generate(self, a: Contributor, b: Contributor, *, seed: int) -> list[MorphOutput]:
+        blend = super().generate(a, b, seed=seed)[0]
+        return [blend, MorphOutput(np.full_like(blend.image, 128), "blank")]
+
+
+def test_fte_and_unconditional_map(sample_dir, probes, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    rows = ["pair_id,subject_a,image_a,subject_b,image_b"]
+    rows += [f"{k:04d},{a},neutral/{a}_03.jpg,{b},neutral/{b}_03.jpg"
+             for k, (a, b) in enumerate(PAIRS, start=1)]
+    pairs.write_text("\n".join(rows) + "\n")
+    generate_attack_set(pairs, NoFaceGen, out_dir=tmp_path / "set", dataset_dir=sample_dir,
+                        progress=False)
+    with pytest.warns(UserWarning):
+        doc = map_score(tmp_path / "set", probes, tmp_path / "r", systems=["lbph"],
+                        target_fmr=0.1, progress=False).report
+    ov = doc["overall"]
+    assert doc["counts"]["morphs_fte"] == 3 and doc["counts"]["morphs_used"] == 6
+    assert ov["fte"]["any_system"]["k"] == 3 and ov["fte"]["any_system"]["n"] == 6
+    assert ov["n_morphs"] == 3 and ov["unconditional"]["n_morphs"] == 6
+    # a blank morph is never accepted: same counts, twice the denominator
+    assert ov["unconditional"]["map"]["counts"] == ov["map"]["counts"]
+    np.testing.assert_allclose(np.array(ov["unconditional"]["map"]["values"]) * 2,
+                               ov["map"]["values"])
+    fte = [s for s in doc["skipped"] if s["reason"].startswith("failure to enrol")]
+    assert len(fte) == 3 and all("_blank" in s["what"] for s in fte)
+    assert "unconditional" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_attempts_truncation(attack_set, probes, tmp_path):
+    res = map_score(attack_set, probes, tmp_path / "r", systems=["lbph"], attempts=1,
+                    thresholds={"lbph": 0.5}, progress=False)
+    doc = res.report
+    assert doc["overall"]["attempts"]["subjects_by_attempts"] == {"1": 4}
+    assert doc["overall"]["attempts"]["truncated_to"] == 1
+    assert doc["counts"]["attempts_per_subject_max"] == 1
+    assert {"what": "002_flip.png", "reason": "probe beyond --attempts 1 of subject 002"} \
+        in doc["skipped"]
+    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv", newline="")))
+    assert {r["probe"] for r in rows if r["subject_id"] == "002"} == {"002_08.jpg"}
+
+
+def test_a_probe_failing_under_one_system_keeps_r_for_the_others(attack_set, probes, sample_dir,
+                                                                 tmp_path, monkeypatch):
+    two = _folder(tmp_path, "two", {p.name: p for p in probes.iterdir()})
+    for s in ("003", "005", "006"):  # a second probe for every contributor: R = 2
+        img = read_image(sample_dir / "smiling" / f"{s}_08.jpg")
+        cv2.imwrite(str(two / f"{s}_flip.png"), np.ascontiguousarray(img[:, ::-1, ::-1]))
+    kw = dict(thresholds={"lbph": 0.5}, progress=False)  # both lbph systems
+    base = map_score(attack_set, two, tmp_path / "base", systems=["lbph"], **kw).report
+
+    import morphlab.mapscore.job as job
+
+    real = job.embed_files
+    calls = []
+
+    def flaky(system, paths, **kw_):
+        res = real(system, paths, **kw_)
+        calls.append(system)
+        if len(calls) == 2:  # the second system cannot embed one probe of subject 005
+            bad = next(p for p in res.embeddings if Path(p).name == "005_flip.png")
+            del res.embeddings[bad]
+            res.failures[bad] = "alignment failed (test)"
+        return res
+
+    monkeypatch.setattr(job, "embed_files", flaky)
+    doc = map_score(attack_set, two, tmp_path / "r", systems=["lbph", "lbph"], **kw).report
+    assert doc["overall"]["attempts"]["R"] == 2 and len(doc["overall"]["map"]["values"]) == 2
+    assert doc["overall"]["per_system"]["lbph"] == base["overall"]["per_system"]["lbph"]
+    listed = [s for s in doc["skipped"] if s["what"] == "005_flip.png"]
+    assert len(listed) == 1 and "lbph#2 only" in listed[0]["reason"]
+
+
+# ----------------------------------------------------------------------------------------
+# the output folder
+# ----------------------------------------------------------------------------------------
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+
+    return CliRunner().invoke(main, ["map-score", *map(str, args)])
+
+
+def test_refuses_foreign_files_and_overwrite_keeps_them(attack_set, probes, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("<p>my own notes</p>")
+    common = (attack_set, "-p", probes, "-o", out, "--fr", "lbph", "--threshold", "lbph=0.5",
+              "--no-progress")
+    r = _cli(*common)
+    assert r.exit_code == 1 and "refusing to replace report.html" in r.output
+    r = _cli(*common, "--overwrite")
+    assert r.exit_code == 1 and "refusing to replace report.html" in r.output
+    assert (out / "report.html").read_text() == "<p>my own notes</p>"
+    (out / "report.html").unlink()
+    (out / "notes.txt").write_text("keep me")
+    assert _cli(*common).exit_code == 0
+    r = _cli(*common)
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    r = _cli(*common, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "map.json").is_file()
+
+
+def test_second_writer_gets_folder_locked_error(attack_set, probes, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from morphlab.outdir import locked_folder
+
+    out = tmp_path / "locked"
+    with locked_folder(out):
+        p = subprocess.run(
+            [sys.executable, "-m", "morphlab.cli", "map-score", str(attack_set), "-p",
+             str(probes), "-o", str(out), "--fr", "lbph", "--no-progress"],
+            capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert p.returncode == 1, p.stderr
+    assert f"pid {os.getpid()}" in p.stderr + p.stdout and "another morphlab process" in p.stderr + p.stdout
+    assert not (out / "map.json").exists()
