@@ -190,3 +190,22 @@ def test_pairs_cli_with_non_utf8_name_writes_a_valid_file(tmp_path: Path, caplog
     assert res.exit_code == 0, res.output  # was: UnicodeEncodeError writing the CSV
     assert "\\xff\\xfe_03.png" in caplog.text
     out.read_text(encoding="utf-8")
+
+
+def test_non_utf8_dataset_folder_is_named_with_escapes(tmp_path: Path):
+    from morphlab.datasets.pairs import PairsError, read_pairs
+
+    raw = os.path.join(os.fsencode(tmp_path), b"d\xffs")
+    os.mkdir(raw)
+    root = Path(os.fsdecode(raw))
+    for s in ("001", "002"):
+        _img(root / f"{s}_03.png")
+    with pytest.raises(ValueError) as info:
+        load_folder(root)
+    msg = str(info.value)
+    assert "d\\xffs" in msg and "not valid UTF-8" in msg
+    msg.encode("utf-8")
+    p = tmp_path / "pairs.csv"
+    p.write_text("pair_id,subject_a,image_a,subject_b,image_b\n1,001,001_03.png,002,002_03.png\n")
+    with pytest.raises(PairsError, match=r"pairs\.csv: .*d\\xffs: the dataset folder's path is not valid UTF-8"):
+        read_pairs(p, dataset_dir=root)

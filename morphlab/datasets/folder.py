@@ -182,6 +182,16 @@ def is_utf8_name(name: str) -> bool:
     return True
 
 
+def check_utf8_path(path: Path, what: str) -> None:
+    """``ValueError`` (showing the name with ``\\xNN`` escapes) unless ``path`` is valid
+    UTF-8: its name goes into pairs files, manifests and reports, which are UTF-8."""
+    if not is_utf8_name(str(path)):
+        raise ValueError(
+            f"{shown_name(str(path))}: the {what}'s path is not valid UTF-8 (bytes shown as "
+            "\\xNN); rename it, e.g. with convmv, so its name can be recorded"
+        )
+
+
 def id_problem(value: str) -> Optional[str]:
     """Why ``value`` cannot be a subject/pair id (``None`` when it can).
 
@@ -474,10 +484,11 @@ def load_folder(
     """
     root_p = Path(root)
     if not root_p.exists():
-        raise FileNotFoundError(f"{root_p}: dataset folder not found")
+        raise FileNotFoundError(f"{shown_name(str(root_p))}: dataset folder not found")
     if not root_p.is_dir():
-        raise ValueError(f"{root_p}: not a folder (a dataset is a folder of images)")
+        raise ValueError(f"{shown_name(str(root_p))}: not a folder (a dataset is a folder of images)")
     root_p = root_p.resolve()
+    check_utf8_path(root_p, "dataset folder")
     rx = compile_pattern(pattern)
     has_capture = "capture" in rx.groupindex
 

@@ -51,9 +51,10 @@ from morphlab.datasets.folder import (
     ENROLMENT,
     Dataset,
     Sample,
-    shown_id,
+    check_utf8_path,
     id_problem,
     read_csv_rows,
+    shown_id,
 )
 from morphlab.io import atomic_write_text, sha256_file
 
@@ -472,6 +473,10 @@ def read_pairs(
             "of the pairs file are relative to (--dataset-dir)"
         )
     root = Path(os.path.abspath(root))
+    try:
+        check_utf8_path(root, "dataset folder")
+    except ValueError as exc:
+        raise PairsError(f"{p}: {exc}") from None
 
     rows = iter(read_csv_rows(p, "pairs file", PairsError))
     header = next(rows, (1, None))[1]
