@@ -45,7 +45,7 @@ def png_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
 
 def _img(path: Path, value: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(zlib.crc32(str(path).encode()) + value)
+    rng = np.random.default_rng(zlib.crc32(os.fsencode(path)) + value)
     write_image(path, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     return path
 
