@@ -91,18 +91,11 @@ def _init_worker(parent_pid: int, initializer: Optional[Callable], initargs: tup
 # parent side
 # ----------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Interrupted` like Ctrl-C does.
-
-    Only in the main thread (elsewhere signal handlers cannot be set; nothing changes).
-    """
+def _on_signals(handler: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
@@ -111,24 +104,25 @@ def interruptible() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def interruptible() -> contextlib.AbstractContextManager:
+    """While the block runs, SIGTERM raises :class:`Interrupted` like Ctrl-C does.
+
+    Only in the main thread (elsewhere signal handlers cannot be set; nothing changes).
+    """
+    return _on_signals(_raise_interrupted)
+
+
 def _terminate(pool: cf.ProcessPoolExecutor) -> None:
-    """Stop every worker of ``pool`` now (running tasks are abandoned)."""
-    with _signals_ignored():
+    """Stop every worker of ``pool`` now (running tasks are abandoned).
+
+    Signals are ignored meanwhile: a second Ctrl-C must not interrupt the clean-up.
+    """
+    with _on_signals(signal.SIG_IGN):
         _stop_workers(pool)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """A second Ctrl-C must not interrupt the clean-up of the first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
