@@ -28,8 +28,17 @@ Score direction and tie rule (as in the reference implementation)
     ``nextafter(t, -inf)``, so ``score > threshold`` takes exactly the decisions of
     ``score >= t``.
 
+A failed comparison (the probe or the morph could not be processed by that system) is an
+attempt that exists and is rejected: it is written as ``-inf`` for a similarity
+(``+inf`` for a dissimilarity), which the reference rule rejects for every threshold, and
+read back as morphlab's rejected attempt (NaN score within the subject's attempt count).
+A morph whose every comparison failed under a system is that system's failure to enrol
+(FTE): left out of the conditional MAP, a failed attack in the unconditional one — as on
+the image path.
+
 Validation: a file or line that cannot be read is one error naming the file and line
-(non-numeric, NaN or infinite score, missing scores, a (morph, subject) given twice);
+(non-numeric, NaN score, an infinity that would accept every threshold, missing scores,
+a (morph, subject) given twice);
 a system in ``FRS_INFO`` without a file, or a file without an entry, is an error; across
 systems, every morph, every subject of a morph and every attempt count of a (morph,
 subject) must agree — all disagreements are listed in one :class:`ScoreFileError`, never
@@ -180,8 +189,15 @@ def read_frs_info(path: PathLike) -> list[SystemInfo]:
     return out
 
 
-def read_score_file(path: PathLike) -> dict[tuple[str, str], list[float]]:
+def read_score_file(path: PathLike, is_similarity: Optional[bool] = None
+                    ) -> dict[tuple[str, str], list[float]]:
     """Read one system's score file.
+
+    Args:
+        path: the ``<system>.txt`` file.
+        is_similarity: the system's score direction; with it, the infinity that no
+            threshold accepts (``-inf`` for similarities, ``+inf`` for distances) is a
+            failed comparison (a rejected attempt). Without it, every infinity is an error.
 
     Returns:
         ``{(morph id, subject id): [scores…]}`` in file order (blank lines are ignored).
@@ -189,9 +205,10 @@ def read_score_file(path: PathLike) -> dict[tuple[str, str], list[float]]:
     Raises:
         FileNotFoundError: no such file.
         ScoreFileError: ``file:line`` and the problem — fewer than three fields, a score
-            that is not a number, NaN or infinite, a (morph, subject) given twice, or no
-            line at all.
+            that is not a number, NaN, an infinity that would accept every threshold, a
+            (morph, subject) given twice, or no line at all.
     """
+    failed = None if is_similarity is None else (-math.inf if is_similarity else math.inf)
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: score file not found")
@@ -223,8 +240,11 @@ def read_score_file(path: PathLike) -> dict[tuple[str, str], list[float]]:
             if math.isnan(v):
                 raise ScoreFileError(f"{where}: score {i} is NaN; every attempt needs a "
                                      "score (leave a failed attempt out of the line)")
-            if math.isinf(v):
-                raise ScoreFileError(f"{where}: score {i} {tok!r} is not a finite number")
+            if math.isinf(v) and v != failed:
+                raise ScoreFileError(
+                    f"{where}: score {i} {tok!r} is not a finite number"
+                    + ("" if failed is None else f" (only {failed} marks a failed comparison "
+                       "of this system; it is always rejected)"))
             scores.append(v)
         out[key] = scores
         first_line[key] = num
@@ -273,7 +293,7 @@ def read_score_folder(scores_dir: PathLike, frs_info: PathLike) -> ScoreSet:
                              + " (every system needs both: its file and [threshold, "
                              "is_similarity])")
     files = {n: d / f"{n}{SCORE_SUFFIX}" for n in names}
-    scores = {n: read_score_file(files[n]) for n in names}
+    scores = {s.name: read_score_file(files[s.name], s.is_similarity) for s in systems}
 
     # -- consistency across systems: morphs, subjects per morph, attempts per subject
     def fname(n: str) -> str:
@@ -338,13 +358,17 @@ def to_map_scores(ss: ScoreSet) -> MapScores:
 
     Similarities keep their values, distances are negated; each threshold becomes
     ``nextafter`` of the (negated) native threshold towards ``+inf`` so that ``>=`` takes
-    the reference implementation's strict decisions. The operating points are given
-    (policy ``"external"``; no calibration, so no FMR/FNMR).
+    the reference implementation's strict decisions. A failed comparison becomes a NaN
+    score within the subject's attempts (a rejected attempt); a morph with every
+    comparison failed under a system is not embedded by it (FTE). The operating points
+    are given (policy ``"external"``; no calibration, so no FMR/FNMR).
     """
     M = len(ss.morphs)
     S = len(ss.subjects[ss.morphs[0]])
     first = ss.scores[ss.systems[0].name]
-    A = max(len(first[(m, s)]) for m in ss.morphs for s in ss.subjects[m])
+    attempts = np.array([[len(first[(m, s)]) for s in ss.subjects[m]] for m in ss.morphs],
+                        dtype=int)  # (M, S), the same under every system
+    A = int(attempts.max())
     C = len(ss.systems)
     arr = np.full((M, S, A, C), np.nan)
     for c, sys_ in enumerate(ss.systems):
@@ -352,8 +376,10 @@ def to_map_scores(ss: ScoreSet) -> MapScores:
         table = ss.scores[sys_.name]
         for i, m in enumerate(ss.morphs):
             for j, s in enumerate(ss.subjects[m]):
-                v = table[(m, s)]
-                arr[i, j, :len(v), c] = sign * np.asarray(v, dtype=np.float64)
+                v = sign * np.asarray(table[(m, s)], dtype=np.float64)
+                arr[i, j, :v.size, c] = np.where(np.isinf(v), np.nan, v)  # -inf: failed
+    exists = np.arange(A)[None, None, :] < attempts[:, :, None]  # (M, S, A)
+    embedded = ~(np.isnan(arr) | ~exists[..., None]).all(axis=(1, 2))  # (M, C)
     ops, systems = [], []
     for sys_ in ss.systems:
         t = sys_.threshold if sys_.is_similarity else -sys_.threshold
@@ -372,16 +398,18 @@ def to_map_scores(ss: ScoreSet) -> MapScores:
             "score_file": str(path.resolve()),
             "score_file_sha256": sha256_file(path),
         })
-    valid = ~np.isnan(arr[..., 0])  # (M, S, A): identical for every system
-    per_subject = valid.sum(axis=2)
+    failed = exists[..., None] & np.isnan(arr)
     counts = {
         "morphs_read": M,
         "morphs_used": M,
+        "morphs_fte": int((~embedded.all(axis=1)).sum()),
         "morphs_skipped": 0,
         "pairs_failed_in_generation": 0,
         "subjects": len({s for m in ss.morphs for s in ss.subjects[m]}),
-        "attempts_per_subject_max": int(per_subject.max()),
-        "attempts_per_subject_min": int(per_subject.min()),
+        "attempts_per_subject_max": A,
+        "attempts_per_subject_min": int(attempts.min()),
+        "failed_comparisons": {s.name: int(failed[..., c].sum())
+                               for c, s in enumerate(ss.systems)},
         "score_lines": {n: len(v) for n, v in ss.scores.items()},
     }
     settings = {
@@ -389,9 +417,14 @@ def to_map_scores(ss: ScoreSet) -> MapScores:
         "scores": str(Path(ss.files[ss.systems[0].name]).parent.resolve()),
         "frs_info": str(ss.frs_info.resolve()),
         "frs_info_sha256": sha256_file(ss.frs_info),
-        "thresholds": "given in the frs-info file (no calibration)",
+        "calibration": "none: thresholds given in the frs-info file",
         "morphlab_version": __version__,
     }
+    skipped = [{"what": ss.morphs[i],
+                "reason": f"failure to enrol: every comparison failed under {ss.systems[c].name}; "
+                          "left out of the conditional MAP, a failed attack in the "
+                          "unconditional one"}
+               for i, c in np.argwhere(~embedded)]
     return MapScores(
         systems=systems,
         operating_points=ops,
@@ -403,7 +436,9 @@ def to_map_scores(ss: ScoreSet) -> MapScores:
         calibration={s.name: {"genuine": [], "impostor": []} for s in ss.systems},
         settings=settings,
         counts=counts,
-        skipped=[],
+        skipped=skipped,
+        attempts=attempts,
+        embedded=embedded,
     )
 
 
@@ -443,19 +478,13 @@ def _score_lines(data: MapScores) -> tuple[dict[str, str], dict[str, list]]:
                 problems.append(f"morph {ids[0]!r}, subject {s!r} occurs twice")
             seen.add(key)
     scores = np.asarray(data.scores, dtype=np.float64)
-    valid = ~np.isnan(scores)
-    if np.isinf(scores).any():
-        m, s, a, c = np.argwhere(np.isinf(scores))[0]
+    exists = data.valid()[..., 0]  # (M, S, A): the attempts, the same under every system
+    if np.isposinf(scores).any():
+        m, s, a, c = np.argwhere(np.isposinf(scores))[0]
         problems.append(f"morph {data.morphs[m]['file']!r}, subject "
                         f"{data.morphs[m]['subject_ids'][s]!r}, {labels[c]}: score "
                         f"{scores[m, s, a, c]} is not finite")
-    n_att = valid.sum(axis=2)  # (M, S, C)
-    for m, s in np.argwhere((n_att != n_att[..., :1]).any(axis=2)):
-        morph = data.morphs[m]
-        problems.append(f"morph {morph['file']!r}, subject {morph['subject_ids'][s]!r}: "
-                        "unequal attempt counts: " + ", ".join(
-                            f"{n_att[m, s, c]} under {lab}" for c, lab in enumerate(labels)))
-    for m, s in np.argwhere((n_att == 0).any(axis=2)):
+    for m, s in np.argwhere(exists.sum(axis=2) == 0):
         problems.append(f"morph {data.morphs[m]['file']!r}, subject "
                         f"{data.morphs[m]['subject_ids'][s]!r}: no attempt")
     if problems:
@@ -467,10 +496,9 @@ def _score_lines(data: MapScores) -> tuple[dict[str, str], dict[str, list]]:
         lines = []
         for m, morph in enumerate(data.morphs):
             for s, sid in enumerate(morph["subject_ids"]):
-                v = scores[m, s, :, c]
-                v = v[valid[m, s, :, c]]
-                lines.append("\t".join([str(morph["file"]), str(sid)]
-                                       + [repr(float(x)) for x in v]))
+                v = scores[m, s, exists[m, s], c]
+                lines.append("\t".join([str(morph["file"]), str(sid)] + [
+                    "-inf" if not math.isfinite(x) else repr(float(x)) for x in v]))
         texts[label] = "\n".join(lines) + "\n"
     info = {label: [_strict_threshold(float(t)), True]
             for label, t in zip(labels, data.thresholds)}
@@ -484,7 +512,9 @@ def write_score_files(data: MapScores, folder: PathLike, *, overwrite: bool = Fa
     Scores are morphlab's similarities (``is_similarity`` true) with the threshold
     ``nextafter(t, -inf)``, so the reference rule ``score > threshold`` takes the same
     decisions as morphlab's ``score >= t``; fields are tab-separated (the reference
-    implementation splits on tabs); only the attempts that exist are written.
+    implementation splits on tabs). Every attempt that exists is written; one the system
+    could not score (NaN: probe or morph not embedded) as ``-inf``, rejected by every
+    threshold.
 
     Args:
         data: the scores of a study (e.g. the image path of ``map-score``).
@@ -496,15 +526,22 @@ def write_score_files(data: MapScores, folder: PathLike, *, overwrite: bool = Fa
         The files written.
 
     Raises:
-        ScoreFileError: an id with whitespace, a label that cannot name a file, attempt
-            counts that differ between systems, a non-finite score (all listed).
+        ScoreFileError: an id with whitespace, a label that cannot name a file, a
+            ``+inf`` score, a subject without attempts (all listed).
         ValueError: ``folder`` overlaps an input.
         ForeignFileError, OutputExistsError: see :func:`morphlab.outdir.check_outputs`;
             also a ``.txt`` file morphlab did not write (it would read as a system).
     """
-    from morphlab.outdir import (ForeignFileError, check_disjoint, check_outputs,
-                                 foreign_entries, locked_folder, owned_files, record_owned,
-                                 remove_owned)
+    from morphlab.outdir import (
+        ForeignFileError,
+        check_disjoint,
+        check_outputs,
+        foreign_entries,
+        locked_folder,
+        owned_files,
+        record_owned,
+        remove_owned,
+    )
 
     folder = Path(folder)
     if inputs:
@@ -539,27 +576,6 @@ def write_score_files(data: MapScores, folder: PathLike, *, overwrite: bool = Fa
 # ----------------------------------------------------------------------------------------
 # the job
 # ----------------------------------------------------------------------------------------
-def _report_files(labels: Sequence[str]) -> list[str]:
-    """The fixed files of a one-group report folder (see :mod:`morphlab.reports.map_report`)."""
-    from morphlab.reports.map_report import _safe
-
-    return (["map.json", "scores.csv", "calibration.csv", "report.md", "report.html",
-             "map.png"] + [f"scores_{_safe(x)}.png" for x in labels])
-
-
-def _written(doc: Mapping) -> list[str]:
-    files = doc.get("files", {})
-    out = ["map.json"]
-    for v in files.values():
-        if isinstance(v, str):
-            out.append(v)
-        elif isinstance(v, Mapping):
-            out.extend(str(x) for x in v.values())
-        elif isinstance(v, (list, tuple)):
-            out.extend(str(x) for x in v)
-    return list(dict.fromkeys(out))
-
-
 def map_score_from_files(scores_dir: PathLike, frs_info: PathLike, out_dir: PathLike, *,
                          overwrite: bool = False) -> "MapScoreResult":
     """MAP report of a score folder (``morphlab map-score --scores DIR --frs-info FILE``).
@@ -580,14 +596,11 @@ def map_score_from_files(scores_dir: PathLike, frs_info: PathLike, out_dir: Path
         ForeignFileError, OutputExistsError: see :func:`morphlab.outdir.check_outputs`.
     """
     from morphlab.mapscore import MapScoreResult
-    from morphlab.outdir import check_disjoint, check_outputs, locked_folder, record_owned
+    from morphlab.outdir import check_disjoint
     from morphlab.reports.map_report import write_map_report
 
     out = Path(out_dir)
     check_disjoint(out, {"score folder": scores_dir, "frs-info file": frs_info})
     data = to_map_scores(read_score_folder(scores_dir, frs_info))
-    with locked_folder(out):
-        check_outputs(out, _report_files(data.labels), overwrite=overwrite)
-        report = write_map_report(data, out)
-        record_owned(out, [x for x in _written(report) if (out / x).is_file()])
+    report = write_map_report(data, out, overwrite=overwrite)
     return MapScoreResult(out, report)

@@ -15,10 +15,10 @@ log = logging.getLogger(__name__)
 # map-score
 # ----------------------------------------------------------------------------------------
 @main.command(name="map-score")
-@click.argument("attack_set", type=click.Path(exists=True))
-@click.option("-p", "--probes", required=True, type=click.Path(file_okay=False, exists=True),
+@click.argument("attack_set", required=False, type=click.Path(exists=True))
+@click.option("-p", "--probes", type=click.Path(file_okay=False, exists=True),
               help="Folder of bona fide probe images of the contributors (not the images "
-                   "the morphs were made from), e.g. FRLL smiling/.")
+                   "the morphs were made from), e.g. FRLL smiling/. Required with ATTACK_SET.")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Report folder to write.")
 @click.option("--fr", "systems", multiple=True, metavar="NAME[=MODEL]",
@@ -63,6 +63,16 @@ log = logging.getLogger(__name__)
               help="Skip (and list) morphs whose contributor has no probe image.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a previous map-score result in OUT_DIR (only files morphlab wrote).")
+@click.option("--scores", "scores_dir", type=click.Path(file_okay=False, exists=True),
+              default=None, help="Instead of ATTACK_SET and -p: MAP from score files of the "
+                                 "MAP authors' format, one <system>.txt per FR system "
+                                 "(lines 'morphID subjectID score1 … scoreN'); needs --frs-info.")
+@click.option("--frs-info", type=click.Path(dir_okay=False, exists=True), default=None,
+              help='With --scores: JSON {"<system>": [threshold, is_similarity], …}; accept '
+                   "score > threshold (similarity) or score < threshold (distance).")
+@click.option("--scores-out", type=click.Path(file_okay=False), default=None,
+              help="With ATTACK_SET: also write the scores in that format (<system>.txt + "
+                   "frs_info.json) to this folder, for --scores elsewhere.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the caches.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple[str, ...],
@@ -72,9 +82,18 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
                       impostors: str, metadata: Optional[str], meta_id_column: Optional[str],
                       meta_gender_column: Optional[str], attempts: Optional[int],
                       bootstrap: int, seed: int, backend: str, jobs: int,
-                      allow_missing_probes: bool, overwrite: bool, no_cache: bool,
+                      allow_missing_probes: bool, overwrite: bool, scores_dir: Optional[str],
+                      frs_info: Optional[str], scores_out: Optional[str], no_cache: bool,
                       no_progress: bool) -> None:
-    """Morphing Attack Potential of ATTACK_SET (a `morphlab generate` folder)."""
+    """Morphing Attack Potential of ATTACK_SET (a `morphlab generate` folder), or of
+    score files (--scores DIR --frs-info FILE)."""
+    if scores_dir is not None or frs_info is not None:
+        return _from_score_files(scores_dir, frs_info, out_dir, overwrite)
+    if attack_set is None:
+        raise click.UsageError("missing ATTACK_SET (a `morphlab generate` folder), or give "
+                               "--scores DIR --frs-info FILE")
+    if probes is None:
+        raise click.UsageError("ATTACK_SET needs -p/--probes (bona fide probe images)")
     from morphlab._registry import parse_spec
     from morphlab.datasets.folder import DEFAULT_PATTERN
     from morphlab.mapscore import DEFAULT_SYSTEMS, MapScoreError, map_score
@@ -104,8 +123,42 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
             meta_gender_column=meta_gender_column, attempts=attempts, bootstrap=bootstrap,
             seed=seed, backend=backend, use_cache=not no_cache, workers=jobs,
             allow_missing_probes=allow_missing_probes, overwrite=overwrite,
-            progress=not no_progress,
+            progress=not no_progress, scores_out=scores_out,
         )
+    except (FolderLockedError, ForeignFileError, OutputExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in summary_lines(res.report):
+        click.echo(line)
+    click.echo(f"report in {res.out_dir}/report.html")
+
+
+#: Parameters that apply with --scores (everything else belongs to the image path).
+_SCORE_FILE_PARAMS = frozenset({"scores_dir", "frs_info", "out_dir", "overwrite", "no_progress"})
+
+
+def _from_score_files(scores_dir: Optional[str], frs_info: Optional[str], out_dir: str,
+                      overwrite: bool) -> None:
+    """``map-score --scores DIR --frs-info FILE -o OUT``."""
+    from click.core import ParameterSource
+
+    from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
+    from morphlab.scorefiles import map_score_from_files
+
+    ctx = click.get_current_context()
+    if scores_dir is None:
+        raise click.UsageError("--frs-info needs --scores DIR (the folder of <system>.txt files)")
+    if frs_info is None:
+        raise click.UsageError("--scores needs --frs-info FILE (JSON {\"<system>\": "
+                               "[threshold, is_similarity]})")
+    given = [p for p in ctx.command.params if p.name not in _SCORE_FILE_PARAMS
+             and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        names = ", ".join(p.human_readable_name if isinstance(p, click.Argument) else p.opts[-1]
+                          for p in given)
+        raise click.UsageError(f"{names}: not used with --scores (the score files hold the "
+                               "comparisons and frs-info the thresholds)")
+    try:
+        res = map_score_from_files(scores_dir, frs_info, out_dir, overwrite=overwrite)
     except (FolderLockedError, ForeignFileError, OutputExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     for line in summary_lines(res.report):

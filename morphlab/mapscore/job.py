@@ -106,6 +106,7 @@ def map_score(
     allow_missing_probes: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    scores_out: Optional[PathLike] = None,
 ) -> MapScoreResult:
     """Score an attack set against several face recognition systems and write the MAP report.
 
@@ -139,6 +140,9 @@ def map_score(
         overwrite: replace a previous map-score result in ``out_dir`` (only what
             morphlab wrote is removed).
         progress: tqdm progress bars.
+        scores_out: also write the morph-vs-probe scores as score files of the MAP
+            authors' format to this folder (:func:`morphlab.scorefiles.write_score_files`;
+            read back with ``map-score --scores``); ``overwrite`` applies to it too.
 
     Raises:
         MapScoreError: unusable inputs (the message says which and what to do).
@@ -159,11 +163,14 @@ def map_score(
     for spec in thresholds.values():
         calib.parse_threshold(spec)  # fail before any work
     src = Path(attack_set)
-    check_disjoint(out_dir, {
+    inputs = {
         "attack set": manifest_path(src).parent,
         "probe folder": None if isinstance(probes, Mapping) else probes,
         "calibration folder": None if isinstance(calibration, Mapping) else calibration,
-    })
+    }
+    check_disjoint(out_dir, inputs)
+    if scores_out is not None:
+        check_disjoint(scores_out, {**inputs, "report folder": out_dir})
     with locked_folder(out_dir):
         check_outputs(out_dir, ["map.json", "report.md", "report.html", "scores.csv",
                                 "calibration.csv"], overwrite=overwrite)
@@ -176,6 +183,10 @@ def map_score(
             bootstrap=bootstrap, seed=seed, backend=backend, cache_dir=cache_dir,
             use_cache=use_cache, workers=workers, allow_missing_probes=allow_missing_probes,
             progress=progress)
+        if scores_out is not None:
+            from morphlab.scorefiles import write_score_files
+
+            write_score_files(data, scores_out, overwrite=overwrite)
         report = write_map_report(data, out_dir, overwrite=overwrite)
     return MapScoreResult(Path(out_dir), report)
 
