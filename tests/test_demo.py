@@ -9,7 +9,11 @@ from morphlab.demo import run_demo
 from morphlab.io import read_image
 
 
-def test_demo_end_to_end(tmp_path: Path) -> None:
+def test_demo_end_to_end(tmp_path: Path, installed_model) -> None:
+    from morphlab.recognition.base import DEFAULT_SYSTEMS
+
+    for name in ("facenet", "mobilefacenet"):  # the demo's MAP uses the deep systems
+        installed_model(name)
     index = run_demo(tmp_path, progress=False, steps=("map",))
     assert index.name == "index.html" and index.exists()
     lines = [json.loads(l) for l in (tmp_path / "morphs" / "manifest.jsonl").read_text().splitlines()]
@@ -24,6 +28,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert sheet.shape[1] >= 4 * 200 and sheet.shape[0] >= min(pairs, 12) * 200
     report = json.loads((tmp_path / "map" / "map.json").read_text())
     assert report["overall"]["map"]["values"]
+    assert [s["name"] for s in report["systems"]] == list(DEFAULT_SYSTEMS)
+    assert len(report["overall"]["map"]["values"][0]) == len(DEFAULT_SYSTEMS)
     md = (tmp_path / "index.md").read_text()
     assert "morphs" in md and "MAP" in md
 
