@@ -42,8 +42,9 @@ Re-running and the output folder:
 
 - ``OUT_DIR`` is locked for the whole run (:func:`morphlab.outdir.locked_folder`): a
   second command writing it fails at once, naming the process that holds it;
-- ``OUT_DIR`` may not be, contain or lie inside the dataset folder or a folder of the
-  pairs' images (refused before anything is written);
+- ``OUT_DIR`` may not be, contain or lie inside the dataset folder (when given or
+  recorded in the pairs file's sidecar) or a folder of the pairs' images, nor contain the
+  pairs file (refused before anything is written);
 - an empty or new ``OUT_DIR`` starts a run;
 - an ``OUT_DIR`` holding a run with the **same configuration** is continued: pairs whose
   every morph is in the manifest and whose image file exists with the recorded sha256
@@ -624,8 +625,12 @@ def generate_attack_set(
     }
     out = Path(out_dir)
     # refused before anything is written: an output folder that is, contains or lies
-    # inside a folder the pairs read from (an --overwrite there would delete sources)
-    check_disjoint(out, {"dataset folder": pairset.dataset_dir, "pairs file": pairs_path})
+    # inside a folder the pairs read from (an --overwrite there would delete sources).
+    # The dataset folder counts when it was named (argument or sidecar); the default, the
+    # pairs file's own folder, is often a work folder holding the outputs too.
+    named = dataset_dir is not None or bool(pairset.protocol.get("dataset_dir"))
+    check_disjoint(out, {"dataset folder": pairset.dataset_dir if named else None,
+                         "pairs file": pairs_path})
     for folder in sorted({i.parent for p in pairset.pairs for i in (p.image_a, p.image_b)}):
         check_disjoint(out, {"folder of pair images": folder})
     check_out_path(out)

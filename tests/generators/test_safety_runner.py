@@ -164,6 +164,25 @@ def test_output_folder_must_be_disjoint_from_the_dataset(pairs_csv: Path, where,
     assert sorted(p.relative_to(ds.parent) for p in ds.parent.rglob("*")) == before
 
 
+def test_a_work_folder_holding_pairs_images_and_outputs(tmp_path: Path):
+    """Without a sidecar the dataset folder is the pairs file's: only image folders count."""
+    work = tmp_path / "work"
+    make_dataset(work / "photos", n=2)
+    (work / "pairs.csv").write_text(
+        "pair_id,subject_a,image_a,subject_b,image_b\n"
+        f"0001,{_pair_ids(work)[0]},photos/neutral/{_pair_ids(work)[0]}_03.png,"
+        f"{_pair_ids(work)[1]},photos/neutral/{_pair_ids(work)[1]}_03.png\n")
+    assert run(work / "pairs.csv", work / "morphs").generated == 1
+    with pytest.raises(ValueError, match="lies inside the folder of pair images"):
+        run(work / "pairs.csv", work / "photos" / "neutral" / "morphs")
+    with pytest.raises(ValueError, match="contains the pairs file"):
+        run(work / "pairs.csv", work, overwrite=True)
+
+
+def _pair_ids(work: Path) -> list[str]:
+    return sorted(p.stem.split("_")[0] for p in (work / "photos" / "neutral").glob("*.png"))
+
+
 def test_cli_refuses_an_output_inside_the_dataset(pairs_csv: Path, tmp_path: Path):
     ds = _dataset_dir(pairs_csv)
     res = CliRunner().invoke(main, ["generate", str(pairs_csv), "-o", str(ds / "neutral"),
