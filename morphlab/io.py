@@ -14,6 +14,7 @@ import hashlib
 import io as _io
 import logging
 import os
+import re
 import tempfile
 import threading
 import warnings
@@ -252,13 +253,16 @@ def _open_checked(p: Path, limit: int):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(p)
-        except Image.DecompressionBombError:
+        except Image.DecompressionBombError as exc:
             png = _png_header(p)
             if png is not None:
                 raise too_big(png[0], png[1]) from None
+            m = re.search(r"\((\d+) pixels\)", str(exc))  # PIL: "Image size (N pixels) exceeds…"
+            claim = f"{int(m.group(1)):,}" if m else f"more than {2 * Image.MAX_IMAGE_PIXELS:,}"
             raise ImageError(
-                f"{p}: image header claims more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
-                f"above the limit of {limit:,} (possible decompression bomb)"
+                f"{p}: image header claims {claim} pixels, above the limit of {limit:,} "
+                f"(possible decompression bomb; if the file is genuine, set {MAX_PIXELS_ENV} "
+                "or pass max_pixels)"
             ) from None
     w, h = im.size
     if w * h > limit:

@@ -66,6 +66,24 @@ def test_bomb_png_is_refused_with_its_size(tmp_path: Path, size):
         assert "\n" not in msg
 
 
+def test_jpeg_bomb_header_states_the_claimed_size(tmp_path: Path):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")  # baseline frame header: height, width at +5, +7
+    data[sof + 5 : sof + 9] = (65000).to_bytes(2, "big") * 2
+    p = tmp_path / "bomb.jpg"
+    p.write_bytes(bytes(data))
+    with pytest.raises(ImageError) as info:
+        read_image(p)
+    msg = str(info.value)
+    assert str(p) in msg and "4,225,000,000 pixels" in msg and "40,000,000" in msg
+
+
 def test_default_limit_is_40_megapixels_and_configurable(tmp_path: Path, monkeypatch):
     assert DEFAULT_MAX_PIXELS == 40_000_000
     monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
