@@ -464,3 +464,22 @@ def test_strict_threshold_helper_is_exact():
         for s in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)):
             assert (s > u) == (s >= t)
     assert _strict_threshold(-math.inf) < -1e308
+
+
+def test_readme_score_file_example_runs_as_written(tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme.read_text(), flags=re.S)
+                if "work/sdk/frs_info.json" in b]
+    block = block.replace("morphlab map-score", f"'{sys.executable}' -m morphlab.cli map-score")
+    r = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=dict(os.environ),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((tmp_path / "work" / "map_sdk" / "map.json").read_text())
+    assert doc["overall"]["map"]["values"] == [[1.0, 1.0], [0.5, 0.0]]  # as the README says
+    d = tmp_path / "work" / "sdk"
+    assert authors_rule(d, d / FRS_INFO_NAME)["map"] == doc["overall"]["map"]["values"]
