@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -84,20 +84,35 @@ REPORT_FILES = ("metrics.json", "det.png", "report.md", "report.html", "scores.c
 
 
 # -- output folders ----------------------------------------------------------------------------
-def _image_folders(data: PresentationSet, what: str) -> dict[str, Path]:
-    """``{description: folder}`` of every folder holding an image of ``data``."""
+def _image_folders(data: PresentationSet, what: str) -> list[tuple[str, Path]]:
+    """``(description, folder)`` of every folder holding an image of ``data``."""
     folders = sorted({p.parent for it in data.items for p in (it.path, it.live) if p is not None})
-    return {f"folder of the {what} images": f for f in folders} if len(folders) == 1 else \
-        {f"folder of {what} images {f}": f for f in folders}
+    return [(f"folder of {what} images", f) for f in folders]
+
+
+def _require_both_classes(inputs: Inputs, what: str) -> None:
+    """Refuse inputs without bona fide or without morph presentations, saying why."""
+    kinds = inputs.failure_kinds or [NO_FACE] * len(inputs.failures)
+    for label, name in ((0, "bona fide"), (1, "morph")):
+        if (inputs.y == label).any():
+            continue
+        lost = [(k, r) for (it, r), k in zip(inputs.failures, kinds) if it.label == label]
+        if lost:
+            c = Counter(k for k, _ in lost)
+            raise ValueError(f"{what}: no {name} presentation could be used "
+                             f"({', '.join(f'{n} {k}' for k, n in sorted(c.items()))}); "
+                             f"first: {lost[0][1]}")
+        raise ValueError(f"{what} needs both bona fide and attack presentations; it has no {name} one")
 
 
 @contextlib.contextmanager
 def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
-                  sources: Mapping[str, Optional[PathLike]]) -> Iterator[Path]:
+                  sources: Sequence[tuple[str, Optional[PathLike]]]) -> Iterator[Path]:
     """Hold ``out`` for writing ``files``: checked against ``sources``, locked, and with
     the previous result removed (``overwrite``) before the block writes the new one.
 
-    Every check runs before the block, so a refused folder costs no work. The block
+    ``sources``: ``(description, folder)`` pairs of the inputs. Every check runs before
+    the block, so a refused folder costs no work. The block
     writes ``files`` and calls :func:`morphlab.outdir.record_owned`. A folder this call
     created is removed again if the block fails before writing anything.
 
@@ -111,7 +126,8 @@ def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
     from morphlab.outdir import BOOKKEEPING, check_disjoint, check_outputs, locked_folder, remove_owned
 
     out = Path(out)
-    check_disjoint(out, sources)
+    for what, src in sources:
+        check_disjoint(out, {what: src})
     created = not out.exists()
     try:
         with locked_folder(out):
@@ -275,6 +291,7 @@ def train_detector(
         inputs = prepare_inputs(data, det.kind, size=size, backend=backend, cache_dir=cache_dir,
                                 progress=progress)
         t1 = time.perf_counter()
+        _require_both_classes(inputs, "the training set")
         log.info("training %s on %d presentations", detector_name(type(det)), len(inputs.y))
         det.fit(inputs.X, inputs.y)
         t2 = time.perf_counter()
@@ -447,16 +464,16 @@ def evaluate_detector(
     else:
         shared = check_subject_overlap(train_subjects, data, allow_overlap=allow_overlap)
     be, size = _preprocess_of(det, model_dir, backend)
-    sources = {"model folder": model_dir, **_image_folders(data, "test")}
+    sources = [("model folder", model_dir), *_image_folders(data, "test")]
     if out_dir is not None:  # refuse before the work; checked again under the lock
         from morphlab.outdir import check_disjoint, check_outputs
 
-        check_disjoint(out_dir, sources)
+        for what, src in sources:
+            check_disjoint(out_dir, {what: src})
         check_outputs(out_dir, REPORT_FILES, overwrite=overwrite)
     inputs = prepare_inputs(data, det.kind, size=size, backend=be,
                             cache_dir=cache_dir, progress=progress)
-    if not (inputs.y == 0).any() or not (inputs.y == 1).any():
-        raise ValueError("the test set needs both bona fide and attack presentations")
+    _require_both_classes(inputs, "the test set")
     t0 = time.perf_counter()
     scores = det.decision_function(inputs.X)
     score_s = time.perf_counter() - t0

@@ -142,7 +142,7 @@ def detect_score(model_dir, images, live, output, no_progress) -> None:
     if failed:
         what = ", ".join(f"{n} {k}" for k, n in sorted(failed.items()))
         if sum(failed.values()) == len(rows):
-            raise click.ClickException(f"none of the {len(rows)} images could be scored ({what})")
+            raise click.ClickException(f"nothing could be scored: {what} (of {len(rows)} images)")
         click.echo(f"{sum(failed.values())} of {len(rows)} images not scored ({what})", err=True)
 
 

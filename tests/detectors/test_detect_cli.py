@@ -35,7 +35,7 @@ def test_detect_train_score_eval(split_sample, no_face_image, tmp_path):
     # nothing scored: exit 1, though the CSV still lists why
     r = cli.invoke(main, ["detect", "score", str(model), str(no_face_image), "-o",
                           str(tmp_path / "s.csv"), "--no-progress"])
-    assert r.exit_code == 1 and "Error: none of the 1 images could be scored (1 no face)" in r.output
+    assert r.exit_code == 1 and "Error: nothing could be scored: 1 no face (of 1 images)" in r.output
     assert (tmp_path / "s.csv").read_text().startswith("path,error")
 
     report = tmp_path / "report"
