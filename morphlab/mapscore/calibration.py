@@ -26,7 +26,6 @@ Thresholds may also be given per system (:func:`parse_threshold`): a similarity 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -34,12 +33,13 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from morphlab.mapscore.inputs import LISTED, MapScoreError, PathLike
-from morphlab.metrics.thresholds import OperatingPoint, calibrate, fixed
+from morphlab.metrics.thresholds import (PAIRINGS, OperatingPoint, calibrate, fixed, impostor_mask,
+                                         parse_threshold_spec, to_similarity_threshold)
 from morphlab.recognition.base import RecognitionSystem
 
 log = logging.getLogger(__name__)
 
-IMPOSTOR_POLICIES = ("all", "same-gender")
+IMPOSTOR_POLICIES = PAIRINGS
 ThresholdSpec = Union[float, str]
 
 
@@ -188,14 +188,6 @@ class Comparisons:
         return np.array([v for _, _, v in getattr(self, kind)], dtype=np.float64)
 
 
-def _same_gender_mask(ga: Sequence[Optional[str]], gb: Sequence[Optional[str]]) -> np.ndarray:
-    """True where both genders are known and equal."""
-    # TODO: use the metrics helper's same-gender impostor mask once it lands
-    a = np.array([g or "" for g in ga], dtype=object)
-    b = np.array([g or "" for g in gb], dtype=object)
-    return (a == b) & (a != "")
-
-
 def check_genders(subjects: Sequence[str], genders: Mapping[str, str], impostors: str) -> None:
     """With same-gender impostors, every calibration subject needs a known gender."""
     if impostors not in IMPOSTOR_POLICIES:
@@ -223,11 +215,8 @@ def comparisons(system: RecognitionSystem, emb: Mapping[str, np.ndarray], cal: C
     subj = np.array([s for s, _ in items], dtype=object)
     names = [Path(p).name for _, p in items]
     same = subj[i] == subj[j]
-    keep = ~same
-    if impostors == "same-gender":
-        sg = _same_gender_mask([genders.get(s) for s in subj[i]], [genders.get(s) for s in subj[j]])
-        out.cross_gender_dropped = int((keep & ~sg).sum())
-        keep &= sg
+    keep = impostor_mask(subj[i], subj[j], genders, impostors)
+    out.cross_gender_dropped = int((~same & ~keep).sum())
     vals = sim[i, j]
     out.genuine = [(names[a], names[b], float(v)) for a, b, v in zip(i[same], j[same], vals[same])]
     out.impostor = [(names[a], names[b], float(v)) for a, b, v in zip(i[keep], j[keep], vals[keep])]
@@ -241,72 +230,53 @@ def comparisons(system: RecognitionSystem, emb: Mapping[str, np.ndarray], cal: C
 # thresholds
 # ----------------------------------------------------------------------------------------
 def parse_threshold(spec: ThresholdSpec) -> tuple[str, Optional[float]]:
-    """``("similarity" | "distance", value)`` or ``("published", None)``.
+    """``("similarity" | "distance", value)`` or ``("published", None)`` (see
+    :func:`morphlab.metrics.thresholds.parse_threshold_spec`); a number is a similarity."""
+    try:
+        parsed = parse_threshold_spec(f"system={spec}")
+    except ValueError as exc:
+        raise MapScoreError(str(exc).replace("'system=", "'")) from None
+    return parsed.scale, parsed.value
 
-    Accepted: a number (a similarity), ``"0.4"``, ``"similarity:0.4"``, ``"distance:0.6"``,
-    ``"published"``. Non-finite values are refused.
-    """
-    # TODO: use the metrics helper's threshold spec parser once it lands
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text == "published":
-            return "published", None
-        kind, sep, value = text.partition(":")
-        if not sep:
-            kind, value = "similarity", text
-        if kind not in ("similarity", "distance"):
-            raise MapScoreError(f"threshold {spec!r}: expected VALUE, similarity:VALUE, "
-                                "distance:VALUE or published")
-        try:
-            v = float(value)
-        except ValueError:
-            raise MapScoreError(f"threshold {spec!r}: {value!r} is not a number") from None
-    else:
-        kind, v = "similarity", float(spec)
-    if not math.isfinite(v):
-        raise MapScoreError(f"threshold {spec!r}: must be a finite number")
-    return kind, v
+
+#: Native distance scales of systems that do not declare ``native_score`` themselves yet.
+# TODO: drop once dlib-resnet declares native_score = ("distance", 1.0, -1.0)
+_NATIVE = {"dlib-resnet": ("distance", 1.0, -1.0)}
 
 
 def to_similarity(system: RecognitionSystem, kind: str, value: float) -> float:
     """A threshold on the system's similarity scale (the one conversion, at the boundary).
 
-    A system whose native score is a distance declares ``similarity_from_distance(d)``;
-    dlib-resnet's is ``1 - d`` (see :mod:`morphlab.recognition.dlib_resnet`).
+    A system whose native score is a distance declares ``native_score = ("distance", a,
+    b)`` (similarity = a + b × distance); dlib-resnet's is ``(1, -1)``.
     """
-    if kind == "similarity":
-        return float(value)
-    conv = getattr(system, "similarity_from_distance", None)
-    if conv is None and system.name == "dlib-resnet":
-        conv = _one_minus
-    if conv is None:
-        raise MapScoreError(
-            f"{system.name}: its native score is not a distance ({system.score_description}); "
-            "give its threshold as a similarity (SYSTEM=VALUE)")
-    return float(conv(value))
-
-
-def _one_minus(d: float) -> float:
-    return 1.0 - d
+    native = getattr(system, "native_score", None) or _NATIVE.get(system.name)
+    conversion = tuple(native[1:]) if native and native[0] == "distance" else None
+    try:
+        return to_similarity_threshold(value, kind, conversion, what=system.name)
+    except ValueError as exc:
+        raise MapScoreError(f"{exc} ({system.score_description})") from None
 
 
 def operating_point(system: RecognitionSystem, label: str, spec: Optional[ThresholdSpec],
                     comps: Comparisons, target_fmr: float, cal_desc: str) -> OperatingPoint:
     """The system's threshold: calibrated at ``target_fmr`` unless ``spec`` gives one."""
     g, i = comps.scores("genuine"), comps.scores("impostor")
+    subjects = comps.impostor_subjects
     if spec is None:
         if not i.size:
             raise MapScoreError(
                 f"{label}: the calibration set ({cal_desc}) has no impostor comparisons; it "
                 "needs bona fide images of at least two different subjects, or give a fixed "
                 "threshold")
-        return calibrate(g, i, target_fmr, what=label)
+        return calibrate(g, i, target_fmr, what=label, impostor_subjects=comps.impostor_subjects)
     kind, value = parse_threshold(spec)
     if kind == "published":
         if system.default_threshold is None:
             raise MapScoreError(
                 f"{label}: its authors publish no threshold; calibrate one at a target FMR or "
                 "give a value")
-        return replace(fixed(system.default_threshold, g, i), policy="published")
-    op = fixed(to_similarity(system, kind, value), g, i)
+        return replace(fixed(system.default_threshold, g, i, impostor_subjects=subjects),
+                       policy="published")
+    op = fixed(to_similarity(system, kind, value), g, i, impostor_subjects=subjects)
     return op if kind == "similarity" else replace(op, policy=f"fixed (distance {value:g})")

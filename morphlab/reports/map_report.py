@@ -62,8 +62,6 @@ from morphlab.reports.document import Document, Figure, Heading, Paragraph, Tabl
 log = logging.getLogger(__name__)
 
 SUBJECT_ROLES = ("a", "b")
-#: Impostor comparisons needed per unit of target FMR (the "rule of 30").
-RULE_OF = 30
 
 
 @dataclass
@@ -249,33 +247,31 @@ def _attempts(data: "MapScores") -> dict:
 
 
 def _operating(data: "MapScores") -> list[dict]:
-    """Each system's operating point with FMR/FNMR as k/n + Wilson intervals."""
-    cal = data.settings.get("calibration")
-    n_subj = cal.get("subjects") if isinstance(cal, dict) else None
+    """Each system's operating point: FMR/FNMR as k/n + Wilson intervals, the FMR label
+    ("FMR ≤ 1/N" when no impostor is accepted) and the rule-of-30 note."""
     out = []
-    for label, op in zip(data.labels, data.operating_points):
-        d = {k: _num(v) for k, v in op.as_dict().items()}
-        c = data.calibration.get(label, {})
-        imp = np.array([v for _, _, v in c.get("impostor", [])], dtype=float)
-        gen = np.array([v for _, _, v in c.get("genuine", [])], dtype=float)
-        f = rate(int((imp >= op.threshold).sum()), imp.size)
-        d["fmr_rate"] = f.to_dict()
-        d["fnmr_rate"] = rate(int((gen < op.threshold).sum()), gen.size).to_dict()
-        d["fmr_label"] = (f"FMR ≤ 1/{imp.size}" if imp.size and f.k == 0 else
-                          f"FMR {f.format()}" if imp.size else "FMR unknown (no impostors)")
-        if op.target_fmr:
-            need = math.ceil(RULE_OF / op.target_fmr - 1e-9)
+    for op in data.operating_points:
+        d = {k: (_num(v) if not isinstance(v, dict) else v) for k, v in op.as_dict().items()}
+        for key in ("fmr_rate", "fnmr_rate"):
+            if d.get(key) is None:
+                d[key] = rate(0, 0).to_dict()
+        d["fmr_label"] = f"FMR {op.fmr_label}" if op.fmr_label else "FMR unknown (no impostors)"
+        need = op.min_impostors
+        if need:
+            n_subj = op.impostor_subjects
             d["rule_of_30"] = {
-                "needed": need, "impostor_comparisons": int(imp.size),
-                "independent_subjects": n_subj, "met": bool(imp.size >= need),
-                "note": "" if imp.size >= need else
-                (f"only {imp.size} impostor comparisons"
+                "needed": need, "impostor_comparisons": op.n_impostor,
+                "independent_subjects": n_subj, "met": bool(op.n_impostor >= need),
+                "note": "" if op.n_impostor >= need else
+                (f"only {op.n_impostor} impostor comparisons"
                  + (f" from {n_subj} independent subjects" if n_subj is not None else "")
                  + f"; the rule of 30 asks for {need} (30 / FMR {op.target_fmr:g}): the "
                  "threshold is not reliable at this FMR"),
             }
         out.append(d)
     return out
+
+
 # ----------------------------------------------------------------------------------------
 # figures
 # ----------------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_fixed_and_published_thresholds(attack_set, probes, tmp_path):
                     thresholds={"dlib-resnet": "distance:0.6"}, progress=False)
     op = res.report["systems"][0]["operating_point"]
     assert op["threshold"] == pytest.approx(0.4) and op["policy"] == "fixed (distance 0.6)"
-    with pytest.raises(MapScoreError, match="not a distance"):
+    with pytest.raises(MapScoreError, match="no declared distance conversion"):
         map_score(attack_set, probes, tmp_path / "x", systems=["lbph"],
                   thresholds={"lbph": "distance:0.3"}, progress=False)
     with pytest.raises(MapScoreError, match="publish no threshold"):
