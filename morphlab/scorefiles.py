@@ -278,7 +278,9 @@ def read_score_folder(scores_dir: PathLike, frs_info: PathLike) -> ScoreSet:
     info_path = Path(frs_info)
     systems = read_frs_info(info_path)
     names = [s.name for s in systems]
-    present = {p.stem for p in d.iterdir() if p.suffix == SCORE_SUFFIX and p.is_file()}
+    info_res = info_path.resolve()
+    present = {p.stem for p in d.iterdir()
+               if p.suffix == SCORE_SUFFIX and p.is_file() and p.resolve() != info_res}
     no_file = [n for n in names if n not in present]
     no_entry = sorted(present - set(names))
     if no_file or no_entry:

@@ -483,3 +483,11 @@ def test_readme_score_file_example_runs_as_written(tmp_path):
     assert doc["overall"]["map"]["values"] == [[1.0, 1.0], [0.5, 0.0]]  # as the README says
     d = tmp_path / "work" / "sdk"
     assert authors_rule(d, d / FRS_INFO_NAME)["map"] == doc["overall"]["map"]["values"]
+
+
+def test_frs_info_may_be_a_txt_file_inside_the_folder(tmp_path):
+    d, f = write_folder(tmp_path / "s", INFO, GOOD)
+    inside = d / "frs_info.txt"
+    f.rename(inside)
+    ss = read_score_folder(d, inside)
+    assert [s.name for s in ss.systems] == ["x", "y"] and ss.morphs == ["m1", "m2"]
