@@ -87,10 +87,7 @@ class RecognitionSystem(ABC):
         The default calls :meth:`embed` once per face; systems with a batched model
         override it.
         """
-        if len(images) != len(faces):
-            raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
-        if not len(images):
-            raise ValueError("embed_batch: no faces given")
+        check_batch(images, faces)
         return np.stack([self.embed(im, f) for im, f in zip(images, faces)]).astype(np.float32)
 
     # -- comparison -------------------------------------------------------------------
@@ -130,6 +127,54 @@ class RecognitionSystem(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.version}>"
+
+
+class CropRecognitionSystem(RecognitionSystem):
+    """A system whose network embeds square aligned crops (``facenet``, ``mobilefacenet``).
+
+    Subclasses set :attr:`input_size` and implement :meth:`align` (one face → crop) and
+    :meth:`embed_aligned` (crops → embeddings); :meth:`embed` and :meth:`embed_batch`
+    chain the two.
+    """
+
+    #: Side of the square RGB crop the network takes, in pixels.
+    input_size: ClassVar[int] = 0
+
+    @abstractmethod
+    def align(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The ``(input_size, input_size, 3)`` RGB uint8 crop of ``face`` in ``image``."""
+
+    @abstractmethod
+    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings ``(N, D)`` float32 of ``(N, input_size, input_size, 3)`` RGB uint8 crops."""
+
+    def check_crops(self, crops: np.ndarray) -> np.ndarray:
+        """``crops`` as ``(N, S, S, 3)`` (a single ``(S, S, 3)`` crop gets N = 1), or a
+        ``ValueError`` naming the expected shape."""
+        crops = np.asarray(crops)
+        if crops.ndim == 3:
+            crops = crops[None]
+        size = self.input_size
+        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or not len(crops):
+            raise ValueError(
+                f"{self.name} expects (N, {size}, {size}, 3) RGB crops, got {crops.shape}"
+            )
+        return crops
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return self.embed_aligned(self.align(image, face)[None])[0]
+
+    def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
+        check_batch(images, faces)
+        return self.embed_aligned(np.stack([self.align(im, f) for im, f in zip(images, faces)]))
+
+
+def check_batch(images: Sequence[np.ndarray], faces: Sequence[Face]) -> None:
+    """``ValueError`` unless ``images`` and ``faces`` are equally long and not empty."""
+    if len(images) != len(faces):
+        raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
+    if not len(images):
+        raise ValueError("embed_batch: no faces given")
 
 
 def _as_2d(x: np.ndarray) -> np.ndarray:

@@ -45,12 +45,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from morphlab.face.base import Face
-from morphlab.recognition.base import RECOGNITION, RecognitionSystem, five_point_crop
+from morphlab.recognition.base import RECOGNITION, CropRecognitionSystem, five_point_crop
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def prewhiten(crop: np.ndarray) -> np.ndarray:
 
 
 @RECOGNITION.register("facenet")
-class FaceNet(RecognitionSystem):
+class FaceNet(CropRecognitionSystem):
     """FaceNet Inception-ResNet-v1 (VGGFace2), 512-d, 160×160 box crops.
 
     Args:
@@ -83,6 +83,7 @@ class FaceNet(RecognitionSystem):
     """
 
     name = "facenet"
+    input_size = INPUT_SIZE
     score_description = "cosine similarity of FaceNet's L2-normalised 512-d embeddings"
 
     def __init__(self, model_path: Optional[str | Path] = None, *, crop: str = "box",
@@ -134,11 +135,7 @@ class FaceNet(RecognitionSystem):
 
     def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings of ``(N, 160, 160, 3)`` RGB uint8 crops, ``(N, 512)`` float32, unit norm."""
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[None]
-        if crops.ndim != 4 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-            raise ValueError(f"facenet expects (N, 160, 160, 3) RGB crops, got {crops.shape}")
+        crops = self.check_crops(crops)
         net = self._load()
         out = []
         for c in crops:  # OpenCV's import of this graph runs batch 1 only
@@ -147,16 +144,6 @@ class FaceNet(RecognitionSystem):
         emb = np.stack(out)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)  # already ~1
         return emb
-
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        return self.embed_aligned(self.align(image, face)[None])[0]
-
-    def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
-        if len(images) != len(faces):
-            raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
-        if not len(images):
-            raise ValueError("embed_batch: no faces given")
-        return self.embed_aligned(np.stack([self.align(im, f) for im, f in zip(images, faces)]))
 
     def describe(self) -> dict:
         d = super().describe()

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from morphlab.face.base import Face
-from morphlab.recognition.base import RECOGNITION, RecognitionSystem, five_point_crop
+from morphlab.recognition.base import RECOGNITION, CropRecognitionSystem, five_point_crop
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _interpreter_class():
 
 
 @RECOGNITION.register("mobilefacenet")
-class MobileFaceNet(RecognitionSystem):
+class MobileFaceNet(CropRecognitionSystem):
     """sirius-ai MobileFaceNet, 192-d, 112×112 ArcFace-aligned crops.
 
     Args:
@@ -67,6 +67,7 @@ class MobileFaceNet(RecognitionSystem):
     """
 
     name = "mobilefacenet"
+    input_size = INPUT_SIZE
     version = "sirius-ai-tflite-arcface112"
     score_description = "cosine similarity of MobileFaceNet's 192-d embeddings"
 
@@ -122,11 +123,7 @@ class MobileFaceNet(RecognitionSystem):
         Runs two faces per call (the model's fixed batch); an odd ``N`` is padded with a
         copy of the last crop whose output is dropped.
         """
-        crops = np.asarray(crops)
-        if crops.ndim == 3:
-            crops = crops[None]
-        if crops.ndim != 4 or crops.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3) or not len(crops):
-            raise ValueError(f"mobilefacenet expects (N, 112, 112, 3) RGB crops, got {crops.shape}")
+        crops = self.check_crops(crops)
         x = (crops.astype(np.float32) - 127.5) / 128.0
         n = len(x)
         if n % MODEL_BATCH:
@@ -140,16 +137,6 @@ class MobileFaceNet(RecognitionSystem):
         emb = np.concatenate(out)[:n]
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb
-
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        return self.embed_aligned(self.align(image, face)[None])[0]
-
-    def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
-        if len(images) != len(faces):
-            raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
-        if not len(images):
-            raise ValueError("embed_batch: no faces given")
-        return self.embed_aligned(np.stack([self.align(im, f) for im, f in zip(images, faces)]))
 
     def describe(self) -> dict:
         d = super().describe()
