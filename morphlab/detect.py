@@ -108,13 +108,13 @@ def _require_both_classes(inputs: Inputs, what: str) -> None:
 @contextlib.contextmanager
 def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
                   sources: Sequence[tuple[str, Optional[PathLike]]]) -> Iterator[Path]:
-    """Hold ``out`` for writing ``files``: checked against ``sources``, locked, and with
-    the previous result removed (``overwrite``) before the block writes the new one.
+    """Hold ``out`` for writing ``files``: checked against ``sources`` and locked.
 
     ``sources``: ``(description, folder)`` pairs of the inputs. Every check runs before
-    the block, so a refused folder costs no work. The block
-    writes ``files`` and calls :func:`morphlab.outdir.record_owned`. A folder this call
-    created is removed again if the block fails before writing anything.
+    the block, so a refused folder costs no work. The block writes the new result over
+    the old one (a failed run leaves the previous result as it was) and then calls
+    :func:`commit_outputs`. A folder this call created is removed again if the block
+    fails before writing anything.
 
     Raises:
         ValueError: ``out`` is, contains or lies inside a source folder.
@@ -123,7 +123,7 @@ def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
             not write (never replaced, even with ``overwrite``).
         morphlab.outdir.OutputExistsError: a previous result and not ``overwrite``.
     """
-    from morphlab.outdir import BOOKKEEPING, check_disjoint, check_outputs, locked_folder, remove_owned
+    from morphlab.outdir import BOOKKEEPING, check_disjoint, check_outputs, locked_folder
 
     out = Path(out)
     for what, src in sources:
@@ -132,9 +132,6 @@ def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
     try:
         with locked_folder(out):
             check_outputs(out, files, overwrite=overwrite)
-            removed = remove_owned(out)
-            if removed:
-                log.info("%s: removed the previous result (%s)", out, ", ".join(removed))
             yield out
     except BaseException:
         if created and out.is_dir() and all(p.name in BOOKKEEPING for p in out.iterdir()):
@@ -142,6 +139,18 @@ def output_folder(out: PathLike, files: Sequence[str], *, overwrite: bool,
                 p.unlink()
             out.rmdir()
         raise
+
+
+def commit_outputs(out: Path, written: Iterable[str]) -> None:
+    """Record ``written`` as morphlab's and delete the files of the previous result that
+    the new one did not rewrite (only those still as morphlab wrote them)."""
+    from morphlab.outdir import owned_files, record_owned, remove_owned
+
+    written = sorted({Path(w).as_posix() for w in written})
+    stale = remove_owned(out, [rel for rel in owned_files(out) if rel not in written])
+    if stale:
+        log.info("%s: removed files of the previous result: %s", out, ", ".join(stale))
+    record_owned(out, written)
 
 
 def _check_backend(backend: Union[str, FaceBackend], where: str) -> None:
@@ -308,10 +317,8 @@ def train_detector(
                            "template": "mad-arcface-zoom0.8"},
             "train": summary,
         }
-        from morphlab.outdir import record_owned
-
         det.save(out)
-        record_owned(out, MODEL_FILES)
+        commit_outputs(out, MODEL_FILES)
     return summary
 
 
@@ -518,7 +525,6 @@ def evaluate_detector(
               "shared_identities": shared}
     if out_dir is not None:
         from morphlab.io import atomic_write_text
-        from morphlab.outdir import record_owned
         from morphlab.reports.pad_report import write_pad_report
 
         curves = {"all attacks": (bf, at)}
@@ -534,8 +540,8 @@ def evaluate_detector(
                  "decision": "morph" if sc >= det.threshold_ else "bona fide"}
                 for it, sc in zip(inputs.items, scores)]))
             mine = [Path(p) for p in (written or {}).values() if p is not None]
-            record_owned(out, sorted(set(REPORT_FILES) | {p.relative_to(out).as_posix() for p in mine
-                                                          if p.parent == out}))
+            commit_outputs(out, set(REPORT_FILES) | {p.relative_to(out).as_posix() for p in mine
+                                                     if out in p.parents})
         result["report"] = str(Path(out_dir) / "report.html")
     return result
 

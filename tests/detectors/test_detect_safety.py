@@ -70,6 +70,17 @@ def test_train_refuses_to_replace_and_overwrite_keeps_user_files(split_sample, t
                    progress=False, overwrite=True)
     assert json.loads((model / "detector.json").read_text())["params"]["C"] == 0.5
     assert (model / "notes.txt").read_text() == "my notes"
+    # an --overwrite that fails (every bona fide image unreadable) keeps the previous model
+    second = (model / "detector.json").read_bytes()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "001_01.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="no bona fide presentation could be used"):
+        train_detector("freq-logreg", bona_fide_presentations([bad]) + attack_presentations(
+            [split_sample["train"]["attacks"]]), model, params=FAST, crop_size=CROP, progress=False,
+            overwrite=True)
+    assert (model / "detector.json").read_bytes() == second
+    assert set(owned_files(model)) == {"detector.json", "arrays.npz"}
 
     # a detector.json morphlab did not write (or one edited since) is never replaced
     foreign = tmp_path / "foreign"
