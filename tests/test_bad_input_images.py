@@ -149,6 +149,9 @@ def test_odd_entries_are_counted_and_warned_once(tmp_path: Path, caplog):
     (tmp_path / "001_03.tem").write_text("1\n1\t1\n")  # a companion file: not reported
     os.symlink(tmp_path / "nowhere.jpg", tmp_path / "dangling.jpg")
     os.symlink(".", tmp_path / "loop")  # a folder link back to the root
+    (tmp_path / "sub").mkdir()
+    _img(tmp_path / "sub" / "003_03.png")
+    os.symlink(tmp_path / "sub", tmp_path / "again")  # the same folder a second time
     os.symlink("self.jpg", tmp_path / "self.jpg")  # a link to itself (ELOOP)
     os.mkfifo(tmp_path / "pipe.jpg")
     (tmp_path / "folder.jpg").mkdir()
@@ -156,11 +159,13 @@ def test_odd_entries_are_counted_and_warned_once(tmp_path: Path, caplog):
     (tmp_path / "anim.gif").write_bytes(b"GIF89a")
     with caplog.at_level(logging.WARNING, logger="morphlab"):
         ds = load_folder(tmp_path)
-    assert [s.subject for s in ds.samples] == ["001", "002"]
+    assert [s.subject for s in ds.samples] == ["001", "002", "003"]
+    assert ds.samples[2].path.parent.name == "sub"  # listed once, under its own path
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     msg = warnings[0]
-    assert "6 entries skipped" in msg
+    assert "7 entries skipped" in msg
+    assert "link(s) to a folder listed already (again/)" in msg
     for needle in ("dangling symbolic link(s) (dangling.jpg)", "symbolic-link loop(s)",
                    "loop/", "self.jpg", "pipe(s), socket(s) or device(s) (pipe.jpg)",
                    "folder(s) named like an image (folder.jpg/)",

@@ -262,7 +262,9 @@ def list_images(root: Path, *, recursive: bool = True) -> list[Path]:
 
     def walk(folder: Path) -> None:
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            # real entries before symbolic links: a folder reached both ways is listed
+            # under its own path, the link is the one reported
+            entries = sorted(os.scandir(folder), key=lambda e: (e.is_symlink(), e.name))
         except OSError as exc:
             skipped.add(f"unreadable folder(s) [{exc.strerror}]", os.path.relpath(folder, root))
             return
@@ -296,7 +298,10 @@ def list_images(root: Path, *, recursive: bool = True) -> list[Path]:
                     continue
                 real = os.path.realpath(path)
                 if real in seen_dirs:
-                    skipped.add("symbolic-link loop(s)", rel + "/")
+                    here = os.path.realpath(folder)
+                    loop = here == real or here.startswith(real.rstrip(os.sep) + os.sep)
+                    skipped.add("symbolic-link loop(s)" if loop
+                                else "link(s) to a folder listed already", rel + "/")
                     continue
                 seen_dirs.add(real)
                 walk(path)
