@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,21 @@ def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path,
                            progress=False)
     assert again.ran() == [] and again.cached() == stages
     assert [s.result for s in again.stages] == [s.result for s in res.stages]
+
+    # a MAP and a detection stage killed before they completed (the record is written
+    # first, the outputs after, nothing recorded as morphlab's yet): both start again
+    for stage, folder in (("map__digital__landmark", out / "map/digital/landmark"),
+                          ("detect__digital__lbp-svm", out / "detect/digital/lbp-svm")):
+        rec = out / "stages" / f"{stage}.json"
+        rec.write_text(json.dumps({"key": json.loads(rec.read_text())["key"], "complete": False}))
+        os.utime(rec, ns=(1, 1))  # the interrupted attempt began before its files
+        for owned in folder.rglob(".morphlab-owned.json"):
+            owned.unlink()
+    resumed = run_experiment(EXPERIMENTS / "frll_landmark.yaml", out_dir=out, overrides=overrides,
+                             progress=False)
+    assert resumed.ran() == ["map/digital/landmark", "detect/digital/lbp-svm"]
+    redone = resumed.stages[stages.index("map/digital/landmark")].result
+    assert redone["per_system"] == r["map/digital/landmark"]["per_system"]
 
     # one protocol changed: only it and what reads it run again
     changed = overrides[:1] + [

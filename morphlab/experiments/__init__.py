@@ -7,9 +7,24 @@
 and writes one consolidated report (``report.md`` + ``report.html``) in the output folder.
 Every stage is **cached**: its result is stored under ``stages/`` with a key, the sha256
 of its configuration and of the keys of the stages it reads (the dataset stage hashes
-every image's path, size and modification time). A re-run redoes exactly the stages whose
-key changed — and everything downstream of them — and a re-run with nothing changed only
-re-reads the dataset listing and rewrites the report.
+every image's **content**; the sha256 are cached by path, size and mtime in
+``stages/file-hashes.json``, so ``touch``, ``cp -r`` or ``rsync`` without ``-t`` change
+no key). A re-run redoes exactly the stages whose key changed — and everything downstream
+of them — and a re-run with nothing changed only re-reads the dataset listing and
+rewrites the report.
+
+The output folder is never the dataset folder, inside it or around it; it is locked for
+the whole run (a second ``morphlab run`` on it stops with the first one's pid); and a
+stage that must be redone deletes only what it wrote itself (its manifest, or its
+``.morphlab-owned.json``), refusing a folder that holds anything else — see
+:mod:`morphlab.experiments.stages`. YAML aliases are refused (they can expand without
+bound). ``morphlab run --check`` also builds each generator and detector from its
+parameters, so out-of-range values (``alpha: 7``) fail before anything runs.
+
+Modules: :mod:`~morphlab.experiments.config` (schema, validation, YAML, overrides),
+:mod:`~morphlab.experiments.stages` (stage cache and its deletion rule),
+:mod:`~morphlab.experiments.runner` (:func:`run_experiment` and the stage bodies),
+:mod:`~morphlab.experiments.report` (the consolidated report).
 
 The YAML schema (every key but ``name``, ``dataset`` and ``generators`` has a default;
 unknown keys, wrong types and unknown component names are errors that list what is

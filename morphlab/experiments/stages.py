@@ -17,9 +17,11 @@ so ``touch``, ``cp -r`` or ``rsync`` without ``-t`` re-hash a file but change no
 - a stage folder holding any other file (the user's own, an edited output, a link) is
   refused with :class:`StageFolderError` naming the folder and the files — nothing is
   deleted, and there is no ``rmtree``;
-- a stage that was interrupted (same key, record incomplete) is continued without
-  deleting: files written since the interrupted attempt began are its partial output,
-  older files it did not write are refused as above.
+- a stage that was interrupted (same key, record incomplete): files written since the
+  interrupted attempt began are its partial output, older files it did not write are
+  refused as above. An image set is then continued (``generate`` / ``postprocess``
+  resume by their manifest); a fixed-output stage's partial output is deleted and the
+  stage starts again.
 """
 
 from __future__ import annotations
@@ -238,6 +240,9 @@ class _Stages:
                 since = rec_file.stat().st_mtime_ns  # when the interrupted attempt began
                 for p in outputs:
                     _check_resumable(name, p, since)
+                    if p.is_dir() and _set_listed(p) is None:  # fixed outputs: start again
+                        _record_written(p, since)
+                        clear_stage_folder(name, p)
             else:  # no record, or another configuration: start the stage afresh
                 for p in outputs:
                     clear_stage_folder(name, p)
