@@ -176,3 +176,9 @@ def test_image_paths_that_cannot_be_files_are_named_before_computing(data: Path)
     assert "line 2: image_b 'xxxxxxxx" in msg and "has a name of 304 bytes (the limit is 255)" in msg
     assert "line 3: image_a 'folder.png' is a folder, not an image file" in msg
     assert "x" * 100 not in msg  # long values are shortened in messages
+
+
+def test_nul_byte_in_an_image_path_is_named(data: Path):
+    p = _pairs(data, "p1,a,a\x00_1.png,b,b_1.png\n")
+    msg = _error(p, data)
+    assert "line 2: image_a 'a\\x00_1.png' contains a NUL byte" in msg  # not "embedded null byte"

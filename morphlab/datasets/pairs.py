@@ -197,7 +197,7 @@ def same_image(a: Path, b: Path, hashes: Optional[dict[Path, str]] = None) -> Op
         for f in (a, b):
             if f not in hashes:
                 hashes[f] = sha256_file(f)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return "the same content" if hashes[a] == hashes[b] else None
 
@@ -398,6 +398,8 @@ def _inside(path: str, root: Path) -> Optional[Path]:
 
 def _not_a_file(path: Path) -> Optional[str]:
     """Why ``path`` is not an image file one can open, or None (checked before computing)."""
+    if "\x00" in str(path):
+        return "contains a NUL byte"
     too_long = [part for part in path.parts if len(os.fsencode(part)) > 255]
     if too_long:
         return f"has a name of {len(os.fsencode(too_long[0]))} bytes (the limit is 255)"
@@ -552,6 +554,7 @@ def read_pairs(
                 if problem:
                     errors.append(f"line {line}: {col} {shown_id(v[col])} {problem} in {root}")
                     missing_files = missing_files or problem == "not found"
+                    full = None
             images.append(full)
         if None in images:
             continue
