@@ -425,3 +425,20 @@ def test_an_attack_set_without_morphs_is_an_error(tmp_path: Path):
     with pytest.raises(ValueError, match="no image to process .only 1 failed line"):
         postprocess_set(d, tmp_path / "out", ["jpeg"], progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_morph_edited_in_place_is_redone_not_kept(attack_set: Path, tmp_path: Path):
+    """The attack set's manifest still names the old sha256: the stale output is not kept."""
+    import shutil
+
+    src = tmp_path / "attack"
+    shutil.copytree(attack_set, src)
+    out = tmp_path / "ps"
+    assert postprocess_set(src, out, ["resize:scale=0.5"], progress=False).processed == 2
+    victim = load_manifest(src)[0]["path"]
+    write_image(victim, np.zeros((8, 8, 3), np.uint8))  # edited; manifest.jsonl untouched
+    s = postprocess_set(src, out, ["resize:scale=0.5"], progress=False)
+    assert (s.skipped, s.processed, s.failed) == (1, 0, 1)
+    assert "does not match the sha256 its manifest records" in s.failures[0]["error"]
+    assert [r["pair_id"] for r in load_set(out)] == ["0002"]  # no stale output left listed
+    assert sorted(f.name for f in out.glob("*.png")) == ["0002_002_004_blend.png"]

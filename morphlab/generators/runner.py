@@ -512,6 +512,18 @@ def _same_contributor(old: Any, new: Mapping[str, Any]) -> bool:
     return isinstance(old, dict) and all(old.get(k) == new[k] for k in ("id", "relpath", "sha256"))
 
 
+def _remove_verified(out: Path, recs: Any) -> None:
+    """Delete the files of previous manifest lines that a failed redo leaves stale.
+
+    Only files still holding what morphlab wrote (their recorded sha256) go.
+    """
+    for rec in recs:
+        f = _inside(out, rec.get("file"))
+        if f is not None and not f.is_symlink() and _verified(out, rec):
+            log.info("%s: removing the previous output of a pair that failed now", f)
+            f.unlink()
+
+
 def _verified(out: Path, rec: Mapping[str, Any]) -> bool:
     f = _inside(out, rec.get("file"))
     if f is None or not f.is_file():
@@ -725,6 +737,7 @@ def _generate_locked(
                     lines = [{**b, "status": "failed", "error": res["error"]}]
                     summary.failed += 1
                     summary.failures.append(lines[0])
+                    _remove_verified(out, by_pair.get(res["pair_id"], {}).values())
                     log.warning("pair %s failed: %s", res["pair_id"], res["error"])
                 else:
                     lines = []
@@ -845,5 +858,6 @@ def load_manifest(
 # ----------------------------------------------------------------------------------------
 prepare_out_dir = _prepare_out_dir
 verified_record = _verified
+remove_verified = _remove_verified
 dumps_record = _dumps
 append_records = _append

@@ -23,6 +23,7 @@ from morphlab.generators.runner import (
     load_manifest,
     manifest_records,
     prepare_out_dir,
+    remove_verified,
     verified_record,
 )
 from morphlab.io import (
@@ -280,13 +281,11 @@ def postprocess_set(
                                    resume=resume, overwrite=overwrite, progress=progress)
 
 
-def _source_sha256(it: _Item) -> Optional[str]:
-    """The source's sha256: the one its manifest records, else hashed now (None: unreadable)."""
-    if it.source_ref.get("sha256"):
-        return it.source_ref["sha256"]
+def _file_sha256(path: Path) -> Optional[str]:
+    """sha256 of a source file now; None if missing or unreadable (_process says why)."""
     try:
-        return sha256_file(it.src)
-    except OSError:  # missing or unreadable: the image fails, with the reason, in _process
+        return sha256_file(path)
+    except OSError:
         return None
 
 
@@ -308,13 +307,14 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
             done[str(rec.get("file"))] = rec
     kept, todo = [], []
     for it in items:
-        sha = _source_sha256(it)
-        if sha is not None:
-            it.source_ref["sha256"] = sha
+        # the file as it is now: a source edited in place (its manifest, if any, still
+        # naming the old sha256) is redone, never kept with an output of its old content
+        sha = _file_sha256(it.src)
+        recorded = it.source_ref.setdefault("sha256", sha)
         prev = done.get(it.name)
         last = prev["postprocess"][-1] if prev is not None else None
-        same_source = isinstance(last, dict) and isinstance(last.get("source"), dict) and (
-            sha is not None and last["source"].get("sha256") == sha)
+        same_source = sha is not None and sha == recorded and isinstance(last, dict) and (
+            isinstance(last.get("source"), dict) and last["source"].get("sha256") == sha)
         if same_source and verified_record(out, prev):
             kept.append(prev)
         else:
@@ -338,6 +338,8 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
                         "postprocess": it.history + [{**step, "source": ref}]}
                 summary.failed += 1
                 summary.failures.append(line)
+                if it.name in done:  # its output of an older source content is stale
+                    remove_verified(out, [done[it.name]])
                 log.warning("%s failed: %s", it.src, res["error"])
             else:
                 ref["sha256"] = res["source_sha256"]

@@ -382,3 +382,20 @@ def test_a_worker_whose_parent_is_gone_exits_without_pdeathsig(tmp_path: Path):
                           "w._init_worker(1, None, ()); print('ran')"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and "ran" not in res.stdout
+
+
+def test_a_pair_failing_on_a_changed_contributor_leaves_no_stale_morph(pairs_csv: Path,
+                                                                       tmp_path: Path):
+    out = tmp_path / "set"
+    run(pairs_csv, out)
+    rec = load_manifest(out)[0]
+    victim = Path(rec["subject_a"]["path"])
+    good = victim.read_bytes()
+    try:
+        victim.write_bytes(good[:40])  # changed under the same name, now unreadable
+        s = run(pairs_csv, out)
+    finally:
+        victim.write_bytes(good)
+    assert (s.skipped, s.failed) == (4, 2)
+    assert not Path(rec["path"]).exists()  # the morph of the old photo is gone
+    assert len(list(out.glob("*.png"))) == len(load_manifest(out)) == 4
