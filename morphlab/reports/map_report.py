@@ -55,7 +55,7 @@ import numpy as np
 
 from morphlab.io import atomic_write_text
 from morphlab.metrics.intervals import rate, wilson_interval
-from morphlab.metrics.map import fmmpmr, map_matrix, minmax_mmpmr, prodavg_mmpmr, rmmr
+from morphlab.metrics.map import fmmpmr, map_matrix, map_rates, minmax_mmpmr, prodavg_mmpmr, rmmr
 from morphlab.metrics.thresholds import OperatingPoint
 from morphlab.reports.document import Document, Figure, Heading, Paragraph, Table, save_figure
 
@@ -173,6 +173,7 @@ def compute_metrics(scores: np.ndarray, valid: np.ndarray, thresholds: np.ndarra
         accept = valid & (np.asarray(scores, np.float64) >= np.asarray(thresholds)[None, None, None, :])
     M = int(scores.shape[0])
     mp, counts = map_matrix(accept, valid, return_counts=True)
+    rates = map_rates(accept, valid)  # MAP cells and MinMax-MMPMR: k/n, Wilson 95 %
     mm, pa, fm = minmax_mmpmr(accept, valid), prodavg_mmpmr(accept, valid), fmmpmr(accept, valid)
     n_paired = valid.sum(axis=2).min(axis=1).sum(axis=0)  # (C,) FMMPMR's denominators
     per_system = {}
@@ -184,7 +185,7 @@ def compute_metrics(scores: np.ndarray, valid: np.ndarray, thresholds: np.ndarra
             "fmmpmr": _num(fm[c]),
             "rmmr": _num(rmmr(mm[c], f)) if f is not None else None,
             "intervals": {
-                "minmax_mmpmr": rate(round(mm[c] * M), M).to_dict(),
+                "minmax_mmpmr": rates.minmax_mmpmr[c].to_dict(),
                 "prodavg_mmpmr": _mean_rate(float(pa[c]) * M, M),
                 "fmmpmr": rate(round(fm[c] * n_paired[c]), int(n_paired[c])).to_dict(),
             },
@@ -195,7 +196,7 @@ def compute_metrics(scores: np.ndarray, valid: np.ndarray, thresholds: np.ndarra
         "map": {
             "values": [[_num(v) for v in row] for row in mp],
             "counts": [[int(v) for v in row] for row in counts],
-            "rates": [[rate(int(v), M).to_dict() for v in row] for row in counts],
+            "rates": [[r.to_dict() for r in row] for row in rates.map],
             "rows": "r = 1..R: at least r verification attempts of each subject accepted",
             "columns": "c = 1..C: by at least c of the systems " + ", ".join(labels)
                        + " (the column index is a count, not a system)",

@@ -127,3 +127,55 @@ def test_markdown_escapes_ids_as_html_does(tmp_path: Path) -> None:
 def test_code_block_fence_outlasts_backticks(tmp_path: Path) -> None:
     md = Document("c").add(Code("a ``` b")).markdown()
     assert "````\na ``` b\n````" in md
+
+
+# ----------------------------------------------------------------------------------------
+# the MAP report
+# ----------------------------------------------------------------------------------------
+def _map_scores(**extra):
+    from morphlab.metrics.thresholds import fixed
+    from morphlab.reports.map_report import MapScores
+
+    # 3 morphs, 2 subjects, 2 attempts, 1 system; morph 3 has no face (FTE)
+    scores = np.array([[[[0.9], [0.2]], [[0.8], [0.7]]],
+                       [[[0.1], [0.3]], [[0.9], [0.9]]],
+                       [[[np.nan], [np.nan]], [[np.nan], [np.nan]]]])
+    cal = {"sys": {"genuine": [("p", "r", 0.9)], "impostor": [("p", "q", 0.1), ("p", "s", 0.6)]}}
+    ops = [fixed(0.5, [0.9], [0.1, 0.6])]
+    return MapScores(
+        systems=[{"name": "sys", "label": "sys"}], operating_points=ops,
+        morphs=[{"file": "a_*b*|c.png", "group": "g", "pair_id": "1", "subject_ids": ["s1", "s2"]},
+                {"file": "m2.png", "group": "g", "pair_id": "2", "subject_ids": ["s3", "s4"]},
+                {"file": "m3.png", "group": "g", "pair_id": "3", "subject_ids": ["s5", "s6"]}],
+        probes=[[["x1", "x2"], ["y1", "y2"]]] * 3, scores=scores, calibration=cal,
+        attempts=np.full((3, 2), 2), embedded=np.array([[True], [True], [False]]),
+        skipped=[{"what": "evil\nname <b>[x](y)", "reason": "test"}], **extra)
+
+
+def test_map_report_rates_fte_and_escaped_ids(tmp_path: Path) -> None:
+    from morphlab.reports.map_report import write_map_report
+
+    doc = write_map_report(_map_scores(), tmp_path)
+    ov = doc["overall"]
+    # conditional: morph 1 (A 1 of 2, B 2 of 2 accepted) and morph 2 (A 0 of 2): MAP[1,1] = 1/2
+    assert ov["n_morphs"] == 2 and ov["map"]["counts"] == [[1], [0]]
+    assert ov["map"]["rates"][0][0]["k"] == 1 and ov["map"]["rates"][0][0]["n"] == 2
+    assert ov["unconditional"]["map"]["rates"][0][0]["n"] == 3
+    assert ov["fte"]["any_system"]["k"] == 1 and ov["fte"]["any_system"]["n"] == 3
+    op = doc["systems"][0]["operating_point"]
+    assert op["fmr_rate"]["k"] == 1 and op["fmr_rate"]["n"] == 2 and op["fnmr_rate"]["k"] == 0
+    md = (tmp_path / "report.md").read_text()
+    assert r"evil\\nname \<b\>\[x\]\(y\)" in md and "evil\nname" not in md
+    html = (tmp_path / "report.html").read_text()
+    assert r"evil\nname &lt;b&gt;[x](y)" in html
+    # the same folder again: a previous result, replaced only with overwrite
+    from morphlab.outdir import ForeignFileError, OutputExistsError
+
+    with pytest.raises(OutputExistsError):
+        write_map_report(_map_scores(), tmp_path)
+    (tmp_path / "mine.txt").write_text("mine")
+    write_map_report(_map_scores(), tmp_path, overwrite=True)
+    assert (tmp_path / "mine.txt").read_text() == "mine"
+    (tmp_path / "report.md").write_text("edited by hand")
+    with pytest.raises(ForeignFileError, match="report.md"):
+        write_map_report(_map_scores(), tmp_path, overwrite=True)
