@@ -358,6 +358,7 @@ class Detector(ABC):
 
         self._check_fitted()
         name = detector_name(type(self))
+        _check_params(type(self), self.get_params(), Path(directory) / MODEL_JSON)  # loadable
         state, arrays = self._get_state()
         for k, v in arrays.items():
             if not isinstance(v, np.ndarray) or v.dtype.kind not in "biufc":
@@ -635,9 +636,10 @@ def _fits(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is bool:
-        return isinstance(value, bool)
+        return isinstance(value, bool) or (type(value) is int and value in (0, 1))
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return (isinstance(value, int) and not isinstance(value, bool)) or \
+            (isinstance(value, float) and value.is_integer())
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is str:

@@ -420,3 +420,15 @@ def test_fan_weights_load_as_a_state_dict_never_torchscript(weight_files, monkey
                          (weight_files["state dict"], "not 2D FAN-4 weights")):
         with pytest.raises(ValueError, match=message):
             fan_backend.FanBackend(weights=str(bad))._net()
+
+
+def test_saved_parameter_types_are_checked_leniently(tmp_path):
+    from morphlab.detectors.base import _check_params
+    from morphlab.detectors.lbp_svm import LbpSvm
+
+    where = tmp_path / "detector.json"
+    _check_params(LbpSvm, {"size": 32.0, "C": 1, "gamma": 0.5, "grid": [2, 2], "random_state": None}, where)
+    _check_params(LbpSvm, {"gamma": "scale", "radii": [1, 2.5]}, where)
+    for bad in ({"size": "32"}, {"size": 32.5}, {"grid": 4}, {"radii": ["one"]}, {"kernel": 3}):
+        with pytest.raises(ValueError, match=f"{where}: parameter '{next(iter(bad))}'"):
+            _check_params(LbpSvm, bad, where)
