@@ -60,6 +60,15 @@ A morph keeps every key of its attack-set line (generator, pair, contributors…
 attack set for :func:`~morphlab.generators.runner.load_manifest` and ``map-score``. A bona
 fide image gets ``"kind": "bona-fide"``, its source's ``relpath`` and whatever the caller
 knows (``subject``, ``capture``, ``role``); read either kind with :func:`load_set`.
+
+Safety, as for ``generate``: ``OUT_DIR`` is locked while a run writes it, and may not be,
+contain or lie inside the source's folder (``postprocess SET -o SET --overwrite`` would
+delete its own input). Every source's sha256 — bona fide images' too — is recorded in
+``source``; a re-run hashes the sources again and redoes any whose content changed under
+the same name (an output is never kept for older content).
+
+The code: :mod:`morphlab.postprocess.ops` (operators) and :mod:`morphlab.postprocess.sets`
+(sets and their manifests).
 """
 
 from morphlab.postprocess.ops import (
