@@ -154,7 +154,10 @@ def clear_stage_folder(stage: str, folder: Path) -> int:
     if not (folder.exists() or folder.is_symlink()):
         return 0
     if folder.is_symlink() or not folder.is_dir():
-        raise _refuse(stage, folder, [folder.name], "must be redone")
+        raise StageFolderError(
+            f"{folder}: stage {stage} writes a folder here, but this is a "
+            f"{'link' if folder.is_symlink() else 'file'} morphlab did not create; nothing "
+            "was deleted. Move it away (or choose another output folder) and run again")
     listed = _set_listed(folder) or set()
     foreign = _not_written(folder, listed)
     if foreign:

@@ -76,6 +76,17 @@ def test_an_edited_output_and_a_folder_with_no_record_are_refused(tmp_path: Path
     assert "mine0.csv, mine1.csv, mine2.csv, mine3.csv, mine4.csv … (7 files)" in msg
     assert "mine5.csv" not in msg and len(list(pairs.iterdir())) == 7
 
+    # a file or a link where a stage folder goes: refused, kept
+    (out / "generate").mkdir()
+    (out / "generate" / "landmark").write_text("mine")
+    (out / "map").mkdir()
+    (out / "map" / "p").symlink_to(tmp_path)
+    with pytest.raises(StageFolderError, match=r"generate/landmark: .* this is a file morphlab did not create"):
+        _Stages(out).run("generate/landmark", {}, [out / "generate" / "landmark"], _writer(out, {}))
+    with pytest.raises(StageFolderError, match=r"map/p: .* this is a link morphlab did not create"):
+        _Stages(out).run("map/p", {}, [out / "map" / "p"], _writer(out, {}))
+    assert (out / "generate" / "landmark").read_text() == "mine" and (out / "map" / "p").is_symlink()
+
 
 def test_an_image_set_is_cleaned_by_its_manifest(tmp_path: Path):
     out = tmp_path / "run"
