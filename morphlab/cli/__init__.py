@@ -34,12 +34,15 @@ from typing import Any
 import click
 
 from morphlab import __version__
+from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
 #: Library errors shown as a one-line message (FaceError, ImageError and PairsError are
-#: ValueErrors; FileNotFoundError is an OSError).
-_USER_ERRORS = (ValueError, KeyError, OSError)
+#: ValueErrors; FileNotFoundError is an OSError; the output-folder rules of
+#: :mod:`morphlab.outdir` raise RuntimeErrors of their own).
+_USER_ERRORS = (ValueError, KeyError, OSError, RecursionError, FolderLockedError,
+                ForeignFileError, OutputExistsError)
 
 #: Modules whose Registry objects ``morphlab list`` shows (missing modules are skipped).
 _REGISTRY_MODULES = (
@@ -57,11 +60,22 @@ def _message(exc: BaseException) -> str:
 
 
 class _Group(click.Group):
-    """Turns library errors into ``Error: message`` (exit 1) unless ``--debug``."""
+    """Turns library errors into ``Error: message`` (exit 1) unless ``--debug``.
+
+    Ctrl-C (and SIGTERM where a command turns it into ``KeyboardInterrupt``) ends any
+    command with exit status 128 + signal (130 for Ctrl-C), not a traceback.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            signum = int(getattr(exc, "signum", 2))
+            click.echo("Interrupted: what finished is kept; the same command continues it",
+                       err=True)
+            raise click.exceptions.Exit(128 + signum) from None
         except _USER_ERRORS as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
