@@ -429,6 +429,11 @@ def test_cli_scores(tmp_path):
     doc = json.loads((out / "map.json").read_text())
     assert doc["overall"]["map"]["values"] == authors_rule(d, info)["map"]
     assert "6 morphs" in r.output and "MAP[1,1]" in r.output
+    # a second run: exit 1 without --overwrite, 0 with it
+    args = ["map-score", "--scores", str(d), "--frs-info", str(info), "-o", str(out)]
+    r = runner.invoke(main, args)
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    assert runner.invoke(main, [*args, "--overwrite"]).exit_code == 0
     # bad file: exit 1 with the file and line
     with open(d / "simA.txt", "a") as fh:
         fh.write("m000.png s99 0.1 x\n")
