@@ -147,7 +147,7 @@ def test_overrides_and_the_size_knob(monkeypatch):
         cfg.effective()
 
 
-@pytest.mark.filterwarnings("ignore:.*impostor comparisons to calibrate")
+@pytest.mark.filterwarnings("ignore:.*impostor comparisons.*to calibrate")
 def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path, monkeypatch):
     """The shipped FRLL experiment, reduced: embedded sample, 3 pairs, two protocols."""
     from morphlab.generators.runner import load_manifest
