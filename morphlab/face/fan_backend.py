@@ -52,7 +52,8 @@ def _weights_help() -> str:
     return (
         "the 'face-alignment' backend only loads FAN weights from a local state-dict file "
         "(.pth/.pth.tar checkpoint, .safetensors or .npz; never a TorchScript archive, whose "
-        "loading runs code), because face_alignment's own loader downloads them at run time. "
+        "loading runs code), because face_alignment's own loader downloads them at run time "
+        "(which fails offline). "
         f"Use the state-dict release {FAN_STATE_DICT_FILE} from {FAN_WEIGHTS_URL}, or convert "
         f"one of {', '.join(FAN_WEIGHT_FILES)} once, on a machine you trust: python -c \"import "
         "torch; torch.save(torch.jit.load('2DFAN4-cd938726ad.zip').state_dict(), '2DFAN4.pth')\"; "
