@@ -190,10 +190,16 @@ def summary_lines(rep: dict) -> list[str]:
             lo, hi = boot["per_system"][label]["minmax_mmpmr"]
             b = "" if lo is None else f", bootstrap [{100 * lo:.1f}, {100 * hi:.1f}]"
         lines.append(f"  {label}: threshold {op['threshold']:.4g} ({op['policy']}), "
-                     f"{op['fmr_label']}, FNMR {format_rate(op['fnmr_rate'])}; MinMax-MMPMR {format_rate(iv)}{b}")
+                     f"FMR {format_rate(op['fmr_rate'])}{_at_most(op)}, FNMR "
+                     f"{format_rate(op['fnmr_rate'])}; MinMax-MMPMR {format_rate(iv)}{b}")
     rates = ov["map"]["rates"]
     unc = ov["unconditional"]["map"]["rates"]
     C = len(rates[0])
     lines.append(f"  MAP[1,1] {format_rate(rates[0][0])}, MAP[1,{C}] {format_rate(rates[0][-1])}; unconditional "
                  f"MAP[1,1] {format_rate(unc[0][0])}")
     return lines
+
+
+def _at_most(op: dict) -> str:
+    r = op.get("fmr_rate") or {}
+    return f" = FMR ≤ 1/{r['n']}" if r.get("n") and r.get("k") == 0 else ""

@@ -522,7 +522,9 @@ def _document(doc: dict, data: MapScores, figures: dict, title: str,
         op = op["operating_point"]
         policy = f"FMR {op['target_fmr']:g}" if op["policy"] == "fmr" else op["policy"]
         note = op.get("rule_of_30", {}).get("note", "")
-        rows.append((label, policy, op["threshold"], op["fmr_label"], format_rate(op["fnmr_rate"]),
+        fmr_cell = format_rate(op["fmr_rate"]) + (f" = FMR ≤ 1/{op['n_impostor']}"
+                                                  if op["n_false_matches"] == 0 else "")
+        rows.append((label, policy, op["threshold"], fmr_cell, format_rate(op["fnmr_rate"]),
                      op["n_genuine"], op["n_impostor"], note))
     out.add(Table(("system", "policy", "threshold", "FMR", "FNMR", "genuine", "impostor", "note"),
                   rows, caption="Operating points on the bona fide calibration comparisons"))

@@ -539,3 +539,17 @@ def test_second_writer_gets_folder_locked_error(attack_set, probes, tmp_path):
     assert p.returncode == 1, p.stderr
     assert f"pid {os.getpid()}" in p.stderr + p.stdout and "another morphlab process" in p.stderr + p.stdout
     assert not (out / "map.json").exists()
+
+
+def test_weighted_thresholds_agree_with_threshold_at_fmr_on_repeated_scores():
+    from morphlab.mapscore.bootstrap import weighted_thresholds
+
+    rng = np.random.default_rng(0)
+    imp = np.round(rng.normal(size=200), 2)  # ties included
+    w = rng.integers(0, 4, size=(30, 200)).astype(float)
+    w[0] = 1.0
+    got = weighted_thresholds(imp, w, 0.05)
+    for b in range(30):  # integer weights = the scores repeated that many times
+        want = threshold_at_fmr(np.repeat(imp, w[b].astype(int)), 0.05)
+        assert got[b] == want
+    assert np.isnan(weighted_thresholds(imp, np.zeros((1, 200)), 0.05)[0])
