@@ -66,7 +66,6 @@ def run(config: str, out_dir: Optional[str], overrides: tuple[str, ...], check: 
         no_progress: bool) -> None:
     """Run an experiment (cached stages): pairs, attack sets, post-processing, MAP, detectors."""
     from morphlab.experiments import ConfigError, load_config, run_experiment
-    from morphlab.outdir import FolderLockedError
 
     if check:
         cfg = load_config(config, overrides=overrides).effective()
@@ -78,9 +77,6 @@ def run(config: str, out_dir: Optional[str], overrides: tuple[str, ...], check: 
         click.echo(f"{config}: valid; {len(cfg.generators)} generator(s), "
                    f"{len(cfg.postprocess)} protocol(s), data in {cfg.dataset_root(Path(config).parent)}")
         return
-    try:
-        res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress)
-    except FolderLockedError as exc:
-        raise click.ClickException(str(exc)) from None
+    res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress)
     click.echo(f"{len(res.ran())} stage(s) ran, {len(res.cached())} cached, {res.seconds:.1f} s; "
                f"report: {res.report} and {res.report.with_suffix('.html')}")
