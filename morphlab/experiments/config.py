@@ -350,14 +350,16 @@ class ExperimentConfig:
 
         Each generator is constructed from its (expanded) parameters — constructors
         validate their values (``alpha`` in [0, 1], known ``variants``…) and load no
-        model and read no image; each detector is constructed (its keyword
-        parameters); a recognition system given as ``name=MODEL_PATH`` must name an
+        model and read no image; each detector's parameters are checked against the
+        types its ``__init__`` declares (as when a saved model is loaded; detectors
+        check ranges only in ``fit``); a recognition system given as ``name=MODEL_PATH`` must name an
         existing file. Call after :meth:`check_paths` (``${VAR}`` values must be set).
 
         Raises:
             ConfigError: naming the key and the problem.
         """
         from morphlab.detectors.base import DETECTORS
+        from morphlab.detectors.base import _check_params as check_detector_params
         from morphlab.generators.base import GENERATORS
 
         for i, g in enumerate(self.generators):
@@ -370,8 +372,13 @@ class ExperimentConfig:
                 raise ConfigError(f"{where} (generator {g.generator!r}): {msg}") from None
         for i, d in enumerate(self.detection.detectors):
             where = f"detection.detectors[{i}].params"
+            cls, params = DETECTORS.get(d.detector), expand(dict(d.params), where)
             try:
-                DETECTORS.get(d.detector)(**expand(dict(d.params), where))
+                check_detector_params(cls, params, Path(where))  # types, as a saved model's
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            try:
+                cls(**params)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"{where} (detector {d.detector!r}): {exc}") from None
         for i, spec in enumerate(expand(list(self.map.systems), "map.systems")):

@@ -136,6 +136,8 @@ def test_yaml_aliases_are_refused_before_expansion(tmp_path: Path):
     ("pairs.per_subject=-1", r"pairs: per_subject: must be >= 1"),
     ("map.backend=opencv", r"map: backend: unknown face backend 'opencv'"),
     ("map.systems=[lbph=/no/such/model.yml]", r"map.systems\[0\]: lbph model /no/such/model.yml not found"),
+    ("detection={enabled: true, detectors: [{name: lbp-svm, params: {C: big}}]}",
+     r"detection.detectors\[0\].params: parameter 'C' = \"big\" does not fit 'lbp-svm' \(expected float\)"),
 ])
 def test_check_validates_parameter_values(sample_dir: Path, tmp_path: Path, override: str,
                                           message: str):
