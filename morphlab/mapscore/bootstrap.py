@@ -4,7 +4,10 @@ One replicate draws subjects with replacement — separately within each stratum
 only in the attack set, only in the calibration set, in both), so each stratum keeps its
 size — and gives every comparison the product of its subjects' draw counts as its weight:
 a genuine comparison ``w[s]``, an impostor comparison ``w[s] * w[t]``, a morph
-``w[A] * w[B]``. A calibrated threshold is recomputed on the weighted impostor scores by
+``w[A] * w[B]``. Where every attack subject contributes to one pair only (and none is in
+the calibration set), the pairs are the independent units and are drawn instead, a morph
+weighing its pair's draw count (all morphs of a pair move together); the product weights
+would there overstate the variance about threefold. A calibrated threshold is recomputed on the weighted impostor scores by
 the rule of :func:`morphlab.metrics.thresholds.threshold_at_fmr` (the smallest threshold
 with weighted FMR ≤ target: just above the score where the cumulative weight from the
 top first exceeds ``floor(target × total weight)``); MAP, MinMax-MMPMR, FMR and FNMR are
@@ -112,6 +115,9 @@ def subject_bootstrap(
     gen_idx = [np.array([index[str(s)] for s in subj], dtype=int) for _, subj in genuine]
     imp_idx = [np.array([[index[str(a)], index[str(b)]] for a, b in subj], dtype=int).reshape(-1, 2)
                for _, subj in impostor]
+    # disjoint pairs (every attack subject in one pair, none in the calibration set): the
+    # independent units of the attack side are the pairs, resampled as wholes
+    pair_of = _pairs(ms_idx) if not (attack & cal) else None
     R = int(valid.sum(axis=2).min())
     rng = np.random.default_rng(seed)
     acc_thr, acc_fmr, acc_fnmr, acc_mm, acc_map = [], [], [], [], []
@@ -120,7 +126,11 @@ def subject_bootstrap(
         b = min(CHUNK, n - done)
         done += b
         w = _draw(rng, strata, len(universe), b)
-        wm = w[:, ms_idx].prod(axis=2)  # (b, M)
+        if pair_of is None:
+            wm = w[:, ms_idx].prod(axis=2)  # (b, M)
+        else:
+            n_pairs = int(pair_of.max()) + 1
+            wm = _draw(rng, [np.arange(n_pairs)], n_pairs, b)[:, pair_of]
         thr = np.tile(thresholds.astype(np.float64), (b, 1))  # (b, C)
         fmr_b = np.full((b, C), np.nan)
         fnmr_b = np.full((b, C), np.nan)
@@ -162,9 +172,14 @@ def subject_bootstrap(
     fmr_all, fnmr_all = np.concatenate(acc_fmr), np.concatenate(acc_fnmr)
     mm_all, map_all = np.concatenate(acc_mm), np.concatenate(acc_map)
     defined = ~np.isnan(mm_all[:, 0])
+    design = ("contributor pairs resampled as wholes (each attack subject is in one pair)"
+              if pair_of is not None else
+              "a morph weighs the product of its contributors' draw counts (conservative "
+              "where subjects appear in one morph only)")
     return {
         "method": "subject bootstrap (subjects resampled with replacement within each stratum; "
-                  "thresholds recalibrated and MAP recomputed per replicate), percentile 95 %",
+                  f"attack side: {design}; thresholds recalibrated and MAP recomputed per "
+                  "replicate), percentile 95 %",
         "replicates": int(n),
         "replicates_defined": int(defined.sum()),
         "seed": int(seed),
@@ -178,6 +193,20 @@ def subject_bootstrap(
         },
         "map": [[interval(map_all[:, r, c]) for c in range(C)] for r in range(R)],
     }
+
+
+def _pairs(ms_idx: np.ndarray) -> Optional[np.ndarray]:
+    """``(M,)`` pair index of each morph when no subject is in two different pairs, else None."""
+    pairs: dict[frozenset, int] = {}
+    owner: dict[int, frozenset] = {}
+    out = np.zeros(len(ms_idx), dtype=int)
+    for m, row in enumerate(ms_idx):
+        key = frozenset(int(x) for x in row)
+        for s_ in key:
+            if owner.setdefault(s_, key) != key:
+                return None
+        out[m] = pairs.setdefault(key, len(pairs))
+    return out
 
 
 def _clean(x: float) -> Optional[float]:

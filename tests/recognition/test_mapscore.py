@@ -553,3 +553,32 @@ def test_weighted_thresholds_agree_with_threshold_at_fmr_on_repeated_scores():
         want = threshold_at_fmr(np.repeat(imp, w[b].astype(int)), 0.05)
         assert got[b] == want
     assert np.isnan(weighted_thresholds(imp, np.zeros((1, 200)), 0.05)[0])
+
+
+def test_bootstrap_of_disjoint_pairs_matches_binomial_width():
+    """Disjoint pairs are resampled as wholes: with a fixed threshold the percentile
+    interval of MinMax-MMPMR is about as wide as the Wilson interval of the same k/n."""
+    from morphlab.mapscore.bootstrap import subject_bootstrap
+    from morphlab.metrics.intervals import wilson_interval
+
+    rng = np.random.default_rng(1)
+    M = 300
+    scores = rng.uniform(size=(M, 2, 1, 1))
+    subjects = [[f"a{m}", f"b{m}"] for m in range(M)]
+    kw = dict(scores=scores, valid=np.ones(scores.shape, bool), labels=["x"],
+              thresholds=np.array([0.3]), calibrated=[False],
+              genuine=[(np.array([0.9]), np.array(["c1"], dtype=object))],
+              impostor=[(np.array([0.1]), np.array([["c1", "c2"]], dtype=object))],
+              target_fmr=0.1, n=2000, seed=0)
+    boot = subject_bootstrap(morph_subjects=subjects, **kw)
+    assert "pairs resampled as wholes" in boot["method"]
+    lo, hi = boot["per_system"]["x"]["minmax_mmpmr"]
+    k = int(((scores >= 0.3).all(axis=1)).sum())
+    wlo, whi = wilson_interval(k, M)
+    assert 0.8 < (hi - lo) / (whi - wlo) < 1.25
+    # one subject in two pairs: the product weights, wider
+    chained = [[f"a{m}", f"a{m + 1}"] for m in range(M)]
+    wide = subject_bootstrap(morph_subjects=chained, **kw)
+    assert "product" in wide["method"]
+    wlo2, whi2 = wide["per_system"]["x"]["minmax_mmpmr"]
+    assert whi2 - wlo2 > hi - lo
