@@ -558,7 +558,7 @@ def _document(doc: dict, data: MapScores, figures: dict, title: str,
             out.add(Figure(figures[f"map:{g}"], f"MAP, {esc(g)}"))
     if boot:
         out.add(Paragraph(
-            f"Bootstrap: {esc(boot['method'])}; {boot['replicates']} replicates "
+            f"Bootstrap: {boot['method']}; {boot['replicates']} replicates "
             f"({boot['replicates_defined']} defined), seed {boot['seed']}. Threshold intervals: "
             + "; ".join(f"{shown} [{_fmt(boot['per_system'][lab]['threshold'])}]"
                         for lab, shown in zip(labels, L)) + "."))
