@@ -1,30 +1,110 @@
-"""Shared fixtures: locations of the real test photos and an isolated cache."""
+"""Shared fixtures: the embedded sample, committed fixtures, the full-size photos, caches.
+
+The default suite needs nothing outside the repository: the embedded sample
+(``morphlab/sample/frll``) and the small fixtures in ``tests/fixtures`` (see its
+ATTRIBUTION.md). Tests that need the full-size photos of the shared data folder (FRLL at
+1350 px, all 82 identities) carry ``@pytest.mark.shared_data`` (or use the ``shared_data``
+/ ``frll_dir`` fixtures, which marks them too) and run only when ``MORPHLAB_TEST_DATA``
+names that folder; without the variable they are skipped with that reason, and a
+variable naming a missing folder fails them (CI sets it: a missing folder is a failure).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-#: Real photos (FRLL, CC0 sets). Missing test data is a failure, not a skip.
-SHARED_DATA = Path(os.environ.get("MORPHLAB_TEST_DATA", REPO.parent / "shared" / "data"))
+#: Small committed images the sample lacks (downscaled, attributed: ATTRIBUTION.md there).
+FIXTURES = REPO / "tests" / "fixtures"
+#: Environment variable naming the shared data folder (FRLL, CC0 sets) at full size.
+DATA_ENV = "MORPHLAB_TEST_DATA"
+SKIP_REASON = (f"needs the full-size photos: set {DATA_ENV} to the shared data folder "
+               "(e.g. ../shared/data)")
+
+
+def shared_data_setting() -> Optional[Path]:
+    """The folder ``MORPHLAB_TEST_DATA`` names (relative: to the repository root), or None."""
+    value = os.environ.get(DATA_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Mark every test using the shared data; skip them all unless MORPHLAB_TEST_DATA is set."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+                "shared_data"):
+            item.add_marker(pytest.mark.shared_data)
+    if shared_data_setting() is None:
+        skip = pytest.mark.skip(reason=SKIP_REASON)
+        for item in items:
+            if item.get_closest_marker("shared_data"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "frll" / "neutral").is_dir():
-        pytest.fail(
-            f"test data not found at {SHARED_DATA}: put the shared data folder beside the "
-            "repository (../shared/data) or set MORPHLAB_TEST_DATA"
-        )
-    return SHARED_DATA
+    """The shared data folder (``MORPHLAB_TEST_DATA``); a missing folder is a failure."""
+    path = shared_data_setting()
+    if path is None:  # the collection hook skips these tests already
+        pytest.skip(SKIP_REASON)
+    if not (path / "frll" / "neutral").is_dir():
+        pytest.fail(f"{DATA_ENV}={os.environ[DATA_ENV]}: no frll/neutral folder at {path}; "
+                    "point it at the shared data folder (../shared/data) or unset it to skip "
+                    "the tests on the full-size photos")
+    return path
 
 
 @pytest.fixture(scope="session")
 def frll_dir(shared_data: Path) -> Path:
+    """The full FRLL set (82 identities, 1350x1350) of the shared data folder."""
     return shared_data / "frll"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """``tests/fixtures``: the committed test images the sample lacks."""
+    if not (FIXTURES / "ATTRIBUTION.md").is_file():
+        pytest.fail(f"{FIXTURES}: the committed test fixtures are missing")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def frll_photo(sample_dir: Path, fixtures_dir: Path):
+    """``frll_photo(face_id, capture="03") -> Path`` of a 600x600 FRLL photo with its .tem
+    sidecar (neutral): the embedded sample, or ``tests/fixtures/frll_600`` (025)."""
+
+    def get(face_id: str, capture: str = "03") -> Path:
+        sub = "neutral" if capture == "03" else "smiling"
+        for root in (sample_dir, fixtures_dir / "frll_600"):
+            path = root / sub / f"{face_id}_{capture}.jpg"
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"no 600 px FRLL photo {face_id}_{capture} in the sample or "
+                                f"{fixtures_dir / 'frll_600'}")
+
+    return get
+
+
+@pytest.fixture(scope="session", params=["sample", pytest.param("shared", marks=pytest.mark.shared_data)])
+def frll_set(request: pytest.FixtureRequest, sample_dir: Path) -> Path:
+    """An FRLL folder in the shared layout (``neutral/``, ``smiling/``, ``london_info.csv``):
+    the embedded sample (12 identities) and, with ``MORPHLAB_TEST_DATA``, the full set (82)."""
+    if request.param == "sample":
+        return sample_dir
+    return request.getfixturevalue("frll_dir")
+
+
+@pytest.fixture(scope="session")
+def frll_set_subjects(frll_set: Path, sample_dir: Path) -> int:
+    """How many identities :func:`frll_set` holds: 12 (sample) or 82 (shared set)."""
+    return 12 if frll_set == sample_dir else 82
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,11 @@ def test_roundtrip_formats(tmp_path: Path, rgb: np.ndarray, suffix: str) -> None
         assert abs(int(back[12, 4, 0]) - 200) < 12 and back[12, 4, 2] < 40
 
 
-def test_real_photo(frll_dir: Path) -> None:
-    img = read_image(frll_dir / "neutral" / "002_03.jpg")
+def test_real_photo(fixtures_dir: Path, sample_dir: Path) -> None:
+    img = read_image(fixtures_dir / "frll_1350" / "neutral" / "002_03.jpg")
     assert img.shape == (1350, 1350, 3) and img.dtype == np.uint8
+    img = read_image(sample_dir / "smiling" / "002_08.jpg")
+    assert img.shape == (600, 600, 3) and img.dtype == np.uint8
 
 
 def test_exif_orientation_applied(tmp_path: Path) -> None:
@@ -103,8 +105,8 @@ def test_not_an_image(tmp_path: Path) -> None:
         read_image(p)
 
 
-def test_truncated(tmp_path: Path, frll_dir: Path) -> None:
-    data = (frll_dir / "neutral" / "002_03.jpg").read_bytes()
+def test_truncated(tmp_path: Path, fixtures_dir: Path) -> None:
+    data = (fixtures_dir / "frll_1350" / "neutral" / "002_03.jpg").read_bytes()
     p = tmp_path / "cut.jpg"
     p.write_bytes(data[: len(data) // 3])
     with pytest.raises(ImageError, match="cut.jpg.*(corrupt|truncated)"):

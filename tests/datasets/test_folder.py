@@ -26,11 +26,12 @@ def _img(path: Path) -> Path:
     return path
 
 
-def test_frll_with_metadata(frll_dir: Path):
-    ds = load_folder(frll_dir, metadata=frll_dir / "london_info.csv", meta_id_column="face_id")
-    assert ds.root == frll_dir.resolve()
-    assert len(ds.subjects()) == 82
-    assert len(ds.samples) == 164  # neutral + smiling, .tem/.csv ignored
+def test_frll_with_metadata(frll_set: Path, frll_set_subjects: int):
+    """The embedded sample (12 identities) and, with MORPHLAB_TEST_DATA, the full set (82)."""
+    ds = load_folder(frll_set, metadata=frll_set / "london_info.csv", meta_id_column="face_id")
+    assert ds.root == frll_set.resolve()
+    assert len(ds.subjects()) == frll_set_subjects
+    assert len(ds.samples) == 2 * frll_set_subjects  # neutral + smiling, .tem/.csv ignored
     assert {s.capture for s in ds.samples} == {"03", "08"}
     by = ds.by_subject()
     assert [ds.relpath(s) for s in by["002"]] == ["neutral/002_03.jpg", "smiling/002_08.jpg"]
@@ -132,12 +133,16 @@ def test_metadata_columns_and_warnings(tmp_path: Path, caplog):
         _img(tmp_path / f"{s}_1.png")
     meta = tmp_path / "meta.csv"
     meta.write_text("Age,ID,Sex\n30,a,F\n41,b,m\n50,zz,woman\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="morphlab"):
+    with caplog.at_level(logging.INFO, logger="morphlab"):
         ds = load_folder(tmp_path, metadata=meta, meta_id_column="ID")
     md = {s.subject: dict(s.metadata) for s in ds.samples}
     assert md == {"a": {"age": "30", "gender": "female"}, "b": {"age": "41", "gender": "male"}, "c": {}}
-    assert "1 metadata row(s) for subjects not in" in caplog.text and "zz" in caplog.text
-    assert "1 subject(s)" in caplog.text and "no metadata row" in caplog.text
+    # metadata rows without images: a one-line note; images without metadata: a warning
+    notes = [r for r in caplog.records if r.getMessage().startswith("metadata: ")]
+    assert [r.levelno for r in notes] == [logging.INFO]
+    assert "1 of 3 subjects have no images in" in notes[0].getMessage() and "zz" in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "1 subject(s)" in warned[0] and "no metadata row" in warned[0]
 
 
 def test_metadata_explicit_gender_column(tmp_path: Path):

@@ -37,12 +37,14 @@ def _release(root: Path, subjects=("002", "003", "004"), *, tem=True) -> Path:
     return root
 
 
-def test_real_frll(frll_dir: Path):
-    ds = load_frll(frll_dir)
+def test_real_frll(frll_set: Path, frll_set_subjects: int):
+    """The embedded sample (12 identities) and, with MORPHLAB_TEST_DATA, the full set (82)."""
+    n = frll_set_subjects
+    ds = load_frll(frll_set)
     assert ds.loader == "frll" and ds.params["layout"] == "shared"
-    assert len(ds.subjects()) == 82 and len(ds.samples) == 164
+    assert len(ds.subjects()) == n and len(ds.samples) == 2 * n
     enrol = ds.enrolment()
-    assert len(enrol) == 82
+    assert len(enrol) == n
     assert all(s.capture == "03" and s.path.parent.name == "neutral" for s in enrol)
     probes = ds.probes()
     assert sorted(probes) == ds.subjects()
@@ -143,19 +145,19 @@ def test_not_an_frll_folder(tmp_path: Path):
         load_frll(tmp_path, layout="release", probes=False)
 
 
-def test_cli_pairs_with_loader(frll_dir: Path, tmp_path: Path):
+def test_cli_pairs_with_loader(frll_set: Path, tmp_path: Path):
     from click.testing import CliRunner
 
     from morphlab.cli import main
 
     out = tmp_path / "pairs.csv"
-    res = CliRunner().invoke(main, ["pairs", "--loader", "frll", str(frll_dir), "-o", str(out),
+    res = CliRunner().invoke(main, ["pairs", "--loader", "frll", str(frll_set), "-o", str(out),
                                     "--strategy", "same-gender", "-n", "5"])
     assert res.exit_code == 0, res.output
     lines = out.read_text().splitlines()
     assert len(lines) == 6 and all("neutral/" in ln for ln in lines[1:])
-    res = CliRunner().invoke(main, ["pairs", "--loader", "fei", str(frll_dir), "-o", str(out)])
+    res = CliRunner().invoke(main, ["pairs", "--loader", "fei", str(frll_set), "-o", str(out)])
     assert res.exit_code == 1 and "no FEI image found" in res.output
     res = CliRunner().invoke(main, ["pairs", "--loader", "frll", "--loader-param", "layout=release",
-                                    str(frll_dir), "-o", str(out)])
+                                    str(frll_set), "-o", str(out)])
     assert res.exit_code == 1 and "neutral_front" in res.output

@@ -25,8 +25,10 @@ from morphlab.io import write_image
 
 
 @pytest.fixture(scope="module")
-def frll(frll_dir: Path):
-    return load_folder(frll_dir, metadata=frll_dir / "london_info.csv", meta_id_column="face_id")
+def frll(frll_set: Path):
+    """The embedded sample (12 subjects, 6 women) and, with MORPHLAB_TEST_DATA, the full
+    FRLL set (82 subjects)."""
+    return load_folder(frll_set, metadata=frll_set / "london_info.csv", meta_id_column="face_id")
 
 
 def _uses(pairset) -> Counter:
@@ -42,8 +44,9 @@ def test_random_is_reproducible(frll, tmp_path: Path):
     write_pairs(b, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     assert (tmp_path / "a.csv.json").read_bytes() == (tmp_path / "b.csv.json").read_bytes()
-    # per_subject=1: disjoint pairs covering all 82 subjects
-    assert len(a) == 41 and max(_uses(a).values()) == 1
+    # per_subject=1: disjoint pairs covering all subjects (82 in the full set: 41 pairs)
+    n = len(frll.subjects())
+    assert n in (12, 82) and len(a) == n // 2 and max(_uses(a).values()) == 1
     # both orders (A/B) occur: which subject is A is itself random
     assert any(p.subject_a < p.subject_b for p in a.pairs)
     assert any(p.subject_a > p.subject_b for p in a.pairs)
@@ -53,7 +56,8 @@ def test_per_subject_bound_and_n_pairs(frll):
     ps = make_pairs(frll, per_subject=3, seed=1)
     uses = _uses(ps)
     assert max(uses.values()) == 3
-    assert len(ps) == 82 * 3 // 2  # greedy over all pairs saturates every subject here
+    # greedy over all pairs saturates every subject here (12 or 82 subjects)
+    assert len(ps) == len(frll.subjects()) * 3 // 2
     assert len({frozenset((p.subject_a, p.subject_b)) for p in ps.pairs}) == len(ps)
     few = make_pairs(frll, per_subject=3, n_pairs=10, seed=1)
     assert few.pairs == ps.pairs[:10]
@@ -63,14 +67,15 @@ def test_per_subject_bound_and_n_pairs(frll):
 def test_same_gender_respects_metadata(frll):
     gender = {s.subject: s.gender for s in frll.samples}
     ps = make_pairs(frll, strategy="same-gender", seed=3, capture="03")
-    assert len(ps) == 40
+    # 6 women + 6 men: 3 + 3 pairs; the full set: 40 pairs (80 of 82 subjects)
+    assert len(ps) == {12: 6, 82: 40}[len(frll.subjects())]
     for p in ps.pairs:
         assert gender[p.subject_a] == gender[p.subject_b] == p.gender_a == p.gender_b
     assert {p.gender_a for p in ps.pairs} == {"female", "male"}
 
 
-def test_same_gender_needs_metadata(frll_dir: Path):
-    ds = load_folder(frll_dir / "neutral")
+def test_same_gender_needs_metadata(sample_dir: Path):
+    ds = load_folder(sample_dir / "neutral")
     with pytest.raises(ValueError, match="needs each subject's gender"):
         make_pairs(ds, strategy="same-gender")
 
@@ -106,9 +111,10 @@ def test_strategy_registry_is_one_function(frll):
     try:
         ps = make_pairs(frll, strategy="alphabetical-test", n_pairs=2, reverse=True)
         subj = frll.subjects()  # enrolment samples are sorted by subject
-        # (80, 81) taken, (79, 80) refused by per_subject=1, (78, 79) taken
+        n = len(subj)
+        # (n-2, n-1) taken, (n-3, n-2) refused by per_subject=1, (n-4, n-3) taken
         assert [frozenset((p.subject_a, p.subject_b)) for p in ps.pairs] == [
-            frozenset(subj[80:82]), frozenset(subj[78:80])
+            frozenset(subj[n - 2:n]), frozenset(subj[n - 4:n - 2])
         ]
         assert ps.protocol["parameters"]["reverse"] is True
         with pytest.raises(ValueError, match="already registered"):
@@ -117,7 +123,7 @@ def test_strategy_registry_is_one_function(frll):
         del STRATEGIES["alphabetical-test"]
 
 
-def test_file_format_and_sidecar(frll, frll_dir: Path, tmp_path: Path):
+def test_file_format_and_sidecar(frll, frll_set: Path, frll_set_subjects: int, tmp_path: Path):
     ps = make_pairs(frll, strategy="same-gender", n_pairs=3, seed=0, capture="03")
     side = write_pairs(ps, tmp_path / "pairs.csv")
     assert side == tmp_path / "pairs.csv.json" == sidecar_path(tmp_path / "pairs.csv")
@@ -126,20 +132,20 @@ def test_file_format_and_sidecar(frll, frll_dir: Path, tmp_path: Path):
     first = lines[1].split(",")
     assert first[0] == "0001" and first[2] == f"neutral/{first[1]}_03.jpg"
     proto = json.loads(side.read_text())
-    assert proto["dataset_dir"] == str(frll_dir.resolve())
+    assert proto["dataset_dir"] == str(frll_set.resolve())
     assert proto["protocol"] == "same-gender" and proto["seed"] == 0
     assert proto["parameters"] == {"per_subject": 1, "n_pairs": 3, "capture": "03"}
     assert proto["morphlab_version"] == __version__
-    assert proto["counts"]["pairs"] == 3 and proto["counts"]["subjects"] == 82
+    assert proto["counts"]["pairs"] == 3 and proto["counts"]["subjects"] == frll_set_subjects
     assert proto["dataset"]["params"]["metadata"].endswith("london_info.csv")
     # round trip; the dataset folder comes from the sidecar
     back = read_pairs(tmp_path / "pairs.csv")
-    assert back.pairs == ps.pairs and back.dataset_dir == frll_dir.resolve()
+    assert back.pairs == ps.pairs and back.dataset_dir == frll_set.resolve()
     assert [p.line for p in back.pairs] == [2, 3, 4]
 
 
-def test_no_gender_columns_without_metadata(frll_dir: Path, tmp_path: Path):
-    ps = make_pairs(load_folder(frll_dir / "neutral"), n_pairs=2)
+def test_no_gender_columns_without_metadata(sample_dir: Path, tmp_path: Path):
+    ps = make_pairs(load_folder(sample_dir / "neutral"), n_pairs=2)
     write_pairs(ps, tmp_path / "p.csv")
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == (
         "pair_id,subject_a,image_a,subject_b,image_b"
@@ -223,14 +229,14 @@ def test_many_problems_listed_together(data: Path):
     assert "12 problem(s)" in msg and "… and 2 more" in msg and "relative to" in msg
 
 
-def test_dataset_dir_resolution(frll, frll_dir: Path, tmp_path: Path):
+def test_dataset_dir_resolution(frll, frll_set: Path, tmp_path: Path):
     ps = make_pairs(frll, n_pairs=2)
     write_pairs(ps, tmp_path / "p.csv")
     # a copy of the dataset elsewhere, given explicitly, wins over the sidecar
     copy = tmp_path / "copy"
     for p in ps.pairs:
         for img in (p.image_a, p.image_b):
-            dst = copy / img.relative_to(frll_dir.resolve())
+            dst = copy / img.relative_to(frll_set.resolve())
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(img, dst)
     assert read_pairs(tmp_path / "p.csv", dataset_dir=copy).pairs[0].image_a.is_relative_to(copy)

@@ -23,12 +23,24 @@ def test_builtin_backends_registered():
     assert {"dlib", "mediapipe", "face-alignment", "file"} <= set(FACE_BACKENDS.names())
 
 
+#: (folder fixture, photo): a 1350 px FRLL portrait, a 600 px smiling one, the CC0 photos
+#: (downscaled; other .tem templates) — and the originals of the shared data folder.
+PHOTOS = [
+    ("fixtures_dir", "frll_1350/neutral/002_03.jpg"), ("sample_dir", "smiling/013_08.jpg"),
+    ("fixtures_dir", "cc0_lisa/lisa1.jpg"), ("fixtures_dir", "cc0_zoom/60cm.jpg"),
+] + [
+    pytest.param("shared_data", p, marks=pytest.mark.shared_data)
+    for p in ("frll/neutral/002_03.jpg", "frll/smiling/013_08.jpg", "cc0_lisa/lisa1.jpg",
+              "cc0_zoom/60cm.jpg")
+]
+
+
 @pytest.mark.parametrize("name", ["dlib", "mediapipe"])
-@pytest.mark.parametrize("photo", ["frll/neutral/002_03.jpg", "frll/smiling/013_08.jpg",
-                                   "cc0_lisa/lisa1.jpg", "cc0_zoom/60cm.jpg"])
-def test_finds_the_face_on_real_photos(name, photo, shared_data, dlib_backend, mp_backend):
+@pytest.mark.parametrize("root, photo", PHOTOS)
+def test_finds_the_face_on_real_photos(name, root, photo, request, dlib_backend, mp_backend):
     backend = {"dlib": dlib_backend, "mediapipe": mp_backend}[name]
-    image = read_image(shared_data / photo)
+    path = request.getfixturevalue(root) / photo
+    image = read_image(path)
     faces = backend.detect(image)
     assert len(faces) == 1
     face = faces[0]
@@ -41,7 +53,7 @@ def test_finds_the_face_on_real_photos(name, photo, shared_data, dlib_backend, m
     eyes = eye_centres(face)
     assert (eyes[:, 0] > x0).all() and (eyes[:, 0] < x1).all()
     assert eyes[0, 0] < eyes[1, 0]
-    tem = shared_data / photo.replace(".jpg", ".tem")
+    tem = path.with_suffix(".tem")
     # against the hand-placed pupils (points 0 and 1 of the 189-point FRLL template;
     # the CC0 sets use other templates)
     if tem.exists() and len(read_tem(tem)) == 189:

@@ -32,8 +32,8 @@ def test_reads_real_tem(face_path, face_image):
     np.testing.assert_array_equal(face.box, [*face.landmarks.min(0), *face.landmarks.max(0)])
 
 
-def test_other_tem_templates_get_a_generic_scheme(shared_data):
-    path = shared_data / "cc0_lisa" / "lisa1.jpg"
+def test_other_tem_templates_get_a_generic_scheme(fixtures_dir):
+    path = fixtures_dir / "cc0_lisa" / "lisa1.jpg"
     face = create_backend("file").landmarks(read_image(path), source=path)
     assert face.scheme == f"file{len(read_tem(path.with_suffix('.tem')))}"
     with pytest.raises(ValueError, match="no known eye"):
