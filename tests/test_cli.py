@@ -56,14 +56,16 @@ def test_version_and_help():
         assert cmd in out
 
 
-def test_pairs_command_frll(frll_dir: Path, tmp_path: Path):
+def test_pairs_command_frll(frll_set: Path, frll_set_subjects: int, tmp_path: Path):
+    """The embedded sample (6 women, 6 men) and, with MORPHLAB_TEST_DATA, the full set."""
     args = [
-        "pairs", frll_dir, "-o", tmp_path / "p.csv", "--strategy", "same-gender", "--seed", 4,
-        "--metadata", frll_dir / "london_info.csv", "--meta-id-column", "face_id",
+        "pairs", frll_set, "-o", tmp_path / "p.csv", "--strategy", "same-gender", "--seed", 4,
+        "--metadata", frll_set / "london_info.csv", "--meta-id-column", "face_id",
         "--meta-gender-column", "face_gender", "--capture", "03",
     ]
     res = invoke(*args)
-    assert "wrote 40 pairs (80 of 82 subjects, strategy same-gender, seed 4)" in res.output
+    counts = {12: "6 pairs (12 of 12 subjects", 82: "40 pairs (80 of 82 subjects"}
+    assert f"wrote {counts[frll_set_subjects]}, strategy same-gender, seed 4)" in res.output
     first = (tmp_path / "p.csv").read_bytes()
     proto = json.loads((tmp_path / "p.csv.json").read_text())
     assert proto["protocol"] == "same-gender" and proto["seed"] == 4
@@ -74,13 +76,13 @@ def test_pairs_command_frll(frll_dir: Path, tmp_path: Path):
     assert all(r[5] == r[6] for r in rows)
 
 
-def test_pairs_command_options(frll_dir: Path, tmp_path: Path):
-    res = invoke("pairs", frll_dir / "neutral", "-o", tmp_path / "p.csv", "-n", 5,
+def test_pairs_command_options(sample_dir: Path, tmp_path: Path):
+    res = invoke("pairs", sample_dir / "neutral", "-o", tmp_path / "p.csv", "-n", 5,
                  "--per-subject", 2, "--pattern", r"(?P<subject>\d+)_(?P<capture>\d+)")
     assert "wrote 5 pairs" in res.output
-    res = invoke("pairs", frll_dir, "--strategy", "nope", ok=False)
+    res = invoke("pairs", sample_dir, "--strategy", "nope", ok=False)
     assert res.exit_code == 2 and "'nope' is not one of 'random'" in res.output
-    res = invoke("pairs", frll_dir, "--meta-id-column", "x", ok=False)
+    res = invoke("pairs", sample_dir, "--meta-id-column", "x", ok=False)
     assert res.exit_code == 2 and "need --metadata" in res.output
 
 
@@ -286,7 +288,7 @@ def test_pairs_similar_with_chosen_system(sample_dir: Path, tmp_path: Path):
     side = json.loads((tmp_path / "pairs.csv.json").read_text())
     assert side["protocol"] == "similar" and side["parameters"]["system"] == "lbph"
     rows = out.read_text().splitlines()[1:]
-    assert len(rows) == 6 and all(r.split(",")[-1] == r.split(",")[-2] for r in rows)  # same gender
+    assert len(rows) == 6 and all(r.split(",")[5] == r.split(",")[6] for r in rows)  # same gender
     res = CliRunner().invoke(main, args[:-2] + ["--strategy", "random"])
     assert res.exit_code != 0 and "--fr" in res.output
 

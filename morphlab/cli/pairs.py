@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
               type=click.Path(dir_okay=False), help="Pairs CSV to write (and OUTPUT.json).")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="random",
               show_default=True, help="Pair protocol.")
-@click.option("--per-subject", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Each subject contributes to at most this many pairs.")
+@click.option("--per-subject", type=click.IntRange(min=1), default=None,
+              help="Each subject contributes to at most this many pairs [default: 1].")
 @click.option("-n", "--n-pairs", type=click.IntRange(min=1), default=None,
               help="Stop after this many pairs [default: as many as --per-subject allows].")
+@click.option("--all", "all_pairs", is_flag=True,
+              help="Every admissible pair of the strategy (e.g. all same-gender pairs); "
+                   "excludes --per-subject and -n.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--pattern", default=None,
               help="Regex with named groups 'subject' (and optionally 'capture') matched "
@@ -55,16 +58,24 @@ log = logging.getLogger(__name__)
 @click.option("--loader-param", "loader_params", multiple=True, metavar="KEY=VALUE",
               help="A loader parameter (repeatable), e.g. layout=release or enrolment=12; "
                    "VALUE is parsed as JSON when it can be.")
-def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
-          n_pairs: Optional[int], seed: int, pattern: Optional[str], capture: Optional[str],
+def pairs(dataset_dir: str, output: str, strategy: str, per_subject: Optional[int],
+          n_pairs: Optional[int], all_pairs: bool, seed: int, pattern: Optional[str], capture: Optional[str],
           metadata: Optional[str], meta_id_column: Optional[str],
           meta_gender_column: Optional[str], no_recursive: bool, overwrite: bool,
           fr_system: Optional[str],
           loader: str, loader_params: tuple[str, ...]) -> None:
-    """Choose contributor pairs from a folder of face images."""
+    """Choose contributor pairs from a folder of face images.
+
+    With --strategy similar the pairs file has a similarity column (the --fr system's
+    score, higher = more similar) and its protocol file names the system.
+    """
     from morphlab.datasets.loaders import load_dataset
     from morphlab.datasets.pairs import make_pairs, write_pairs
 
+    if all_pairs and (per_subject is not None or n_pairs is not None):
+        raise click.UsageError("--all takes every admissible pair; it excludes --per-subject and -n")
+    if not all_pairs and per_subject is None:
+        per_subject = 1
     if (meta_id_column or meta_gender_column) and not metadata:
         raise click.UsageError("--meta-id-column/--meta-gender-column need --metadata")
     given = {
@@ -79,6 +90,9 @@ def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
             raise click.UsageError("--fr chooses the system of --strategy similar only")
         options["system"] = fr_system
     dataset = load_dataset(loader, dataset_dir, **params)
+    note = _metadata_note(dataset)
+    if note:
+        click.echo(note)
     pairset = make_pairs(
         dataset, strategy=strategy, per_subject=per_subject, n_pairs=n_pairs, seed=seed,
         capture=capture, **options,
@@ -86,10 +100,24 @@ def pairs(dataset_dir: str, output: str, strategy: str, per_subject: int,
     _refuse_other_pairs(Path(output), pairset.protocol, overwrite)
     side = write_pairs(pairset, output)
     counts = pairset.protocol["counts"]
+    ranked = pairset.protocol.get("similarity")
+    by = f" by {ranked['system']} similarity" if ranked else ""
     click.echo(
         f"wrote {counts['pairs']} pairs ({counts['subjects_used']} of {counts['subjects']} "
-        f"subjects, strategy {strategy}, seed {seed}) to {output}; protocol in {side}"
+        f"subjects, strategy {strategy}{by}, seed {seed}) to {output}; protocol in {side}"
     )
+
+
+def _metadata_note(dataset) -> Optional[str]:
+    """The one-line note on metadata subjects without images in the dataset folder, if any."""
+    from morphlab.datasets.folder import read_metadata, unused_metadata_note
+
+    meta = dataset.params.get("metadata")
+    if not meta:
+        return None
+    ids = read_metadata(meta, id_column=dataset.params.get("meta_id_column"),
+                        gender_column=dataset.params.get("meta_gender_column"))
+    return unused_metadata_note(ids, dataset.subjects(), dataset.root)
 
 
 def _refuse_other_pairs(output: Path, protocol: dict, overwrite: bool) -> None:

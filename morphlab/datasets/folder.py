@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from morphlab.io import IMAGE_SUFFIXES, image_size
 
@@ -447,6 +447,21 @@ def read_metadata(
     return out
 
 
+def unused_metadata_note(meta_ids: Iterable[str], subjects: Iterable[str],
+                         root: PathLike) -> Optional[str]:
+    """One line on the metadata subjects without an image in ``root``; None if there are none.
+
+    E.g. ``metadata: 70 of 82 subjects have no images in DIR (e.g. 018, 019, …)``.
+    """
+    meta = set(meta_ids)
+    unused = sorted(meta - set(subjects))
+    if not unused:
+        return None
+    shown = ", ".join(unused[:_EXAMPLES]) + (", …" if len(unused) > _EXAMPLES else "")
+    return (f"metadata: {len(unused)} of {len(meta)} subjects have no images in "
+            f"{shown_name(str(root))} (e.g. {shown})")
+
+
 def load_folder(
     root: PathLike,
     *,
@@ -570,11 +585,8 @@ def load_folder(
                 f"(metadata ids e.g. {_examples(sorted(meta))}; dataset subjects e.g. "
                 f"{_examples(sorted(subjects))}); check --meta-id-column and --pattern"
             )
-        if unknown:
-            log.warning(
-                "%s: %d metadata row(s) for subjects not in %s: %s",
-                metadata, len(unknown), root_p, _examples(unknown),
-            )
+        if unknown:  # a dataset's own CSV beside a subset of its images: normal, a note
+            log.info("%s", unused_metadata_note(meta, subjects, root_p))
         if missing:
             log.warning(
                 "%s: %d subject(s) of %s have no metadata row: %s",

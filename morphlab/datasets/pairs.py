@@ -4,7 +4,8 @@ A pair protocol picks, from one enrolment image per subject, unordered pairs of 
 subjects (subject A, subject B). Every protocol is one function in :data:`STRATEGIES`
 that returns *candidate* pairs in order of preference; :func:`make_pairs` then accepts
 candidates greedily while each subject has been used fewer than ``per_subject`` times,
-up to ``n_pairs``. Built-in strategies:
+up to ``n_pairs`` (``per_subject=None``: no bound, every admissible pair of the
+strategy). Built-in strategies:
 
 - ``random``: all pairs of subjects in a random order (from ``seed``);
 - ``same-gender``: the same, restricted to pairs whose metadata ``gender`` agree
@@ -16,24 +17,30 @@ Adding a strategy is one decorated function::
 
     @register_strategy("similar")
     def _similar(samples, rng, *, system="dlib-resnet"):
-        ...  # return [(i, j), ...], most similar first
+        ...  # return [(i, j, similarity), ...], most similar first
+
+A strategy returns ``(i, j)`` index pairs, or ``(i, j, score)`` triples when it ranks by
+a score: the score of each chosen pair is written to the ``similarity`` column.
 
 The pairs file is a CSV with the columns :data:`REQUIRED_COLUMNS` (and
-``gender_a,gender_b`` when the genders are known); image paths are relative to the
-dataset folder, POSIX separators::
+``gender_a,gender_b`` when the genders are known, ``similarity`` when the strategy
+ranked by one); image paths are relative to the dataset folder, POSIX separators::
 
-    pair_id,subject_a,image_a,subject_b,image_b,gender_a,gender_b
-    0001,017,neutral/017_03.jpg,004,neutral/004_03.jpg,male,male
+    pair_id,subject_a,image_a,subject_b,image_b,gender_a,gender_b,similarity
+    0001,017,neutral/017_03.jpg,004,neutral/004_03.jpg,male,male,0.957341
 
 Next to it, ``<pairs file name>.json`` (e.g. ``pairs.csv.json``) records the protocol:
 ``dataset_dir`` (absolute), the loader and its parameters, ``protocol``, ``parameters``,
-``seed``, ``morphlab_version`` and counts. Both files are written atomically and are
+``seed``, ``morphlab_version`` and counts (``parameters`` holds every strategy option,
+defaults included, e.g. the ``system`` of ``similar``; with a ``similarity`` column,
+``similarity`` names the system and the score's direction). Both files are written atomically and are
 byte-identical for the same dataset, protocol and seed.
 """
 
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 import logging
@@ -65,13 +72,16 @@ PathLike = Union[str, os.PathLike]
 #: Columns every pairs file has, in this order.
 REQUIRED_COLUMNS = ("pair_id", "subject_a", "image_a", "subject_b", "image_b")
 #: Columns a pairs file may add.
-OPTIONAL_COLUMNS = ("gender_a", "gender_b")
+OPTIONAL_COLUMNS = ("gender_a", "gender_b", "similarity")
+#: Significant digits kept of a similarity (in the pairs file and in :class:`Pair`).
+_SIMILARITY_DIGITS = 6
 #: Pair ids are used in file names.
 PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
 _MAX_LISTED = 10  # problems listed in one error message
 
-#: A strategy: ``(samples, rng, **options) -> candidate (i, j) index pairs, best first``.
-Strategy = Callable[..., Iterable[tuple[int, int]]]
+#: A strategy: ``(samples, rng, **options) -> candidate (i, j) index pairs, best first``
+#: (or ``(i, j, score)`` triples: the score goes to the pairs file's ``similarity`` column).
+Strategy = Callable[..., Iterable[tuple]]
 #: Pair strategies by name.
 STRATEGIES: dict[str, Strategy] = {}
 
@@ -118,14 +128,15 @@ def _same_gender(samples: Sequence[Sample], rng: np.random.Generator) -> list[tu
 
 @register_strategy("similar")
 def _similar(samples: Sequence[Sample], rng: np.random.Generator, *,
-             system: str = "dlib-resnet", same_gender: bool = True) -> list[tuple[int, int]]:
+             system: str = "dlib-resnet",
+             same_gender: bool = True) -> list[tuple[int, int, float]]:
     """Most similar pairs first under a face recognition system (same gender by default)."""
     from morphlab.recognition.similarity import pairwise_similarity
 
     cand = _same_gender(samples, rng) if same_gender else _random(samples, rng)
     sim = pairwise_similarity([s.path for s in samples], system=system)
-    cand = [(i, j) for i, j in cand if np.isfinite(sim[i, j])]
-    return sorted(cand, key=lambda ij: -sim[ij])  # stable: ties keep the random order
+    cand = [(i, j, float(sim[i, j])) for i, j in cand if np.isfinite(sim[i, j])]
+    return sorted(cand, key=lambda c: -c[2])  # stable: ties keep the random order
 
 
 class PairsError(ValueError):
@@ -141,6 +152,8 @@ class Pair:
         subject_a, subject_b: subject ids.
         image_a, image_b: absolute image paths.
         gender_a, gender_b: when known.
+        similarity: the score the strategy ranked the pair by (``similar``: the face
+            recognition system's comparison score, higher = more similar), if any.
         line: line of the pairs file it was read from (``None`` if not read from a file).
     """
 
@@ -152,6 +165,7 @@ class Pair:
     gender_a: Optional[str] = None
     gender_b: Optional[str] = None
     line: Optional[int] = field(default=None, compare=False)
+    similarity: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +258,7 @@ def make_pairs(
     dataset: Dataset,
     *,
     strategy: str = "random",
-    per_subject: int = 1,
+    per_subject: Optional[int] = 1,
     n_pairs: Optional[int] = None,
     seed: int = 0,
     capture: Optional[str] = None,
@@ -255,15 +269,18 @@ def make_pairs(
     Args:
         dataset: from :func:`morphlab.datasets.folder.load_folder` or a dedicated loader.
         strategy: a name in :data:`STRATEGIES`.
-        per_subject: each subject contributes to at most this many pairs.
+        per_subject: each subject contributes to at most this many pairs; ``None``: no
+            bound (with ``n_pairs=None``, every admissible pair of the strategy).
         n_pairs: stop after this many pairs (default: as many as the bound allows).
         seed: the same dataset, parameters and seed give the same pairs.
         capture: capture label of the enrolment image (default: each subject's first).
-        **options: passed to the strategy function.
+        **options: passed to the strategy function (recorded with its defaults in the
+            protocol's ``parameters``).
 
     Returns:
         The pairs (ids ``0001``, ``0002``… in the order chosen; which subject is A is
-        itself random) and the protocol record.
+        itself random; ``similarity`` set when the strategy ranks by a score) and the
+        protocol record.
 
     Raises:
         KeyError: unknown strategy.
@@ -273,8 +290,8 @@ def make_pairs(
         raise KeyError(
             f"unknown pair strategy {strategy!r}; valid names: {', '.join(sorted(STRATEGIES))}"
         )
-    if not isinstance(per_subject, int) or per_subject < 1:
-        raise ValueError(f"per_subject must be an integer >= 1, got {per_subject!r}")
+    if per_subject is not None and (not isinstance(per_subject, int) or per_subject < 1):
+        raise ValueError(f"per_subject must be an integer >= 1 or None, got {per_subject!r}")
     if n_pairs is not None and (not isinstance(n_pairs, int) or n_pairs < 1):
         raise ValueError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
     samples = enrolment_samples(dataset, capture)
@@ -283,13 +300,17 @@ def make_pairs(
             f"{dataset.root}: {len(samples)} subject(s) with an enrolment image; a pair "
             "needs two different subjects"
         )
+    options = {**_option_defaults(STRATEGIES[strategy]), **options}
     rng = np.random.default_rng(seed)
+    bound = len(samples) if per_subject is None else per_subject
     uses = [0] * len(samples)
     chosen: list[tuple[int, int]] = []
+    scores: list[Optional[float]] = []
     hashes: dict[Path, str] = {}
     identical: dict[frozenset, str] = {}  # pairs of subjects refused, with why
-    for i, j in STRATEGIES[strategy](samples, rng, **options):
-        if i == j or uses[i] >= per_subject or uses[j] >= per_subject:
+    for cand in STRATEGIES[strategy](samples, rng, **options):
+        i, j = cand[0], cand[1]
+        if i == j or uses[i] >= bound or uses[j] >= bound:
             continue
         same = same_image(samples[i].path, samples[j].path, hashes)
         if same:
@@ -301,6 +322,7 @@ def make_pairs(
         uses[i] += 1
         uses[j] += 1
         chosen.append((i, j))
+        scores.append(float(cand[2]) if len(cand) > 2 else None)
         if n_pairs is not None and len(chosen) == n_pairs:
             break
     if identical:
@@ -313,17 +335,18 @@ def make_pairs(
         raise ValueError(f"strategy {strategy!r} found no pair among {len(samples)} subjects")
     if n_pairs is not None and len(chosen) < n_pairs:
         log.warning(
-            "only %d pair(s) possible with strategy %r and per_subject=%d (asked for %d)",
+            "only %d pair(s) possible with strategy %r and per_subject=%s (asked for %d)",
             len(chosen), strategy, per_subject, n_pairs,
         )
     swap = rng.random(len(chosen)) < 0.5
     width = max(4, len(str(len(chosen))))
     pairs = []
-    for k, ((i, j), sw) in enumerate(zip(chosen, swap), start=1):
+    for k, ((i, j), sw, score) in enumerate(zip(chosen, swap, scores), start=1):
         a, b = (samples[j], samples[i]) if sw else (samples[i], samples[j])
-        pairs.append(
-            Pair(f"{k:0{width}d}", a.subject, a.path, b.subject, b.path, a.gender, b.gender)
-        )
+        pairs.append(Pair(
+            f"{k:0{width}d}", a.subject, a.path, b.subject, b.path, a.gender, b.gender,
+            similarity=None if score is None else float(f"{score:.{_SIMILARITY_DIGITS}g}"),
+        ))
     protocol = {
         "format": "morphlab-pairs",
         "format_version": 1,
@@ -346,7 +369,21 @@ def make_pairs(
             "pairs": len(pairs),
         },
     }
+    if any(sc is not None for sc in scores):
+        protocol["similarity"] = {
+            "column": "similarity",
+            "system": options.get("system"),
+            "direction": "higher = more similar",
+        }
     return PairSet(tuple(pairs), dataset.root, protocol)
+
+
+def _option_defaults(fn: Strategy) -> dict[str, Any]:
+    """The keyword-only options of a strategy function with their defaults."""
+    return {
+        name: prm.default for name, prm in inspect.signature(fn).parameters.items()
+        if prm.kind is inspect.Parameter.KEYWORD_ONLY and prm.default is not inspect.Parameter.empty
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -367,7 +404,9 @@ def write_pairs(pairset: PairSet, path: PathLike) -> Path:
     """
     out = Path(path)
     with_gender = any(p.gender_a or p.gender_b for p in pairset.pairs)
-    cols = REQUIRED_COLUMNS + (OPTIONAL_COLUMNS if with_gender else ())
+    with_similarity = any(p.similarity is not None for p in pairset.pairs)
+    cols = (REQUIRED_COLUMNS + (("gender_a", "gender_b") if with_gender else ())
+            + (("similarity",) if with_similarity else ()))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -378,6 +417,8 @@ def write_pairs(pairset: PairSet, path: PathLike) -> Path:
         ]
         if with_gender:
             row += [p.gender_a or "", p.gender_b or ""]
+        if with_similarity:
+            row.append("" if p.similarity is None else f"{p.similarity:.{_SIMILARITY_DIGITS}g}")
         w.writerow(row)
     atomic_write_text(out, buf.getvalue())
     side = sidecar_path(out)
@@ -570,10 +611,21 @@ def read_pairs(
             errors.append(f"line {line}: duplicate of line {seen[key]} (same two images)")
             continue
         seen[key] = line
+        similarity = None
+        if v.get("similarity"):
+            try:
+                similarity = float(v["similarity"])
+            except ValueError:
+                similarity = float("nan")
+            if not np.isfinite(similarity):
+                errors.append(
+                    f"line {line}: similarity {shown_id(v['similarity'])} is not a finite number"
+                )
+                continue
         pairs.append(
             Pair(
                 pid, v["subject_a"], images[0], v["subject_b"], images[1],
-                v.get("gender_a") or None, v.get("gender_b") or None, line,
+                v.get("gender_a") or None, v.get("gender_b") or None, line, similarity,
             )
         )
     if errors:
