@@ -113,6 +113,8 @@ from morphlab.cli import mapscore as _mapscore  # noqa: E402,F401
 from morphlab.cli import run as _run  # noqa: E402,F401
 from morphlab.cli import detect as _detect  # noqa: E402,F401
 from morphlab.cli import models as _models  # noqa: E402,F401
+from morphlab.cli import split as _split  # noqa: E402,F401
+from morphlab.cli import importset as _importset  # noqa: E402,F401
 from morphlab.cli.generate import generator_params, parse_param  # noqa: E402,F401
 
 if __name__ == "__main__":  # python -m morphlab.cli

@@ -22,7 +22,8 @@ def _presentation_options(f):
                      help="Bona fide images: a folder, a list file (one path per line) or an "
                           "image; repeatable. Subject ids come from the file names (--pattern)."),
         click.option("--attacks", multiple=True, required=True, type=click.Path(exists=True),
-                     metavar="MANIFEST", help="Attack set (manifest.jsonl or its folder); repeatable."),
+                     metavar="SET_OR_LIST", help="Attack set (manifest.jsonl or its folder) or a list file of "
+                                              "its morphs (morphlab split); repeatable."),
         click.option("--live", multiple=True, type=click.Path(exists=True), metavar="DIR_OR_LIST",
                      help="D-MAD: trusted live probes of the subjects (e.g. FRLL smiling/); repeatable."),
         click.option("--variant", "variants", multiple=True,

@@ -159,12 +159,78 @@ def species_of(record: dict) -> str:
     return f"{record.get('generator', 'unknown')}/{variant}"
 
 
+def is_attack_list(path: PathLike) -> bool:
+    """True for a text file listing morph paths (as ``morphlab split`` writes), not a
+    manifest: its first line that is not blank or a ``#`` comment is not a JSON object."""
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() == ".jsonl":
+        return False
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            text = line.strip()
+            if text and not text.startswith("#"):
+                return not text.startswith("{")
+    return p.suffix.lower() == ".txt"
+
+
+def attack_records(source: PathLike, *, verify: bool = True) -> list[dict]:
+    """Manifest records (failed pairs included) of an attack set or an attack list file.
+
+    An attack list names morph files, one per line (relative paths relative to the list;
+    blank lines and ``#`` comments ignored); each must be a morph of the
+    ``manifest.jsonl`` in its own folder, whose record (sha256-checked with ``verify``)
+    is returned. A list returns no failed pairs.
+
+    Raises:
+        FileNotFoundError: a listed file or its folder's manifest is missing.
+        ValueError: a listed file is not a morph of its folder's manifest, is listed
+            twice, or the list names none (the message names the list and line).
+    """
+    from morphlab.generators.runner import load_manifest
+
+    src = Path(source)
+    if not is_attack_list(src):
+        return load_manifest(src, include_failed=True, verify=verify)
+    wanted: dict[Path, int] = {}
+    for num, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        p = Path(text)
+        p = (p if p.is_absolute() else src.parent / p).resolve()
+        if not p.is_file():
+            raise FileNotFoundError(f"{src}, line {num}: morph {p} not found")
+        if p in wanted:
+            raise ValueError(f"{src}, line {num}: {p} is listed twice (first on line {wanted[p]})")
+        wanted[p] = num
+    if not wanted:
+        raise ValueError(f"{src}: the attack list names no morph")
+    by_path: dict[Path, dict] = {}
+    for folder in sorted({p.parent for p in wanted}):
+        for rec in load_manifest(folder, verify=False):
+            by_path[Path(rec["path"]).resolve()] = rec
+    out = []
+    for p, num in wanted.items():
+        rec = by_path.get(p)
+        if rec is None:
+            raise ValueError(f"{src}, line {num}: {p} is not a morph of {p.parent / 'manifest.jsonl'}")
+        if verify:
+            from morphlab.io import sha256_file
+
+            if sha256_file(p) != rec.get("sha256"):
+                raise ValueError(f"{src}, line {num}: {p} does not match the sha256 its manifest "
+                                 "records (modified?)")
+        out.append(rec)
+    return out
+
+
 def attack_presentations(manifests: Sequence[PathLike], *, variants: Optional[Sequence[str]] = None,
                          verify: bool = True) -> PresentationSet:
     """Morph presentations from attack-set manifests.
 
     Args:
-        manifests: ``manifest.jsonl`` files or attack-set folders.
+        manifests: ``manifest.jsonl`` files, attack-set folders or attack list files
+            (:func:`attack_records`, e.g. written by ``morphlab split``).
         variants: keep only these variants (e.g. ``["complete"]``); matched against the
             variant part of :func:`species_of` or the full species.
         verify: check each morph file against the sha256 of its manifest line (as
@@ -178,11 +244,9 @@ def attack_presentations(manifests: Sequence[PathLike], *, variants: Optional[Se
         ValueError: a morph does not match its recorded sha256 (the message names the
             manifest line and the file), or no usable morph.
     """
-    from morphlab.generators.runner import load_manifest
-
     out = PresentationSet()
     for m in manifests:
-        for rec in load_manifest(m, include_failed=True, verify=verify):
+        for rec in attack_records(m, verify=verify):
             if rec.get("status") != "ok":
                 out.skipped.append((f"{m}: pair {rec.get('pair_id')}", f"generation failed: {rec.get('error')}"))
                 continue
