@@ -40,18 +40,6 @@ def _presentation_options(f):
     return f
 
 
-def _folder_errors(fn, *args, **kwargs):
-    """Call ``fn``; the output-folder refusals of :mod:`morphlab.outdir` become ``Error: …``."""
-    from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
-
-    try:
-        return fn(*args, **kwargs)
-    except (FolderLockedError, ForeignFileError, OutputExistsError) as exc:
-        if (click.get_current_context().find_root().obj or {}).get("debug"):
-            raise
-        raise click.ClickException(str(exc)) from None
-
-
 def _left_out(fails: dict) -> str:
     """"N unreadable, M without a detectable face, K other" (the non-zero parts)."""
     parts = [(fails.get("n_unreadable", 0), "unreadable"),
@@ -91,9 +79,9 @@ def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, 
     from morphlab.detect import train_detector
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
-    s = _folder_errors(train_detector, detector, data, out_dir,
-                       params=dict(parse_param(p) for p in params), backend=backend,
-                       crop_size=crop_size, progress=not no_progress, overwrite=overwrite)
+    s = train_detector(detector, data, out_dir, params=dict(parse_param(p) for p in params),
+                       backend=backend, crop_size=crop_size, progress=not no_progress,
+                       overwrite=overwrite)
     counts = ", ".join(f"{k}: {v}" for k, v in s["n_by_species"].items())
     click.echo(f"trained {detector} on {counts} ({len(s['subjects'])} identities) in "
                f"{s['fit_seconds']:.1f} s; model in {out_dir}")
@@ -163,8 +151,8 @@ def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contribu
     from morphlab.detect import evaluate_detector
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
-    res = _folder_errors(evaluate_detector, model_dir, data, out_dir, allow_overlap=allow_overlap,
-                         progress=not no_progress, overwrite=overwrite)
+    res = evaluate_detector(model_dir, data, out_dir, allow_overlap=allow_overlap,
+                            progress=not no_progress, overwrite=overwrite)
     m = res["metrics"]
     click.echo(f"{m['n_bona_fide']} bona fide, {m['n_attack']} attacks: D-EER {100 * m['D-EER']:.2f}%, "
                f"BPCER@APCER=10% {100 * m['BPCER@APCER=10%']:.2f}%")

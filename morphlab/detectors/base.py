@@ -358,7 +358,7 @@ class Detector(ABC):
 
         self._check_fitted()
         name = detector_name(type(self))
-        _check_params(type(self), self.get_params(), Path(directory) / MODEL_JSON)  # loadable
+        check_params(type(self), self.get_params(), Path(directory) / MODEL_JSON)  # loadable
         state, arrays = self._get_state()
         for k, v in arrays.items():
             if not isinstance(v, np.ndarray) or v.dtype.kind not in "biufc":
@@ -423,7 +423,7 @@ class Detector(ABC):
                 "upgrade the package that provides it"
             )
         arrays = read_model_arrays(directory, doc)
-        _check_params(cls, doc["params"], json_path)
+        check_params(cls, doc["params"], json_path)
         try:
             det = cls(**doc["params"])
         except TypeError as exc:
@@ -656,8 +656,13 @@ def _hint_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
-def _check_params(cls: type, params: dict[str, Any], path: Path) -> None:
-    """Refuse saved hyper-parameters whose JSON type cannot be what ``__init__`` takes."""
+def check_params(cls: type, params: dict[str, Any], path: Path) -> None:
+    """Refuse hyper-parameters whose JSON type cannot be what ``cls.__init__`` declares
+    (integral floats pass for ints, ints for floats; unknown hints pass).
+
+    Raises:
+        ValueError: ``"{path}: parameter 'x' = … does not fit 'name' (expected int)"``.
+    """
     import typing
 
     try:
@@ -668,6 +673,9 @@ def _check_params(cls: type, params: dict[str, Any], path: Path) -> None:
         if key in hints and not _fits(value, hints[key]):
             raise ValueError(f"{path}: parameter {key!r} = {_shown(value)} does not fit "
                              f"{detector_name(cls)!r} (expected {_hint_name(hints[key])})")
+
+
+_check_params = check_params  # the name morphlab.experiments.config imports
 
 
 def load_detector(directory: str | Path) -> Detector:

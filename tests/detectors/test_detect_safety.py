@@ -423,7 +423,7 @@ def test_fan_weights_load_as_a_state_dict_never_torchscript(weight_files, monkey
 
 
 def test_saved_parameter_types_are_checked_leniently(tmp_path):
-    from morphlab.detectors.base import _check_params
+    from morphlab.detectors.base import check_params as _check_params
     from morphlab.detectors.lbp_svm import LbpSvm
 
     where = tmp_path / "detector.json"
