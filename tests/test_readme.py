@@ -30,8 +30,9 @@ def test_python_api_example_runs(tmp_path: Path, monkeypatch) -> None:
     assert read_image(tmp_path / "morph.png").shape == (600, 600, 3)
 
 
-def test_cli_tour_pairs_commands_run(tmp_path: Path, frll_dir: Path, monkeypatch) -> None:
-    """The tour's `morphlab pairs` lines run from the repository root (data beside it)."""
+def test_cli_tour_pairs_commands_run(tmp_path: Path, frll_set: Path, monkeypatch) -> None:
+    """The tour's `morphlab pairs` lines run from the repository root: ``../shared/data/frll``
+    is the embedded sample (same layout) and, with MORPHLAB_TEST_DATA, the shared set."""
     tour = next(b for b in _blocks("bash") if "morphlab pairs" in b)
     lines = tour.replace("\\\n", " ").splitlines()
     cmds = [l.split("#")[0].strip() for l in lines if l.strip().startswith("morphlab pairs")]
@@ -40,6 +41,6 @@ def test_cli_tour_pairs_commands_run(tmp_path: Path, frll_dir: Path, monkeypatch
     for cmd in cmds:
         args = shlex.split(cmd)[1:]
         args = [str(tmp_path / Path(a).name) if a.startswith("work/") else a for a in args]
-        args = [str(frll_dir) if a == "../shared/data/frll" else a for a in args]
+        args = [str(frll_set) if a == "../shared/data/frll" else a for a in args]
         res = CliRunner().invoke(main, args)
         assert res.exit_code == 0, (cmd, res.output)
