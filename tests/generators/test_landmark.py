@@ -24,14 +24,16 @@ def _write_tem(path: Path, points: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def photos(frll_dir, tmp_path_factory) -> dict[str, Path]:
-    """FRLL portraits 002, 003 (women), 025 (a woman of another skin tone), downscaled,
-    each with its .tem sidecar scaled accordingly (for the ``file`` backend)."""
+def photos(frll_photo, tmp_path_factory) -> dict[str, Path]:
+    """FRLL portraits 002, 003 (women), 025 (a woman of another skin tone), downscaled from
+    600 px (the embedded sample; 025: tests/fixtures/frll_600), each with its .tem sidecar
+    scaled accordingly (for the ``file`` backend)."""
     out = tmp_path_factory.mktemp("frll_small")
     paths = {}
     for fid in ("002", "003", "025"):
-        img = read_image(frll_dir / "neutral" / f"{fid}_03.jpg")
-        pts = read_tem(frll_dir / "neutral" / f"{fid}_03.tem")
+        src = frll_photo(fid)
+        img = read_image(src)
+        pts = read_tem(src.with_suffix(".tem"))
         img, pts = geo.resize_with_points(img, pts, SIZE)
         write_image(out / f"{fid}.png", img)
         _write_tem(out / f"{fid}.tem", pts)
