@@ -42,8 +42,9 @@ print(f"{len(pair_ids)} subjects for pairs, {len(cal_ids)} for calibration")
 EOF
 
 for strategy in same-gender similar; do
+  [ -f "$OUT/pairs_$strategy.csv" ] ||  # a re-run keeps the pairs (and so the morphs)
   $ML pairs "$OUT/pair_src" -o "$OUT/pairs_$strategy.csv" --strategy "$strategy" --capture 03 \
-      --metadata "$FRLL/london_info.csv" --meta-id-column face_id --seed 1 --overwrite
+      --metadata "$FRLL/london_info.csv" --meta-id-column face_id --seed 1
   for variant in complete spliced; do
     set_dir="$OUT/set_${strategy}_$variant"
     $ML generate "$OUT/pairs_$strategy.csv" -g landmark -o "$set_dir" --alpha 0.5 \
