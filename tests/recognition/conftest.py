@@ -1,4 +1,5 @@
-"""Shared fixtures: a few real FRLL faces (dlib landmarks) and tiny stand-in ONNX models."""
+"""Shared fixtures: a few real FRLL faces of the embedded sample (600 px, dlib landmarks)
+and tiny stand-in ONNX models."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ FRLL_IDS = ("002", "003", "004", "005")
 
 
 @pytest.fixture(scope="session")
-def frll_pairs(frll_dir: Path) -> list[tuple[str, Path, Path]]:
-    """``(id, neutral path, smiling path)`` for :data:`FRLL_IDS`."""
+def frll_pairs(sample_dir: Path) -> list[tuple[str, Path, Path]]:
+    """``(id, neutral path, smiling path)`` for :data:`FRLL_IDS` (embedded sample)."""
     out = []
     for i in FRLL_IDS:
-        n, s = frll_dir / "neutral" / f"{i}_03.jpg", frll_dir / "smiling" / f"{i}_08.jpg"
+        n, s = sample_dir / "neutral" / f"{i}_03.jpg", sample_dir / "smiling" / f"{i}_08.jpg"
         assert n.is_file() and s.is_file(), f"missing FRLL test photo for {i}"
         out.append((i, n, s))
     return out

@@ -95,7 +95,7 @@ def test_dlib_resnet_matches_dlibs_reference_pipeline(frll_pairs, frll_faces):
     assert system.compare(ref, other) == pytest.approx(1 - np.linalg.norm(ref - other), abs=1e-6)
 
 
-def test_dlib_resnet_five_point_path_for_other_schemes(frll_dir, frll_pairs, frll_faces):
+def test_dlib_resnet_five_point_path_for_other_schemes(frll_pairs, frll_faces):
     """A tem189 face (hand-placed FRLL points) gives nearly the dlib68 embedding."""
     from morphlab.face.base import create_backend
 
