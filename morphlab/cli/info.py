@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import re
 from typing import Any
 
 import click
@@ -34,9 +35,29 @@ def _registries() -> list:
     return found
 
 
+# :role:`target`, :role:`~a.b.c` (shown as ``c``), :role:`title <target>` (shown as title)
+_ROLE_RE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`<]*?)\s*(?:<[^`>]*>)?`")
+_LITERAL_RE = re.compile(r"``(.+?)``|`([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """Sphinx/reST inline markup stripped for a terminal.
+
+    ``:func:`x``` → ``x``; ``:class:`~a.b``` → ``b``; ``:ref:`title <t>``` → ``title``;
+    double-backquoted literals and single-backquoted text lose their backquotes.
+    """
+    def role(m: re.Match) -> str:
+        target = m.group(2)
+        return target.rsplit(".", 1)[-1] if m.group(1) else target
+
+    text = _ROLE_RE.sub(role, text)
+    return _LITERAL_RE.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+
+
 def _summary_line(obj: Any) -> str:
+    """The first line of ``obj``'s docstring, in plain text."""
     doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    return plain_text(doc.strip().splitlines()[0]) if doc.strip() else ""
 
 
 @main.command(name="list")

@@ -1,0 +1,37 @@
+"""``morphlab list`` shows its one-line summaries in plain text, without Sphinx markup."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from morphlab.cli import main
+from morphlab.cli.info import plain_text
+
+
+@pytest.mark.parametrize("text, plain", [
+    ("Load a folder as a :class:`Dataset`.", "Load a folder as a Dataset."),
+    ("geometry (:func:`morphlab.face.align.icao_crop`) from", "geometry (morphlab.face.align.icao_crop) from"),
+    ("see :class:`~morphlab.datasets.folder.Dataset`", "see Dataset"),
+    ("at quality ``q`` (the last)", "at quality q (the last)"),
+    ("``width`` x ``height``", "width x height"),
+    (":py:meth:`~a.B.fit` returns", "fit returns"),
+    ("the :ref:`tour <detection-tour>` and `text`", "the tour and text"),
+    (":data:`STRATEGIES`, ``a*b``", "STRATEGIES, a*b"),
+    ("no markup: 3 < 4, a:b, time `", "no markup: 3 < 4, a:b, time `"),
+])
+def test_plain_text(text: str, plain: str):
+    assert plain_text(text) == plain
+
+
+def test_list_has_no_markup():
+    res = CliRunner().invoke(main, ["list"])
+    assert res.exit_code == 0, res.output
+    assert "``" not in res.output
+    assert not re.search(r":[a-z]+(:[a-z]+)?:`", res.output), res.output
+    assert "`" not in res.output
+    # summaries that had markup in their docstrings are still there, in plain text
+    assert re.search(r"^  folder +Load a folder of face images as a Dataset\.$", res.output, re.M)
+    assert re.search(r"^  jpeg +JPEG re-compression at quality q ", res.output, re.M)
