@@ -189,7 +189,8 @@ def test_a_tampered_morph_is_named(split_sample, tmp_path):
 # -- items 10 and 13: unreadable images, exit status -------------------------------------------------
 def test_score_tells_unreadable_from_no_face_and_exits_1_when_nothing_scored(
         split_sample, trained, no_face_image, tmp_path):
-    garbage = tmp_path / "001_garbage.jpg"
+    (tmp_path / "imgs").mkdir()
+    garbage = tmp_path / "imgs" / "001_garbage.jpg"
     garbage.write_bytes(b"this is not a JPEG" * 10)
     morph = sorted(split_sample["test"]["attacks"].glob("*.jpg"))[0]
     cli = CliRunner()
@@ -210,6 +211,18 @@ def test_score_tells_unreadable_from_no_face_and_exits_1_when_nothing_scored(
     r = cli.invoke(main, ["detect", "score", str(trained), str(morph), "-o", str(morph), "--no-progress"])
     assert r.exit_code == 1 and "one of the input images" in r.output
     assert morph.read_bytes()[:2] == b"\xff\xd8"
+
+    # training with one unreadable image: exit 0, what was left out on the last line
+    listed = tmp_path / "bona_fide.txt"
+    listed.write_text(split_sample["train"]["neutral"].read_text() + f"{garbage}\n")
+    r = cli.invoke(main, ["detect", "train", "-d", "freq-logreg", "--bona-fide", str(listed),
+                          "--attacks", str(split_sample["train"]["attacks"]), "--crop-size", str(CROP),
+                          "-p", "size=48", "-p", "grid=2", "-p", "n_bins=8",
+                          "-o", str(tmp_path / "partial"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines()[-1] == "left out: 1 unreadable (listed in detector.json)"
+    train_meta = json.loads((tmp_path / "partial" / "detector.json").read_text())["metadata"]["train"]
+    assert train_meta["n_unreadable"] == 1 and str(garbage) in train_meta["unreadable_examples"][0]
 
     # training on nothing readable: exit 1, the reason counted
     bad = tmp_path / "bad"
