@@ -222,6 +222,13 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
     for rec in records:
         for key in ("subject_a", "subject_b"):
             sub = rec[key]
+            if not isinstance(sub, dict) or not sub.get("path"):
+                raise MapScoreError(
+                    f"{manifest}: morph {rec['file']}: the image subject {key[-1].upper()} "
+                    "(id {}) was morphed from is not recorded (an imported set without "
+                    "--dataset?); map-score must leave it out of the probes: re-import with "
+                    "`morphlab import ... --dataset FOLDER`".format(
+                        sub.get("id") if isinstance(sub, dict) else "?"))
             enrol.setdefault(str(sub["id"]), {})[sub.get("sha256") or sha(sub["path"])] = sub["path"]
     probes_by_subject, excluded = _probes_for(enrol, probe_map, sha, attempts, skipped)
     records = _drop_missing(records, probes_by_subject, allow_missing_probes, skipped)
