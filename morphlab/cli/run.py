@@ -53,7 +53,11 @@ def postprocess(source: str, out_dir: str, ops: tuple[str, ...], seed: int, jobs
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("-o", "--out-dir", default=None, type=click.Path(file_okay=False),
-              help="Output folder [default: the configuration's output_dir, else runs/NAME].")
+              help="Output folder [default: the configuration's output_dir, else runs/NAME; "
+                   "a reduced run: the same with -limitN appended].")
+@click.option("--limit-pairs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="A reduced run of at most N pairs, in its own folder (runs/NAME-limitN); "
+                   "wins over MORPHLAB_LIMIT_PAIRS and the configuration's limit_pairs.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a configuration value (repeatable; VALUE is YAML): "
                    "limit_pairs=4, dataset.root=/data/frll, generators.0.params.alpha=0.4. "
@@ -61,14 +65,23 @@ def postprocess(source: str, out_dir: str, ops: tuple[str, ...], seed: int, jobs
 @click.option("--check", is_flag=True,
               help="Only validate the configuration, its paths and its parameter values "
                    "(builds each generator and detector; loads no model).")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-def run(config: str, out_dir: Optional[str], overrides: tuple[str, ...], check: bool,
-        no_progress: bool) -> None:
-    """Run an experiment (cached stages): pairs, attack sets, post-processing, MAP, detectors."""
+@click.option("--no-progress", is_flag=True,
+              help="No progress bars (the one line per stage stays).")
+def run(config: str, out_dir: Optional[str], limit_pairs: Optional[int],
+        overrides: tuple[str, ...], check: bool, no_progress: bool) -> None:
+    """Run an experiment (cached stages): pairs, attack sets, post-processing, MAP, detectors.
+
+    Prints one line per stage ("[7/25] map: landmark × print-scan", "(cached)" when its
+    result is reused), shows each distinct warning once, and ends with a summary line.
+
+    \b
+    Example (a reduced run of 4 pairs, in runs/frll_landmark-limit4):
+      morphlab run experiments/frll_landmark.yaml --limit-pairs 4
+    """
     from morphlab.experiments import ConfigError, load_config, run_experiment
 
     if check:
-        cfg = load_config(config, overrides=overrides).effective()
+        cfg = load_config(config, overrides=overrides).effective(limit_pairs)
         try:
             cfg.check_paths(Path(config).parent)
             cfg.check_values()
@@ -77,6 +90,6 @@ def run(config: str, out_dir: Optional[str], overrides: tuple[str, ...], check: 
         click.echo(f"{config}: valid; {len(cfg.generators)} generator(s), "
                    f"{len(cfg.postprocess)} protocol(s), data in {cfg.dataset_root(Path(config).parent)}")
         return
-    res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress)
-    click.echo(f"{len(res.ran())} stage(s) ran, {len(res.cached())} cached, {res.seconds:.1f} s; "
-               f"report: {res.report} and {res.report.with_suffix('.html')}")
+    res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress,
+                         limit_pairs=limit_pairs, echo=click.echo)
+    click.echo(res.summary())

@@ -305,15 +305,24 @@ class ExperimentConfig:
         return cls.from_dict(_parse_yaml(text, source), source=source)
 
     # -- running ------------------------------------------------------------------------
-    def effective(self) -> "ExperimentConfig":
-        """This configuration with the ``MORPHLAB_LIMIT_PAIRS`` override applied."""
-        raw = os.environ.get(LIMIT_ENV, "").strip()
-        if not raw:
-            return self
-        try:
-            limit = int(raw)
-        except ValueError:
-            raise ConfigError(f"{LIMIT_ENV}={raw!r}: expected a positive integer") from None
+    def effective(self, limit_pairs: Optional[int] = None) -> "ExperimentConfig":
+        """This configuration with the size knob applied.
+
+        Args:
+            limit_pairs: ``--limit-pairs`` (wins over ``MORPHLAB_LIMIT_PAIRS``, which
+                wins over the configuration's ``limit_pairs``).
+        """
+        limit = limit_pairs
+        if limit is None:
+            raw = os.environ.get(LIMIT_ENV, "").strip()
+            if not raw:
+                return self
+            try:
+                limit = int(raw)
+            except ValueError:
+                limit = 0
+            if limit < 1:
+                raise ConfigError(f"{LIMIT_ENV}={raw!r}: expected a positive integer")
         return dataclasses.replace(self, limit_pairs=limit)
 
     def dataset_root(self, base_dir: PathLike) -> Path:
@@ -321,8 +330,15 @@ class ExperimentConfig:
         return (Path(base_dir) / expand(self.dataset.root, "dataset.root")).resolve()
 
     def out_dir(self, base: Optional[PathLike] = None) -> Path:
-        """``output_dir`` (expanded), default ``runs/<name>``, relative to the working dir."""
+        """``output_dir`` (expanded), default ``runs/<name>``, relative to the working dir.
+
+        A reduced run (``limit_pairs`` set) gets a folder of its own, the full run's name
+        with ``-limit<N>`` appended (``runs/frll_landmark-limit4``), so that it never
+        replaces the full run's stages.
+        """
         out = expand(self.output_dir, "output_dir") if self.output_dir else f"runs/{self.name}"
+        if self.limit_pairs is not None:
+            out = f"{out.rstrip('/')}-limit{self.limit_pairs}"
         return Path(base or ".") / out
 
     def check_paths(self, base_dir: PathLike) -> None:

@@ -89,7 +89,14 @@ def write_report(run: _Run) -> Path:
     from morphlab.reports.document import Code, Document, Figure, Heading, Paragraph, Table, save_figure
 
     cfg, out, res = run.cfg, run.out, run.results
-    doc = Document(f"Experiment {cfg.name}")
+    reduced = "" if cfg.limit_pairs is None else f" (reduced run: at most {cfg.limit_pairs} pairs)"
+    doc = Document(f"Experiment {cfg.name}{reduced}")
+    if cfg.limit_pairs is not None:
+        doc.add(Paragraph(
+            f"Reduced run: at most {cfg.limit_pairs} pairs (limit_pairs {cfg.limit_pairs}, from "
+            "--limit-pairs, MORPHLAB_LIMIT_PAIRS or the configuration). It checks that the "
+            "pipeline runs; its rates rest on a handful of morphs and are not the study's "
+            "figures. The full run (no limit) writes its own folder and is not touched."))
     if cfg.description:
         doc.add(Paragraph(cfg.description.strip()))
     ds, pr = res["dataset"], res["pairs"]

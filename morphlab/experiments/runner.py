@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import logging
 import os
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from morphlab.experiments.config import (
     DetectorConfig,
@@ -15,6 +19,7 @@ from morphlab.experiments.config import (
     GeneratorConfig,
     PathLike,
     PostprocessConfig,
+    _load_yaml,
     _to_plain,
     apply_overrides,
     expand,
@@ -48,12 +53,31 @@ class ExperimentResult:
     report: Path
     stages: list[StageRun]
     seconds: float
+    #: ``limit_pairs`` of a reduced run, None for a full run.
+    limit_pairs: Optional[int] = None
+    #: Each distinct warning of the run ("Category: message") → how many times it was
+    #: raised (each was shown once).
+    warnings: dict[str, int] = field(default_factory=dict)
 
     def ran(self) -> list[str]:
         return [s.name for s in self.stages if s.status == "ran"]
 
     def cached(self) -> list[str]:
         return [s.name for s in self.stages if s.status == "cached"]
+
+    def summary(self) -> str:
+        """One line: stages ran / cached, time, warnings, where the report is."""
+        secs = self.seconds
+        took = f"{secs:.1f} s" if secs < 60 else f"{int(secs // 60)} min {secs % 60:.0f} s"
+        parts = [f"{len(self.ran())} stage(s) ran, {len(self.cached())} cached, {took}"]
+        if self.limit_pairs is not None:
+            parts.append(f"reduced run (at most {self.limit_pairs} pairs)")
+        if self.warnings:
+            total = sum(self.warnings.values())
+            parts.append(f"{len(self.warnings)} distinct warning(s) shown once"
+                         + (f" ({total} raised)" if total > len(self.warnings) else ""))
+        return "; ".join(parts) + (f"; report: {self.report} and "
+                                   f"{self.report.with_suffix('.html')}")
 
 
 #: Files of the run folder itself (not of a stage); recorded as morphlab's when written.
@@ -64,6 +88,134 @@ def _species(gen: str, rec: Mapping[str, Any]) -> str:
     return f"{gen}/{rec.get('tag') or 'default'}"
 
 
+def stage_label(name: str) -> str:
+    """A stage's name as the progress lines show it.
+
+    ``map/print-scan/landmark`` → ``map: landmark × print-scan``,
+    ``postprocess/jpeg/bona-fide`` → ``postprocess: bona fide × jpeg``,
+    ``generate/landmark`` → ``generate: landmark``, ``pairs`` → ``pairs``.
+    """
+    kind, _, rest = name.partition("/")
+    if not rest:
+        return kind
+    protocol, sep, what = rest.partition("/")
+    if not sep:
+        return f"{kind}: {protocol}"
+    return f"{kind}: {'bona fide' if what == 'bona-fide' else what} × {protocol}"
+
+
+# ----------------------------------------------------------------------------------------
+# what a run shows: each warning once, progress bars named after their stage
+# ----------------------------------------------------------------------------------------
+class _OncePerHandler(logging.Filter):
+    """Drops a warning (or worse) log record that this handler has already shown."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        super().__init__()
+        self.counts, self.seen = counts, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = f"{record.levelname.lower()} {record.name}: {record.getMessage()}"
+        if not getattr(record, "_morphlab_counted", False):  # once per record, not per handler
+            record._morphlab_counted = True
+            self.counts[key] = self.counts.get(key, 0) + 1
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+@contextlib.contextmanager
+def _each_warning_once() -> Iterator[dict[str, int]]:
+    """Show each distinct warning once while the block runs; yields message → count.
+
+    Python warnings are compared by category and text (the usual per-location registry
+    is reset whenever a library touches the warning filters, and the same warning from
+    each stage would be shown again); log records of level WARNING and above by level,
+    logger and text, separately for each handler of the root logger (and Python's
+    last-resort handler). The filters themselves (``-W``, ``filterwarnings``) are
+    unchanged: what they ignore stays ignored.
+    """
+    counts: dict[str, int] = {}
+    with warnings.catch_warnings():  # restores showwarning afterwards
+        shown, seen = warnings.showwarning, set()
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            key = f"{category.__name__}: {message}"
+            counts[key] = counts.get(key, 0) + 1
+            if key not in seen:
+                seen.add(key)
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        handlers = list(logging.getLogger().handlers)
+        if logging.lastResort is not None:
+            handlers.append(logging.lastResort)
+        filters = [(h, _OncePerHandler(counts)) for h in handlers]
+        for h, f in filters:
+            h.addFilter(f)
+        try:
+            yield counts
+        finally:
+            for h, f in filters:
+                h.removeFilter(f)
+
+
+#: The label of the stage running now (the prefix of its progress bars).
+_BAR_LABEL: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "morphlab_stage_label", default=None)
+
+
+@contextlib.contextmanager
+def _named_bars() -> Iterator[None]:
+    """Every tqdm bar created while the block runs starts with the current stage's label.
+
+    The stage bodies (generation, post-processing, MAP, detectors) name their bars by
+    what they do ("embed facenet"), not by the stage they run in; this prefixes the
+    label of :data:`_BAR_LABEL` (``map: landmark × jpeg · embed facenet``). tqdm's own
+    ``__init__`` is restored when the block ends.
+    """
+    from tqdm import std
+
+    original = std.tqdm.__init__
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        label = _BAR_LABEL.get()
+        if label is not None:
+            if len(args) >= 2:  # tqdm(iterable, desc, ...)
+                args = (args[0], f"{label} · {args[1]}" if args[1] else label, *args[2:])
+            else:
+                desc = kwargs.get("desc")
+                kwargs["desc"] = f"{label} · {desc}" if desc else label
+        original(self, *args, **kwargs)
+
+    std.tqdm.__init__ = init
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = original
+
+
+def _check_not_full_run(out: Path, cfg: ExperimentConfig) -> None:
+    """A reduced run never goes into a folder that holds the full run."""
+    prev = out / "config.yaml"
+    if cfg.limit_pairs is None or not prev.is_file() or not (out / "stages").is_dir():
+        return
+    try:
+        data = _load_yaml(prev.read_text(encoding="utf-8"), str(prev))
+    except Exception:  # noqa: BLE001 - an unreadable record decides nothing
+        return
+    if isinstance(data, dict) and "limit_pairs" in data and data["limit_pairs"] is None:
+        raise ValueError(
+            f"{out}: holds the full run of {data.get('name', 'this experiment')}; a reduced "
+            f"run (limit_pairs {cfg.limit_pairs}) would replace its stages, so nothing was "
+            f"changed. Leave out -o/--out-dir (a reduced run's folder is "
+            f"{cfg.out_dir().as_posix()}) or choose another folder")
+
+
 def run_experiment(
     config: Union[ExperimentConfig, PathLike],
     *,
@@ -71,6 +223,8 @@ def run_experiment(
     base_dir: Optional[PathLike] = None,
     overrides: Sequence[str] = (),
     progress: bool = True,
+    limit_pairs: Optional[int] = None,
+    echo: Optional[Callable[[str], None]] = None,
 ) -> ExperimentResult:
     """Run (or bring up to date) an experiment and write its report.
 
@@ -80,7 +234,16 @@ def run_experiment(
         base_dir: folder that relative dataset paths are relative to (default: the
             YAML file's folder, or the working directory for a config object).
         overrides: ``KEY=VALUE`` overrides (with a path only).
-        progress: progress bars.
+        progress: progress bars (each named after its stage).
+        limit_pairs: a reduced run of at most this many pairs (wins over
+            ``MORPHLAB_LIMIT_PAIRS`` and the configuration). A reduced run's default
+            folder is the full run's with ``-limit<N>`` appended, and a reduced run into
+            a folder holding the full run is refused.
+        echo: called with one line per stage as it starts, or is found in the cache
+            (``[7/25] map: landmark × print-scan``, ``[8/25] … (cached)``).
+
+    Each distinct warning (Python warning or log record) is shown once per run; the
+    result counts how often each was raised.
 
     Returns:
         :class:`ExperimentResult` (which stages ran, which came from the cache).
@@ -103,23 +266,34 @@ def run_experiment(
         else:
             cfg = config
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-    cfg = cfg.effective()
+    cfg = cfg.effective(limit_pairs)
     cfg.check_paths(base)
     out = Path(out_dir) if out_dir is not None else cfg.out_dir()
     check_disjoint(out, {"dataset folder": cfg.dataset_root(base)})
-    with locked_folder(out):  # one run per folder, for the whole run
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(locked_folder(out))  # one run per folder, for the whole run
+        counts = stack.enter_context(_each_warning_once())
+        if progress:
+            stack.enter_context(_named_bars())
         try:
             check_outputs(out, _RUN_FILES, overwrite=True)
         except ForeignFileError as exc:
             raise StageFolderError(str(exc)) from None
+        _check_not_full_run(out, cfg)
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
         record_owned(out, ["config.yaml"])
         stages = _Stages(out)
         ctx = _Run(cfg, base, out, stages, progress)
+        plan = ctx.plan()
+        if echo is not None:
+            stages.on_start = lambda name, cached: echo(
+                f"[{plan.index(name) + 1}/{len(plan)}] {stage_label(name)}"
+                + (" (cached)" if cached else ""))
         ctx.all()
         report = write_report(ctx)
         record_owned(out, [f for f in _RUN_FILES if (out / f).is_file()])
-    result = ExperimentResult(out, report, stages.runs, time.perf_counter() - t_start)
+    result = ExperimentResult(out, report, stages.runs, time.perf_counter() - t_start,
+                              cfg.limit_pairs, dict(counts))
     log.info("%s: %d stage(s) ran, %d cached, %.1f s", out, len(result.ran()),
              len(result.cached()), result.seconds)
     return result
@@ -139,9 +313,32 @@ class _Run:
 
     def _stage(self, name: str, material: Mapping[str, Any], outputs: Sequence[Path],
                fn: Callable[[], dict]) -> dict:
-        run = self.stages.run(name, material, outputs, fn)
+        def labelled() -> dict:  # the stage's progress bars carry its label
+            token = _BAR_LABEL.set(stage_label(name))
+            try:
+                return fn()
+            finally:
+                _BAR_LABEL.reset(token)
+
+        run = self.stages.run(name, material, outputs, labelled)
         self.keys[name], self.results[name] = run.key, run.result
         return run.result
+
+    def plan(self) -> list[str]:
+        """The names of the stages :meth:`all` runs, in order (a protocol with no
+        operators is the generated sets themselves: no stage of its own)."""
+        gens, cfg = [g.name for g in self.cfg.generators], self.cfg
+        names = ["dataset", "pairs", *(f"generate/{g}" for g in gens)]
+        for p in cfg.postprocess:
+            if p.ops:
+                names += [f"postprocess/{p.name}/{g}" for g in gens]
+                names.append(f"postprocess/{p.name}/bona-fide")
+        if cfg.map.enabled:
+            names += [f"map/{p.name}/{g}" for p in self._protocols(cfg.map.protocols) for g in gens]
+        if cfg.detection.enabled:
+            names += [f"detect/{p.name}/{d.name}" for p in self._protocols(cfg.detection.protocols)
+                      for d in cfg.detection.detectors]
+        return names
 
     def all(self) -> None:
         self.load_dataset()

@@ -216,10 +216,13 @@ class StageRun:
 class _Stages:
     """Runs stages, skipping those whose key matches a completed record."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path,
+                 on_start: Optional[Callable[[str, bool], None]] = None) -> None:
+        """``on_start(stage, cached)`` is called as each stage starts (or is found cached)."""
         self.out = out
         self.dir = out / "stages"
         self.runs: list[StageRun] = []
+        self.on_start = on_start
 
     def run(self, name: str, material: Mapping[str, Any], outputs: Sequence[Path],
             fn: Callable[[], dict]) -> StageRun:
@@ -234,7 +237,11 @@ class _Stages:
                 old = {}
             if not isinstance(old, dict):
                 old = {}
-        if old.get("key") == key and old.get("complete") and all(p.exists() for p in outputs):
+        cached = bool(old.get("key") == key and old.get("complete")
+                      and all(p.exists() for p in outputs))
+        if self.on_start is not None:
+            self.on_start(name, cached)
+        if cached:
             run = StageRun(name, key, "cached", 0.0, old.get("result", {}))
             log.info("stage %s: cached", name)
         else:
