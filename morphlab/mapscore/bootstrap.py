@@ -13,7 +13,7 @@ with weighted FMR ≤ target: just above the score where the cumulative weight f
 top first exceeds ``floor(target × total weight)``); MAP, MinMax-MMPMR, FMR and FNMR are
 recomputed at the replicate's thresholds. Intervals are the 2.5 and 97.5 percentiles over
 the replicates with a defined value (a replicate that draws no morph or no impostor
-pair has none). Everything is vectorised over replicates (chunks of 256); the same seed
+pair has none). Everything is vectorised over replicates (chunks of up to 256); the same seed
 gives the same intervals.
 
 Scores are similarities; an attempt is accepted when ``score >= threshold``.
@@ -122,8 +122,11 @@ def subject_bootstrap(
     rng = np.random.default_rng(seed)
     acc_thr, acc_fmr, acc_fnmr, acc_mm, acc_map = [], [], [], [], []
     done = 0
+    # replicates per chunk: at most CHUNK, and ~2e7 weights per (replicates x comparisons) array
+    widest = max([1, scores.size // max(C, 1)] + [i[0].size for i in impostor])
+    chunk = int(max(1, min(CHUNK, 20_000_000 // widest)))
     while done < n:
-        b = min(CHUNK, n - done)
+        b = min(chunk, n - done)
         done += b
         w = _draw(rng, strata, len(universe), b)
         if pair_of is None:
