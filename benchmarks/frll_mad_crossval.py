@@ -72,9 +72,10 @@ def run(detector: str, halves: dict, out: Path) -> dict:
     else:
         train = build_presentations([tr["neutral"], tr["smiling"]], [tr["attacks"]], variants=["complete"])
         test = build_presentations([te["neutral"], te["smiling"]], [te["attacks"]])
-    summary = train_detector(detector, train, out / detector / "model", params=PARAMS.get(detector))
+    summary = train_detector(detector, train, out / detector / "model", params=PARAMS.get(detector),
+                             overwrite=True)
     res = evaluate_detector(out / detector / "model", test, out / detector / "report",
-                            title=f"{detector}: FRLL, trained on complete morphs")
+                            overwrite=True, title=f"{detector}: FRLL, trained on complete morphs")
     return {"train": summary, "metrics": res["metrics"], "info": res["info"], "notes": res["notes"]}
 
 

@@ -224,8 +224,9 @@ MODELS: dict[str, ModelInfo] = {
         ),
         ModelInfo(
             "fan", "landmarks",
-            "2DFAN4 TorchScript landmarks (face-alignment package)",
-            "BSD-3-Clause (face-alignment); trained on 300W-LP", "user", "2DFAN4-*.zip",
+            "2DFAN4 landmarks as a state dict (face-alignment package; convert the "
+            "TorchScript *.zip once, see morphlab.face.fan_backend)",
+            "BSD-3-Clause (face-alignment); trained on 300W-LP", "user", "2DFAN4.pth",
             where="https://www.adrianbulat.com/downloads/python-fan/; pass weights= or set "
                   "$MORPHLAB_FAN_WEIGHTS",
             used_by="face backend fan",

@@ -582,7 +582,9 @@ def select_candidate(sim_a: Sequence[float], sim_b: Sequence[float]) -> int:
 # ----------------------------------------------------------------------------------------
 def _load_text_encoder(config_path: Path, weights_path: Path, dtype):
     """CLIPTextModel from ``config.json`` + a ``text_model.*`` state dict (``weights_only``)."""
-    torch = _torch()
+    from morphlab.weights import require_safe_torch
+
+    torch = require_safe_torch(f"reading the text encoder weights {weights_path}")
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig.from_pretrained(str(config_path.parent), local_files_only=True)
