@@ -179,6 +179,7 @@ def _named_bars() -> Iterator[None]:
     """
     from tqdm import std
 
+    saved = std.tqdm.__dict__["__init__"]  # the descriptor itself (a partialmethod in tqdm 4.66+)
     original = std.tqdm.__init__
 
     @functools.wraps(original)
@@ -196,7 +197,7 @@ def _named_bars() -> Iterator[None]:
     try:
         yield
     finally:
-        std.tqdm.__init__ = original
+        std.tqdm.__init__ = saved
 
 
 def _check_not_full_run(out: Path, cfg: ExperimentConfig) -> None:
@@ -270,6 +271,7 @@ def run_experiment(
     cfg.check_paths(base)
     out = Path(out_dir) if out_dir is not None else cfg.out_dir()
     check_disjoint(out, {"dataset folder": cfg.dataset_root(base)})
+    _check_not_full_run(out, cfg)  # before the lock: a refused run leaves no trace there
     with contextlib.ExitStack() as stack:
         stack.enter_context(locked_folder(out))  # one run per folder, for the whole run
         counts = stack.enter_context(_each_warning_once())
@@ -279,7 +281,7 @@ def run_experiment(
             check_outputs(out, _RUN_FILES, overwrite=True)
         except ForeignFileError as exc:
             raise StageFolderError(str(exc)) from None
-        _check_not_full_run(out, cfg)
+        _check_not_full_run(out, cfg)  # again under the lock (another run may have ended)
         atomic_write_text(out / "config.yaml", cfg.to_yaml())
         record_owned(out, ["config.yaml"])
         stages = _Stages(out)
