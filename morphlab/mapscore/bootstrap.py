@@ -103,7 +103,7 @@ def subject_bootstrap(
     Returns:
         JSON-ready dict (see map.json ``bootstrap``).
     """
-    M, S, A, C = scores.shape
+    C = scores.shape[3]
     attack = {str(s) for ms in morph_subjects for s in ms}
     cal = {str(s) for _, subj in genuine for s in subj} | \
           {str(s) for _, subj in impostor for s in np.ravel(subj)}

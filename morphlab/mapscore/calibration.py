@@ -33,8 +33,15 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from morphlab.mapscore.inputs import LISTED, MapScoreError, PathLike
-from morphlab.metrics.thresholds import (PAIRINGS, OperatingPoint, calibrate, fixed, impostor_mask,
-                                         parse_threshold_spec, to_similarity_threshold)
+from morphlab.metrics.thresholds import (
+    PAIRINGS,
+    OperatingPoint,
+    calibrate,
+    fixed,
+    impostor_mask,
+    parse_threshold_spec,
+    to_similarity_threshold,
+)
 from morphlab.recognition.base import RecognitionSystem
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,16 @@ from morphlab import __version__
 from morphlab.datasets.folder import DEFAULT_PATTERN
 from morphlab.io import sha256_file
 from morphlab.mapscore import calibration as calib
-from morphlab.mapscore.inputs import (LISTED, MapScoreError, PathLike, find_probes,
-                                      manifest_path, manifest_subjects,
-                                      read_attack_set, read_genders)
+from morphlab.mapscore.inputs import (
+    LISTED,
+    MapScoreError,
+    PathLike,
+    find_probes,
+    manifest_path,
+    manifest_subjects,
+    read_attack_set,
+    read_genders,
+)
 from morphlab.metrics.thresholds import DEFAULT_TARGET_FMR
 from morphlab.recognition.base import RecognitionSystem, system_from_spec
 from morphlab.recognition.cache import EmbedResult, embed_files

@@ -55,9 +55,23 @@ import numpy as np
 
 from morphlab.io import atomic_write_text
 from morphlab.metrics.intervals import rate, wilson_interval
-from morphlab.metrics.map import fmmpmr, map_matrix, map_rates, minmax_mmpmr, prodavg_mmpmr, rmmr
+from morphlab.metrics.map import (
+    fmmpmr,
+    map_matrix,
+    map_rates,
+    minmax_mmpmr,
+    prodavg_mmpmr,
+    rmmr,
+)
 from morphlab.metrics.thresholds import OperatingPoint
-from morphlab.reports.document import Document, Figure, Heading, Paragraph, Table, save_figure
+from morphlab.reports.document import (
+    Document,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    save_figure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +132,7 @@ class MapScores:
 
     def valid(self) -> np.ndarray:
         """``(M, S, A, C)`` bool: the attempts that exist."""
-        M, S, A, C = self.scores.shape
+        A = self.scores.shape[2]
         if self.attempts is None:
             exists = ~np.isnan(self.scores).all(axis=3)  # (M, S, A)
         else:
@@ -368,7 +382,13 @@ def write_map_report(data: MapScores, out_dir: str | Path, *, title: str = "Morp
     ``overwrite`` (:class:`~morphlab.outdir.OutputExistsError`); with ``overwrite`` it
     first removes what morphlab wrote there before, and only that.
     """
-    from morphlab.outdir import check_outputs, locked_folder, owned_files, record_owned, remove_owned
+    from morphlab.outdir import (
+        check_outputs,
+        locked_folder,
+        owned_files,
+        record_owned,
+        remove_owned,
+    )
 
     out = Path(out_dir)
     files = report_files(data)

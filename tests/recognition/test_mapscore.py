@@ -372,7 +372,7 @@ def test_every_rate_in_map_json_has_k_n_and_interval(report):
     out, res = report
     doc = json.loads((out / "map.json").read_text())
     found = dict(_rates(doc))
-    for path, r in found.items():
+    for path, r in found.items():  # noqa: PERF102 (the path names a failure)
         assert set(r) >= {"k", "n", "rate", "ci95", "ci_method"}, path
         lo, hi = r["ci95"]
         assert lo <= r["rate"] <= hi, path
@@ -456,7 +456,8 @@ def test_attempts_truncation(attack_set, probes, tmp_path):
     assert doc["counts"]["attempts_per_subject_max"] == 1
     assert {"what": "002_flip.png", "reason": "probe beyond --attempts 1 of subject 002"} \
         in doc["skipped"]
-    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv", newline="")))
+    with open(tmp_path / "r" / "scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert {r["probe"] for r in rows if r["subject_id"] == "002"} == {"002_08.jpg"}
 
 
@@ -469,7 +470,7 @@ def test_a_probe_failing_under_one_system_keeps_r_for_the_others(attack_set, pro
     kw = dict(thresholds={"lbph": 0.5}, progress=False)  # both lbph systems
     base = map_score(attack_set, two, tmp_path / "base", systems=["lbph"], **kw).report
 
-    import morphlab.mapscore.job as job
+    from morphlab.mapscore import job
 
     real = job.embed_files
     calls = []
