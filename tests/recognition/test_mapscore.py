@@ -583,3 +583,19 @@ def test_bootstrap_of_disjoint_pairs_matches_binomial_width():
     assert "product" in wide["method"]
     wlo2, whi2 = wide["per_system"]["x"]["minmax_mmpmr"]
     assert whi2 - wlo2 > hi - lo
+
+
+def test_cli_protocol_options_reach_the_report(attack_set, probes, sample_dir, tmp_path):
+    out = tmp_path / "cli"
+    r = _cli(attack_set, "-p", probes, "-o", out, "--fr", "lbph", "--fmr", "0.2",
+             "--calibration", probes, "--allow-calibration-overlap", "--impostors", "same-gender",
+             "--metadata", sample_dir / "london_info.csv", "--meta-id-column", "face_id",
+             "--attempts", "1", "--bootstrap", "50", "--seed", "3", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "WARNING: CALIBRATION OVERLAP" in r.output and "bootstrap [" in r.output
+    doc = json.loads((out / "map.json").read_text())
+    cal = doc["settings"]["calibration"]
+    assert cal["impostors"] == "same-gender" and cal["overlap"]["subjects"] == list(SUBJECTS)
+    assert doc["settings"]["attempts"] == 1 and doc["bootstrap"]["seed"] == 3
+    r = _cli(attack_set, "-p", probes, "-o", tmp_path / "x", "--fr", "lbph", "--fmr", "1")
+    assert r.exit_code == 1 and "target FMR must lie in (0, 1)" in r.output
