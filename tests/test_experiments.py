@@ -17,6 +17,7 @@ from morphlab.experiments import (
     load_config,
     run_experiment,
 )
+from morphlab.experiments.runner import stage_label
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SHIPPED = ("frll_landmark", "fei_arc2morph", "onot_arc2morph")
@@ -161,9 +162,12 @@ def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path,
         "detection.detectors=[{name: lbp-svm}]",
     ]
     out = tmp_path / "run"
+    lines: list[str] = []
     res = run_experiment(EXPERIMENTS / "frll_landmark.yaml", out_dir=out, overrides=overrides,
-                         progress=False)
+                         progress=False, echo=lines.append)
     stages = [s.name for s in res.stages]
+    assert lines[10] == "[11/16] map: landmark × digital" and len(lines) == 16
+    assert lines == [f"[{i}/16] {stage_label(n)}" for i, n in enumerate(stages, 1)]
     assert stages == [
         "dataset", "pairs", "generate/landmark", "generate/landmark-feather",
         "postprocess/digital/landmark", "postprocess/digital/landmark-feather",
