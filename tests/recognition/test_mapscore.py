@@ -599,3 +599,11 @@ def test_cli_protocol_options_reach_the_report(attack_set, probes, sample_dir, t
     assert doc["settings"]["attempts"] == 1 and doc["bootstrap"]["seed"] == 3
     r = _cli(attack_set, "-p", probes, "-o", tmp_path / "x", "--fr", "lbph", "--fmr", "1")
     assert r.exit_code == 1 and "target FMR must lie in (0, 1)" in r.output
+
+
+def test_output_folder_must_be_outside_the_inputs(attack_set, probes):
+    for out, what in ((attack_set / "map", "lies inside the attack set"),
+                      (probes, "is the probe folder"), (probes.parent, "contains the")):
+        with pytest.raises(ValueError, match=what):
+            map_score(attack_set, probes, out, systems=["lbph"], progress=False)
+    assert not (attack_set / "map").exists()
