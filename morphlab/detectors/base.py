@@ -21,8 +21,33 @@ rule of :mod:`morphlab.metrics.pad`).
 Conventions for subclasses (checked by :func:`morphlab.detectors.testing.check_detector`):
 ``__init__`` takes keyword hyper-parameters only and stores them unchanged under the same
 names (JSON-serialisable values; ``random_state`` seeds everything random); learned state
-ends in ``_``; implement :meth:`Detector._fit`, :meth:`Detector._decision_function`,
-:meth:`Detector._get_state` and :meth:`Detector._set_state`.
+ends in ``_``; implement the four hooks:
+
+* ``_fit(X, y)`` learns from the validated arrays and returns the ``(N,)`` training
+  scores, or ``None`` (``self`` is accepted as ``None``) to have them computed by
+  ``_decision_function``; :meth:`Detector.fit` returns ``self`` either way;
+* ``_decision_function(X)`` returns ``(N,)`` float scores, higher = more likely a morph;
+* ``_get_state()`` returns the pair ``(state, arrays)``: a dict of JSON values (goes into
+  ``detector.json``) and a dict ``{name: numeric NumPy array}`` (goes into
+  ``arrays.npz``);
+* ``_set_state(state, arrays)`` restores the learned attributes from that pair.
+
+scikit-learn: detectors are scikit-learn binary classifiers (``get_params``/``set_params``
+exactly as ``sklearn.base.BaseEstimator``'s, ``classes_ = [0, 1]``, ``score`` =
+accuracy at ``threshold_``), so ``sklearn.base.clone``, ``GridSearchCV`` and
+``cross_val_score`` work. Give them ``X`` as one NumPy array of aligned crops,
+``(N, H, W, 3)`` uint8 (S-MAD) or ``(N, 2, H, W, 3)`` (D-MAD), and ``y`` as 0/1 labels;
+score with ``scoring="roc_auc"`` (it reads :meth:`Detector.decision_function`)::
+
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+    faces = align_faces(paths, size=128)             # morphlab.detectors.preprocess
+    X, y = faces.crops, labels[faces.index]          # (N, 128, 128, 3) uint8, (N,) 0/1
+    cross_val_score(create_detector("freq-logreg"), X, y, cv=StratifiedKFold(5),
+                    scoring="roc_auc")
+    GridSearchCV(create_detector("lbp-svm"), {"C": [0.1, 1, 10]}, scoring="roc_auc").fit(X, y)
+
+Plain folds mix identities between training and test; for a subject-disjoint estimate
+pass ``cv=GroupKFold(k)`` and ``groups=subject_ids``.
 
 Model folder (:meth:`Detector.save`), loaded without executing any code from it:
 ``detector.json`` (format name and version, detector name, parameters, threshold, JSON
@@ -224,46 +249,158 @@ class Detector(ABC):
     state_version: ClassVar[int] = 1
     crop_size: ClassVar[int] = 128
 
-    # -- parameters (scikit-learn style) ----------------------------------------------
+    # -- parameters: scikit-learn's estimator protocol --------------------------------
+    # get_params / set_params / _get_param_names behave exactly like those of
+    # sklearn.base.BaseEstimator (tests/detectors/test_detector_contract.py compares them
+    # with a BaseEstimator twin), so sklearn.base.clone, GridSearchCV and cross_val_score
+    # work. The class does not inherit BaseEstimator only because importing sklearn.base
+    # costs about a second, which every command reading the registry (`morphlab list`)
+    # would pay; scikit-learn is imported only where it is used.
+
+    #: For scikit-learn < 1.6, which reads the estimator type from this attribute.
+    _estimator_type: ClassVar[str] = "classifier"
+
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
+        """``__init__``'s keyword parameters in signature order (``TypeError`` on
+        ``*args``/``**kwargs``, which the contract forbids)."""
+        init = cls.__init__
+        if init is object.__init__:
+            return []
         names = []
-        for p in list(sig.parameters.values())[1:]:
+        for p in list(inspect.signature(init).parameters.values())[1:]:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise TypeError(f"{cls.__name__}.__init__ must not take *args/**kwargs")
+                raise TypeError(f"{cls.__name__}.__init__ must not take *args/**kwargs: list "
+                                "every hyper-parameter as a keyword argument")
             names.append(p.name)
         return names
 
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__`` (defaults included)."""
-        return {k: getattr(self, k) for k in self._param_names()}
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The hyper-parameter names, sorted (scikit-learn's ``_get_param_names``)."""
+        return sorted(cls._param_names())
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The hyper-parameters given to ``__init__`` (defaults included), by name.
+
+        Args:
+            deep: also list ``name__sub`` parameters of parameter values that are
+                estimators themselves (scikit-learn's convention; morphlab's own
+                detectors take JSON values only, so there are none).
+        """
+        out: dict[str, Any] = {}
+        for key in self._get_param_names():
+            value = getattr(self, key)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+            out[key] = value
+        return out
+
+    def set_params(self, **params: Any) -> "Detector":
+        """Set hyper-parameters by name (``name__sub`` reaches into nested estimators);
+        returns ``self``. Learned state is kept: call :meth:`fit` again to use them.
+
+        Raises:
+            ValueError: a name that is not a parameter of this detector.
+        """
+        if not params:
+            return self
+        valid = self.get_params(deep=True)
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            key, delim, sub_key = key.partition("__")
+            if key not in valid:
+                raise ValueError(f"Invalid parameter {key!r} for estimator {self}. "
+                                 f"Valid parameters are: {self._get_param_names()!r}.")
+            if delim:
+                nested.setdefault(key, {})[sub_key] = value
+            else:
+                setattr(self, key, value)
+                valid[key] = value
+        for key, sub_params in nested.items():
+            valid[key].set_params(**sub_params)
+        return self
+
+    def __sklearn_tags__(self):
+        """scikit-learn >= 1.6 estimator tags: a binary classifier (labels 0/1) that needs
+        ``y`` and takes batches of images, not 2-D feature tables."""
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(multi_class=False),
+                    input_tags=InputTags(two_d_array=False))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.is_fitted()
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """``[0, 1]`` (bona fide, morph) once fitted: :meth:`decision_function` scores
+        ``classes_[1]``, as scikit-learn's binary classifiers do."""
+        self._check_fitted()
+        return np.array([BONA_FIDE, MORPH])
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy of :meth:`predict` at ``threshold_`` (scikit-learn's classifier
+        default). For detection use threshold-free scores: ``scoring="roc_auc"``.
+        """
+        hit = self.predict(X) == np.asarray(y)
+        return float(np.average(hit, weights=sample_weight))
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._param_names())
         return f"{type(self).__name__}({args})"
 
     # -- hooks for subclasses ---------------------------------------------------------
     @abstractmethod
     def _fit(self, X: np.ndarray, y: np.ndarray) -> Optional[np.ndarray]:
-        """Learn from validated inputs and labels; may return the training scores.
+        """Learn from validated inputs and labels.
 
-        Returning ``(N,)`` training scores saves :meth:`fit` a second pass to set the
-        initial threshold; return ``None`` when training-time scores differ from
-        :meth:`_decision_function` (e.g. augmentation, dropout).
+        Args:
+            X: ``(N, H, W, 3)`` uint8 crops (S-MAD) or ``(N, 2, H, W, 3)`` pairs (D-MAD),
+                already validated.
+            y: ``(N,)`` int64 labels, 1 = morph, 0 = bona fide, both classes present.
+
+        Returns:
+            One of:
+
+            * the ``(N,)`` training scores (higher = more likely a morph), exactly what
+              :meth:`_decision_function` would give on ``X``; saves :meth:`fit` a second
+              pass to set the initial threshold;
+            * ``None`` (or ``self``, which is taken to mean ``None``): :meth:`fit` then
+              scores ``X`` with :meth:`_decision_function`. Return this when
+              training-time scores differ (augmentation, dropout).
+
+            :meth:`fit` itself returns ``self``; ``_fit`` need not.
         """
 
     @abstractmethod
     def _decision_function(self, X: np.ndarray) -> np.ndarray:
-        """``(N,)`` scores of validated inputs; higher = more likely a morph."""
+        """``(N,)`` float scores of validated inputs (layouts as in :meth:`_fit`); higher
+        = more likely a morph; the score of a sample must not depend on the rest of the
+        batch."""
 
     @abstractmethod
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Learned state as ``(json_dict, {name: array})`` (arrays: numeric dtypes only)."""
+        """The learned state as a pair ``(state, arrays)``, saved by :meth:`save`.
+
+        Returns:
+            ``state``: a dict of JSON values (numbers, strings, bools, ``None``, lists
+            and dicts of them; NumPy scalars are converted) — written into
+            ``detector.json``. ``arrays``: ``{name: numeric NumPy array}`` (finite
+            values, no object arrays) — written into ``arrays.npz``. Either may be
+            empty: ``return {"offset": self.offset_}, {}``.
+        """
 
     @abstractmethod
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Restore what :meth:`_get_state` returned."""
+        """Restore the learned attributes from what :meth:`_get_state` returned.
+
+        Called by :meth:`load` on a fresh ``cls(**params)``, with the JSON ``state`` as
+        read back (tuples become lists, NumPy scalars plain numbers) and ``arrays`` as
+        read from ``arrays.npz``. A missing key is reported as a damaged model folder;
+        raise ``ValueError`` for values that do not fit (e.g. mismatched shapes).
+        """
 
     @abstractmethod
     def _check_X(self, X: Any, what: str) -> np.ndarray:
@@ -290,9 +427,11 @@ class Detector(ABC):
         X = self._check_X(X, "fit")
         y = check_labels(y, len(X))
         train_scores = self._fit(X, y)
-        if train_scores is None:
-            train_scores = self._decision_function(X)
-        train_scores = self._check_scores(train_scores, len(X))
+        if train_scores is None or train_scores is self:  # "fit returns self" habit: fine
+            train_scores = self._check_scores(self._decision_function(X), len(X),
+                                              "_decision_function")
+        else:
+            train_scores = self._check_scores(train_scores, len(X), "_fit")
         self.threshold_ = initial_threshold(train_scores, y)
         self.n_train_ = {"bona_fide": int((y == 0).sum()), "morph": int((y == 1).sum())}
         if not hasattr(self, "metadata_"):
@@ -303,7 +442,7 @@ class Detector(ABC):
         """Morph scores, ``(N,)`` float64; **higher means more likely a morph**."""
         self._check_fitted()
         X = self._check_X(X, "decision_function")
-        return self._check_scores(self._decision_function(X), len(X))
+        return self._check_scores(self._decision_function(X), len(X), "_decision_function")
 
     def predict(self, X: Any) -> np.ndarray:
         """``(N,)`` int64 decisions: 1 (morph) where ``score >= threshold_``, else 0."""
@@ -328,15 +467,22 @@ class Detector(ABC):
                 "or load a trained model folder"
             )
 
-    def _check_scores(self, s: Any, n: int) -> np.ndarray:
-        s = np.asarray(s, dtype=np.float64)
+    def _check_scores(self, s: Any, n: int, hook: str) -> np.ndarray:
+        where = f"{type(self).__name__}.{hook}"
+        expected = ("the (N,) training scores or None (fit then scores the training data "
+                    "with _decision_function)" if hook == "_fit" else "(N,) float scores")
+        try:
+            s = np.asarray(s, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise RuntimeError(f"{where} returned {type(s).__name__} ({exc}); it must return "
+                               f"{expected}") from None
         if s.shape != (n,):
             raise RuntimeError(
-                f"{type(self).__name__} returned scores of shape {s.shape} for {n} inputs "
-                "(a detector bug: decision_function must return one float per input)"
+                f"{where} returned scores of shape {s.shape} for {n} inputs (a detector "
+                f"bug: it must return {expected}, one float per input)"
             )
         if np.isnan(s).any():
-            raise RuntimeError(f"{type(self).__name__} returned NaN scores (a detector bug)")
+            raise RuntimeError(f"{where} returned NaN scores (a detector bug)")
         return s
 
     # -- persistence ------------------------------------------------------------------
@@ -358,11 +504,15 @@ class Detector(ABC):
 
         self._check_fitted()
         name = detector_name(type(self))
-        check_params(type(self), self.get_params(), Path(directory) / MODEL_JSON)  # loadable
-        state, arrays = self._get_state()
+        params = self.get_params(deep=False)
+        check_params(type(self), params, Path(directory) / MODEL_JSON)  # loadable
+        state, arrays = self._state_pair()
         for k, v in arrays.items():
             if not isinstance(v, np.ndarray) or v.dtype.kind not in "biufc":
-                raise TypeError(f"state array {k!r} must be a numeric NumPy array, got {type(v)}")
+                raise TypeError(f"{type(self).__name__}._get_state: array {k!r} must be a numeric "
+                                f"NumPy array, got {type(v).__name__}"
+                                f"{'' if not isinstance(v, np.ndarray) else ' of dtype ' + str(v.dtype)}"
+                                " (put strings and other JSON values in the state dict)")
             if v.dtype.kind in "fc" and not np.isfinite(v).all():
                 raise ValueError(f"cannot save {name!r}: state array {k!r} holds NaN or "
                                  "infinite values (a detector bug, or training diverged)")
@@ -380,7 +530,7 @@ class Detector(ABC):
             "kind": self.kind,
             "state_version": self.state_version,
             "morphlab_version": __version__,
-            "params": self.get_params(),
+            "params": params,
             "threshold": float(self.threshold_),
             "n_train": getattr(self, "n_train_", None),
             "state": state,
@@ -392,12 +542,28 @@ class Detector(ABC):
         except ValueError:
             raise ValueError(f"cannot save {name!r}: its parameters, state or metadata hold "
                              "NaN or infinite numbers") from None
+        except TypeError as exc:
+            raise TypeError(f"cannot save {name!r}: {exc} in its parameters, _get_state dict "
+                            "or metadata_ (JSON values only; arrays go in _get_state's second "
+                            "element)") from None
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(directory / MODEL_ARRAYS, blob)
         atomic_write_text(directory / MODEL_JSON, text + "\n")
         log.info("saved %s model to %s", name, directory)
         return directory
+
+    def _state_pair(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """:meth:`_get_state`'s ``(state, arrays)``, checked for its shape."""
+        pair = self._get_state()
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], dict)
+                and isinstance(pair[1], dict) and all(isinstance(k, str) for k in pair[1])):
+            got = (f"a {len(pair)}-tuple of ({', '.join(type(p).__name__ for p in pair)})"
+                   if isinstance(pair, tuple) else type(pair).__name__)
+            raise TypeError(f"{type(self).__name__}._get_state returned {got}; it must return a "
+                            "pair (state, arrays): a dict of JSON values and a dict "
+                            "{name: numeric NumPy array}, e.g. ({'offset': 0.5}, {})")
+        return pair
 
     @classmethod
     def load(cls, directory: str | Path) -> "Detector":
