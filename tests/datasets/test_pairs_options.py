@@ -12,7 +12,6 @@ import shutil
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -176,15 +175,15 @@ def test_metadata_with_more_subjects_is_one_line(sample_dir: Path, tmp_path: Pat
         res = _pairs(ds, "--loader", "frll", "--strategy", "same-gender", "--all",
                      "-o", tmp_path / "p.csv")
     notes = [line for line in res.output.splitlines() if line.startswith("metadata:")]
-    assert notes == [f"metadata: 9 of 12 subjects have no images in {ds} "
-                     "(e.g. 005, 006, 007, 008, 009, …)"]
+    assert notes == [(f"metadata: 9 of 12 subjects have no images in {ds} "
+                      "(e.g. 005, 006, 007, 008, 009, …)")]
     assert _metadata_warnings(caplog) == []
     # the folder loader, metadata given: the same one line, naming the folder given
     with caplog.at_level(logging.INFO, logger="morphlab"):
         res = _pairs(ds / "neutral", "--metadata", ds / "london_info.csv", "-o", tmp_path / "q.csv")
     notes = [line for line in res.output.splitlines() if line.startswith("metadata:")]
-    assert notes == [f"metadata: 9 of 12 subjects have no images in {ds / 'neutral'} "
-                     "(e.g. 005, 006, 007, 008, 009, …)"]
+    assert notes == [(f"metadata: 9 of 12 subjects have no images in {ds / 'neutral'} "
+                      "(e.g. 005, 006, 007, 008, 009, …)")]
     assert _metadata_warnings(caplog) == []
 
 
