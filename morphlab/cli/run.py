@@ -88,7 +88,8 @@ def run(config: str, out_dir: Optional[str], limit_pairs: Optional[int],
         except (ConfigError, FileNotFoundError) as exc:
             raise type(exc)(f"{config}: {exc}") from None
         click.echo(f"{config}: valid; {len(cfg.generators)} generator(s), "
-                   f"{len(cfg.postprocess)} protocol(s), data in {cfg.dataset_root(Path(config).parent)}")
+                   f"{len(cfg.postprocess)} protocol(s), data in {cfg.dataset_root(Path(config).parent)}"
+                   f", output in {Path(out_dir) if out_dir else cfg.out_dir()}")
         return
     res = run_experiment(config, out_dir=out_dir, overrides=overrides, progress=not no_progress,
                          limit_pairs=limit_pairs, echo=click.echo)

@@ -21,6 +21,14 @@ stage that must be redone deletes only what it wrote itself (its manifest, or it
 bound). ``morphlab run --check`` also builds each generator and detector from its
 parameters, so out-of-range values (``alpha: 7``) fail before anything runs.
 
+A **reduced run** (``limit_pairs``, ``MORPHLAB_LIMIT_PAIRS=N`` or ``--limit-pairs N``)
+writes its own folder, the full run's with ``-limit<N>`` appended
+(``runs/frll_landmark-limit4``); pointed at a folder holding the full run it is refused,
+and its report says it is a reduced run. ``morphlab run`` prints one line per stage as it
+starts or is found in the cache (``[14/25] map: landmark × digital``,
+``[3/25] generate: landmark (cached)``), prefixes each progress bar with its stage, shows
+each distinct warning once per run, and ends with a summary line.
+
 Modules: :mod:`~morphlab.experiments.config` (schema, validation, YAML, overrides),
 :mod:`~morphlab.experiments.stages` (stage cache and its deletion rule),
 :mod:`~morphlab.experiments.runner` (:func:`run_experiment` and the stage bodies),
@@ -34,8 +42,9 @@ valid)::
     description: ""                    # free text, printed in the report
     seed: 0                            # every random choice derives from it
     output_dir: null                   # default runs/<name> (relative to the working dir)
-    limit_pairs: null                  # size knob: at most this many pairs (CI);
-                                       # the environment variable MORPHLAB_LIMIT_PAIRS overrides it
+    limit_pairs: null                  # size knob: at most this many pairs (CI), in the folder
+                                       # <output_dir>-limit<N>; MORPHLAB_LIMIT_PAIRS overrides it,
+                                       # and --limit-pairs overrides both
     jobs: 1                            # worker processes (generation, post-processing);
                                        # not part of any cache key
     dataset:

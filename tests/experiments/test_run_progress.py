@@ -83,6 +83,8 @@ def test_a_reduced_run_never_touches_the_full_run(sample_dir: Path, tmp_path: Pa
     assert "a reduced run's folder is runs/tiny-limit2" in cli.output
     assert _snapshot(tmp_path / "runs/tiny") == before
     assert not (tmp_path / "runs/tiny-limit2").exists()
+    check = CliRunner().invoke(main, ["run", str(cfg), "--check", "--limit-pairs", "2"])
+    assert check.exit_code == 0 and check.output.rstrip().endswith("output in runs/tiny-limit2")
     # the full run again: cached, its folder as it was (bookkeeping aside)
     assert run_experiment(cfg, progress=False).ran() == []
 
