@@ -122,6 +122,24 @@ def _assign(subjects: Sequence[str], strata_of: Mapping[str, str], test_fraction
     return test, strata
 
 
+def _warn_other_subjects(images: Sequence[tuple[Path, str]], pattern: Optional[str]) -> None:
+    """Warn when ``detect`` would read other subject ids from the listed file names than
+    the loader gave (it reads them from the names, by ``--pattern``)."""
+    from morphlab.datasets.folder import DEFAULT_PATTERN, compile_pattern
+
+    rx = compile_pattern(pattern or DEFAULT_PATTERN)
+    other = []
+    for p, subject in images:
+        m = rx.match(p.stem)
+        if not m or m.group("subject") != subject:
+            other.append(p.name)
+    if other:
+        log.warning("%d bona fide file name(s) do not give their subject id by %s (e.g. %s): "
+                    "`detect` reads the subject from the name, so pass it a --pattern that does",
+                    len(other), f"--pattern {pattern!r}" if pattern else "the default pattern",
+                    ", ".join(other[:3]))
+
+
 def split_by_identity(
     bona_fide: Sequence[PathLike],
     attack_sets: Sequence[PathLike] = (),
@@ -170,6 +188,7 @@ def split_by_identity(
             images.append((Path(s.path).resolve(), s.subject))
             if s.gender:
                 genders[s.subject] = s.gender
+    _warn_other_subjects(images, (loader_params or {}).get("pattern"))
     morphs, manifests = _morphs(attack_sets)
     subjects = sorted({s for _, s in images} | {x for m in morphs for x in (m.subject_a, m.subject_b)})
     if len(subjects) < 2:
