@@ -15,6 +15,10 @@
     morphlab detect train -d DETECTOR --bona-fide DIR_OR_LIST --attacks MANIFEST ... -o MODEL_DIR
     morphlab detect score MODEL_DIR IMAGES ...
     morphlab detect eval MODEL_DIR --bona-fide ... --attacks MANIFEST ... -o REPORT_DIR
+    morphlab split BONA_FIDE_DIR ... [--attacks SET ...] -o SPLIT_DIR [--test-fraction F]
+                   [--seed S] [--stratify gender] [--loader NAME] [--pattern REGEX]
+    morphlab import MORPH_DIR -o SET [--pattern REGEX | --contributors CSV]
+                   [--generator NAME] [--tag TAG] [--dataset DIR] [--copy]
     morphlab postprocess IN_MANIFEST_OR_DIR -o OUT --op jpeg:q=75 --op print-scan ...
     morphlab run experiments/NAME.yaml [-o OUT] [--set KEY=VALUE ...] [--check]
     morphlab models [install NAME ... | install --all | verify [NAME ...]]
