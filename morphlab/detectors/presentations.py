@@ -360,10 +360,18 @@ def split_keeping_morphs(data: PresentationSet, *, test_fraction: float = 0.5,
     total = sum(len(c) for c in comps)
     if len(comps) < 2 or max(len(c) for c in comps) > max(1, round(test_fraction * total)):
         return split_subjects(data.identities(), test_fraction=test_fraction, seed=seed)
+    # groups holding morphs first, so that both sides get morphs when there are two or
+    # more such groups (one is kept back for training); then single identities (bona
+    # fide only) fill the test side up to its share
+    rng = np.random.default_rng(seed)
+    morphed = [comps[i] for i in rng.permutation(len(comps)) if len(comps[i]) > 1]
+    single = [comps[i] for i in rng.permutation(len(comps)) if len(comps[i]) == 1]
+    target = round(test_fraction * total)
+    keep_for_train = morphed[-1:] if len(morphed) >= 2 else []
     test: set[str] = set()
-    for i in np.random.default_rng(seed).permutation(len(comps)):
-        if len(test) + len(comps[i]) <= round(test_fraction * total) or not test:
-            test |= set(comps[i])
+    for comp in morphed[:len(morphed) - len(keep_for_train)] + single:
+        if len(test) + len(comp) <= target or not test:
+            test |= set(comp)
     return data.identities() - test, test
 
 
