@@ -246,18 +246,13 @@ def parse_threshold(spec: ThresholdSpec) -> tuple[str, Optional[float]]:
     return parsed.scale, parsed.value
 
 
-#: Native distance scales of systems that do not declare ``native_score`` themselves yet.
-# TODO: drop once dlib-resnet declares native_score = ("distance", 1.0, -1.0)
-_NATIVE = {"dlib-resnet": ("distance", 1.0, -1.0)}
-
-
 def to_similarity(system: RecognitionSystem, kind: str, value: float) -> float:
     """A threshold on the system's similarity scale (the one conversion, at the boundary).
 
     A system whose native score is a distance declares ``native_score = ("distance", a,
     b)`` (similarity = a + b × distance); dlib-resnet's is ``(1, -1)``.
     """
-    native = getattr(system, "native_score", None) or _NATIVE.get(system.name)
+    native = getattr(system, "native_score", None)
     conversion = tuple(native[1:]) if native and native[0] == "distance" else None
     try:
         return to_similarity_threshold(value, kind, conversion, what=system.name)

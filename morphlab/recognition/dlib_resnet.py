@@ -115,6 +115,9 @@ class DlibResNet(RecognitionSystem):
     name = "dlib-resnet"
     version = "v1-chip150"
     default_threshold = 1.0 - 0.6
+    #: native score = Euclidean distance; similarity = 1.0 + (-1.0) * distance
+    #: (:mod:`morphlab.metrics.thresholds`: ``--threshold dlib-resnet=distance:0.6``)
+    native_score = ("distance", 1.0, -1.0)
     score_description = "1 - Euclidean distance of dlib's 128-d descriptors (0.6 distance = 0.4)"
 
     def __init__(self, model_path: Optional[str | Path] = None, *, num_jitters: int = 0) -> None:
