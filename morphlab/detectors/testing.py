@@ -268,7 +268,10 @@ def check_detector(cls: type, params: Optional[dict[str, Any]] = None, *, n: int
     X_test, y_test = make_synthetic_task(cls.kind, n, size=size, seed=seed + 1000)
 
     # bad input, before and around fitting
-    _expect_error(cls, "decision_function before fit", (NotFittedError,), det.decision_function, X)
+    _expect_error(cls, "decision_function before fit", (NotFittedError,), det.decision_function, X,
+                  why="the base class raises it until fit or load sets threshold_: set no "
+                      "fitted attribute (a name ending in '_') in __init__, and leave "
+                      "decision_function alone")
     _expect_error(cls, "fit without labels", (ValueError,), det.fit, X, None)
     _expect_error(cls, "fit on bona fide only", (ValueError,), det.fit, X, np.zeros(n, np.int64))
     _expect_error(cls, "fit on morphs only", (ValueError,), det.fit, X, np.ones(n, np.int64))
