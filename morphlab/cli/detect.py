@@ -89,6 +89,21 @@ def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, 
         click.echo(f"left out: {_left_out(s)} (listed in detector.json)", err=True)
 
 
+def _check_score_csv(csv, overwrite: bool) -> None:
+    """Refuse to replace a CSV morphlab did not write, or one it wrote without --overwrite."""
+    from morphlab.outdir import ForeignFileError, OutputExistsError, check_outputs
+
+    try:
+        check_outputs(csv.parent, [csv.name], overwrite=overwrite)
+    except ForeignFileError:
+        raise ForeignFileError(f"{csv}: exists and morphlab did not write it (or it was edited "
+                               "since); refusing to replace it: move it away or choose another "
+                               "file") from None
+    except OutputExistsError:
+        raise OutputExistsError(f"{csv}: holds scores morphlab wrote before; pass --overwrite "
+                                "to replace them, or choose another file") from None
+
+
 @detect.command(name="score")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
@@ -96,31 +111,44 @@ def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, 
               help="D-MAD: the live probe, once for all images or once per image (in order).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the scores as CSV here [default: print them].")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a CSV that morphlab wrote there before (never a file it did not write).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def detect_score(model_dir, images, live, output, no_progress) -> None:
+def detect_score(model_dir, images, live, output, overwrite, no_progress) -> None:
     """Score IMAGES (files or folders) with a trained model: higher = more likely a morph.
 
     Exits 1 when no image could be scored; otherwise the last line counts the failures.
+    An existing -o CSV is replaced only with --overwrite, and only if morphlab wrote it
+    (its folder's .morphlab-owned.json records it).
     """
+    import contextlib
     from collections import Counter
     from pathlib import Path
 
     from morphlab.detect import expand_images, rows_to_csv, score_files
     from morphlab.io import atomic_write_text
+    from morphlab.outdir import locked_folder, record_owned
 
     files = expand_images(images)
-    if output:  # never write the CSV over an input or into the model
-        out = Path(output).resolve()
+    csv = Path(output) if output else None
+    if csv:  # never write the CSV over an input or into the model
+        out = csv.resolve()
         for f in [*files, *map(Path, live)]:
             if f.resolve() == out:
                 raise click.ClickException(f"-o {output} is one of the input images; choose another file")
         if Path(model_dir).resolve() in out.parents:
             raise click.ClickException(f"-o {output} lies inside the model folder {model_dir}; "
                                        "choose another file")
-    rows = score_files(model_dir, files, live=list(live) or None, progress=not no_progress)
+    with contextlib.ExitStack() as stack:
+        if csv:  # the CSV's folder is locked from the check to the write
+            stack.enter_context(locked_folder(csv.parent))
+            _check_score_csv(csv, overwrite)
+        rows = score_files(model_dir, files, live=list(live) or None, progress=not no_progress)
+        if csv:
+            atomic_write_text(csv, rows_to_csv(rows))
+            record_owned(csv.parent, [csv.name])
     failed = Counter(r["error"].split(":", 1)[0] for r in rows if "error" in r)
-    if output:
-        atomic_write_text(output, rows_to_csv(rows))
+    if csv:
         click.echo(f"{len(rows) - sum(failed.values())} scores written to {output}")
     else:
         for r in rows:

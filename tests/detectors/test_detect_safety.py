@@ -445,3 +445,72 @@ def test_saved_parameter_types_are_checked_leniently(tmp_path):
     for bad in ({"size": "32"}, {"size": 32.5}, {"grid": 4}, {"radii": ["one"]}, {"kernel": 3}):
         with pytest.raises(ValueError, match=f"{where}: parameter '{next(iter(bad))}'"):
             _check_params(LbpSvm, bad, where)
+
+
+# -- the scores CSV of `detect score -o`: replaced only with --overwrite, only if morphlab wrote it -----
+def test_score_csv_is_replaced_only_with_overwrite_and_never_a_foreign_file(
+        trained, sample_dir, tmp_path, monkeypatch):
+    import fcntl
+
+    import morphlab.detect
+
+    a, b = sorted((sample_dir / "neutral").glob("*.jpg"))[:2]
+    cli = CliRunner()
+    csv = tmp_path / "out" / "scores.csv"  # its folder does not exist yet
+
+    def score(image, *extra, target=csv):
+        return cli.invoke(main, ["detect", "score", str(trained), str(image), "-o", str(target),
+                                 "--no-progress", *extra])
+
+    r = score(a)
+    assert r.exit_code == 0, r.output
+    first = csv.read_text()
+    assert first.startswith("path,") and a.name in first
+    assert "scores.csv" in owned_files(csv.parent)
+
+    # refused before any image is scored, the CSV untouched
+    real_score_files = morphlab.detect.score_files
+
+    def must_not_score(*args, **kwargs):
+        raise AssertionError("scored although the CSV is refused")
+
+    monkeypatch.setattr(morphlab.detect, "score_files", must_not_score)
+    r = score(b)
+    assert r.exit_code == 1
+    assert f"{csv}: holds scores morphlab wrote before; pass --overwrite" in _one_error_line(r.output)
+    assert csv.read_text() == first
+    monkeypatch.setattr(morphlab.detect, "score_files", real_score_files)
+
+    r = score(b, "--overwrite")
+    assert r.exit_code == 0, r.output
+    second = csv.read_text()
+    assert b.name in second and a.name not in second
+    r = score(a, "--overwrite")  # the record follows the new content: replaceable again
+    assert r.exit_code == 0, r.output
+
+    # edited since morphlab wrote it: the user's now, kept even with --overwrite
+    edited = csv.read_text() + "my note\n"
+    csv.write_text(edited)
+    r = score(b, "--overwrite")
+    assert r.exit_code == 1 and "morphlab did not write it (or it was edited since)" in _one_error_line(r.output)
+    assert csv.read_text() == edited
+
+    # a CSV morphlab never wrote, in a folder without any record
+    mine = tmp_path / "mine" / "results.csv"
+    mine.parent.mkdir()
+    mine.write_text("subject,score\n001,0.5\n")
+    for extra in ((), ("--overwrite",)):
+        r = score(a, *extra, target=mine)
+        assert r.exit_code == 1
+        assert f"{mine}: exists and morphlab did not write it" in _one_error_line(r.output)
+    assert mine.read_text() == "subject,score\n001,0.5\n"
+    assert not (mine.parent / ".morphlab-owned.json").exists()
+
+    # another writer holds the CSV's folder: refused, nothing written
+    fresh = tmp_path / "busy" / "scores.csv"
+    fresh.parent.mkdir()
+    with open(fresh.parent / ".morphlab.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = score(a, target=fresh)
+    assert r.exit_code == 1 and "another morphlab process is writing this folder" in _one_error_line(r.output)
+    assert not fresh.exists()
