@@ -43,7 +43,9 @@ def make_tiny_fr_onnx(
     c, h, w = (int(d) for d in input_shape[1:])
     pooled = c * (h // 8) * (w // 8)
     rng = np.random.default_rng(seed)
-    weight = rng.standard_normal((pooled, embedding_dim)).astype(np.float32) / np.sqrt(pooled)
+    # float32 throughout: under NumPy 2 a float32 array / np.float64 scalar is float64,
+    # a double initialiser onnxruntime refuses for a float MatMul
+    weight = (rng.standard_normal((pooled, embedding_dim)) / np.sqrt(pooled)).astype(np.float32)
     nodes = [
         helper.make_node("AveragePool", ["input"], ["pool"], kernel_shape=[8, 8], strides=[8, 8]),
         helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
