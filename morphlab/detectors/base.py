@@ -80,6 +80,7 @@ DETECTORS: Registry = Registry(
         "morphlab.detectors.freq_logreg",
         "morphlab.detectors.cnn",
         "morphlab.detectors.embedding_diff",
+        "morphlab.detectors.deep_svm",
     ),
 )
 
