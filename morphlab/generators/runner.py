@@ -33,6 +33,13 @@
     rewritten in pairs-file order (then tag order), so a resumed or parallel run ends
     with the same bytes as a plain one. Read it with :func:`load_manifest`.
 
+``contact.html``
+    the contact sheet: one row per pair (subject A | its morph(s) | subject B, a failed
+    pair says why), 256-pixel thumbnails embedded in the page, each morph's linking to
+    its full-size file; written when the run ends, recorded in ``.morphlab-owned.json``
+    (:mod:`morphlab.outdir`), and the same bytes for the same set wherever it lies (so
+    the contributors' thumbnails name their dataset-relative path instead of linking).
+
 ``run.json``
     the run's configuration: generator name, version and full parameters, ``run_seed``,
     image format (and JPEG quality), output tags and the sha256 of the pairs file (plus, for information,
@@ -662,11 +669,15 @@ def _generate_locked(
     """:func:`generate_attack_set` once ``out`` is locked and the arguments are checked."""
     from tqdm import tqdm
 
+    from morphlab.outdir import check_outputs
+    from morphlab.reports.contact import CONTACT_PAGE
+
     batch_size = max(1, int(getattr(gen, "batch_size", 1) or 1))
     files = {p.pair_id: {t: morph_filename(p, t, image_format) for t in tags} for p in pairset.pairs}
+    check_outputs(out, [CONTACT_PAGE], overwrite=True)  # a contact.html of the user's: refused
     previous = _prepare_out_dir(
         out, config, resume=resume, overwrite=overwrite,
-        outputs=[f for fs in files.values() for f in fs.values()],
+        outputs=[*(f for fs in files.values() for f in fs.values()), CONTACT_PAGE],
     )
     manifest = out / MANIFEST_NAME
 
@@ -782,12 +793,31 @@ def _generate_locked(
     recs.sort(key=lambda r: (order.get(r["pair_id"], len(order)), tag_order.get(r.get("tag"), -1)))
     atomic_write_text(manifest, "".join(_dumps(r) + "\n" for r in recs))
     summary.morphs = sum(r.get("status") == "ok" for r in recs)
+    write_set_contact_page(out)
     log.info(
         "%s: %d pairs: %d done before, %d generated, %d failed; %d morphs in %s",
         out, summary.pairs, summary.skipped, summary.generated, summary.failed,
         summary.morphs, manifest,
     )
     return summary
+
+
+def write_set_contact_page(out: Path) -> Optional[Path]:
+    """Write ``contact.html`` (subject A | morph(s) | subject B per pair, 256 px thumbnails
+    linking to the full-size morphs) into a manifest folder, and record it as morphlab's
+    (:func:`morphlab.outdir.record_owned`). Skipped when the page already shows the
+    manifest as it is; the bytes depend on the set only, not on where it lies."""
+    from morphlab.outdir import record_owned
+    from morphlab.reports.contact import CONTACT_PAGE, contact_page_current, write_contact_page
+
+    manifest, page = out / MANIFEST_NAME, out / CONTACT_PAGE
+    if contact_page_current(manifest, page):
+        return page
+    gens = sorted({str(r.get("generator")) for r in _parse_loose(manifest)})
+    write_contact_page(manifest, page, title=f"Contact sheet: {', '.join(gens)} morphs",
+                       link_contributors=False)
+    record_owned(out, [CONTACT_PAGE])
+    return page
 
 
 def _append(fh: Any, lines: Sequence[Mapping[str, Any]], manifest: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import cv2
 import numpy as np
@@ -72,3 +72,141 @@ def write_contact_sheet(path: str | Path, rows, **kw) -> Path:
     """Draw :func:`contact_sheet` and write it atomically (format from the suffix)."""
     write_image(path, contact_sheet(rows, **kw))
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------
+# the contact page of an attack set: subject A | morph(s) | subject B, one row per pair
+# ----------------------------------------------------------------------------------------
+#: The contact page ``generate`` writes into every attack set.
+CONTACT_PAGE = "contact.html"
+#: Thumbnail height of the contact page (pixels).
+THUMB_HEIGHT = 256
+
+
+def thumbnail_uri(img: ImageLike, height: int = THUMB_HEIGHT, quality: int = 85) -> str:
+    """A ``data:image/jpeg;base64,…`` thumbnail ``height`` pixels high (same bytes for
+    the same image: the page is deterministic)."""
+    import base64
+
+    tile = _thumb(img, height)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(tile, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("could not encode a thumbnail")
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _variant(rec: dict) -> str:
+    return str(rec.get("params", {}).get("variant") or rec.get("tag") or rec.get("generator", "?"))
+
+
+def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Path,
+                 height: int = THUMB_HEIGHT, link_contributors: bool = True) -> list:
+    """One row of :class:`~morphlab.reports.document.Tile` per pair of a set's manifest.
+
+    Args:
+        records: the set's manifest lines (``"status": "failed"`` ones give a row saying so).
+        folder: the set's folder (the lines' ``file`` is relative to it).
+        base: the folder of the page (every link is relative to it).
+        height: thumbnail height; thumbnails are embedded as ``data:`` URIs.
+        link_contributors: link subject A / subject B thumbnails to their images (a path
+            relative to ``base``); off, the tooltip shows the dataset-relative path only
+            (a page whose bytes must not depend on where the folders lie).
+    """
+    import logging
+    from collections import OrderedDict
+
+    from morphlab.reports.document import Tile
+    from morphlab.reports.provenance import rel
+
+    folder = Path(folder)
+    cache: dict[str, str] = {}
+
+    def thumb(path: Path) -> str:
+        key = str(path)
+        if key not in cache:
+            try:
+                cache[key] = thumbnail_uri(path, height)
+            except Exception as exc:  # an unreadable contributor: a text-only tile
+                logging.getLogger(__name__).info("contact page: no thumbnail of %s (%s)", path, exc)
+                cache[key] = ""
+        return cache[key]
+
+    def contributor(sub: Any, role: str) -> Tile:
+        if not isinstance(sub, dict):
+            return Tile(f"{role} (?)")
+        path = sub.get("path")
+        label = f"{role} ({sub.get('id', '?')})"
+        if not path:
+            return Tile(label, title=str(sub.get("relpath") or ""))
+        src = thumb(Path(path))
+        href = rel(path, base) if (link_contributors and src) else ""
+        return Tile(label, src, href, str(sub.get("relpath") or ""))
+
+    by_pair: "OrderedDict[str, list[dict]]" = OrderedDict()
+    for r in records:
+        by_pair.setdefault(str(r.get("pair_id")), []).append(r)
+    rows = []
+    for pid, recs in by_pair.items():
+        first = recs[0]
+        row = [contributor(first.get("subject_a"), "subject A")]
+        for r in recs:
+            if r.get("status", "ok") != "ok":
+                row.append(Tile(f"pair {pid} failed: {r.get('error', '?')}"))
+                continue
+            path = folder / str(r["file"])
+            src = thumb(path)
+            row.append(Tile(f"{r.get('generator', '?')} {_variant(r)}", src,
+                            rel(path, base) if src else "", str(r["file"])))
+        row.append(contributor(first.get("subject_b"), "subject B"))
+        rows.append(row)
+    return rows
+
+
+def write_contact_page(manifest: str | Path, out_html: str | Path, *, title: str = "",
+                       height: int = THUMB_HEIGHT, link_contributors: bool = True) -> Path:
+    """Write the contact page of the set whose ``manifest.jsonl`` is ``manifest``.
+
+    One row per pair (subject A | its morph(s) | subject B, failed pairs included, in
+    manifest order); embedded ``height``-pixel JPEG thumbnails, each linking to the
+    full-size image by a path relative to the page. The page names its manifest and the
+    manifest's sha256, and holds nothing that depends on time, so the same set gives the
+    same bytes.
+    """
+    from morphlab.io import atomic_write_text, sha256_file
+    from morphlab.reports.document import Document, Paragraph, Thumbnails
+    from morphlab.reports.provenance import manifest_lines, rel
+
+    manifest = Path(manifest)
+    out_html = Path(out_html)
+    base = out_html.parent
+    records = manifest_lines(manifest)
+    rows = contact_rows(records, manifest.parent, base=base, height=height,
+                        link_contributors=link_contributors)
+    n_ok = sum(1 for r in records if r.get("status", "ok") == "ok")
+    doc = Document(title or f"Contact sheet: {manifest.parent.name}")
+    doc.add(
+        Paragraph(f"{len(rows)} pairs, {n_ok} morphs: subject A | morph(s) | subject B. "
+                  "Click a thumbnail for the full-size image."
+                  + ("" if link_contributors else
+                     " Contributor images are named by their path inside the dataset "
+                     "folder (hover; run.json records the folder).")),
+        Thumbnails(rows, height=height),
+        Paragraph(f"Made from {rel(manifest, base)} (sha256 {sha256_file(manifest)})."),
+    )
+    atomic_write_text(out_html, doc.html(base=base))
+    return out_html
+
+
+def contact_page_current(manifest: str | Path, out_html: str | Path) -> bool:
+    """True if ``out_html`` is a contact page morphlab wrote from ``manifest`` as it is now."""
+    from morphlab.io import sha256_file
+    from morphlab.outdir import is_owned
+
+    out_html = Path(out_html)
+    if not is_owned(out_html.parent, out_html.name):
+        return False
+    try:
+        return f"(sha256 {sha256_file(manifest)})" in out_html.read_text(encoding="utf-8")
+    except OSError:
+        return False

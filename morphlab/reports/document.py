@@ -10,6 +10,11 @@ All text is plain text in both renderers: the HTML one escapes it with
 ``|``, backticks, ``*``, ``_``, ``<``, ``[`` backslash-escaped, control characters such
 as NUL and newlines shown as ``\\x00``/``\\n``), so an id from a user's file can
 neither break a table row nor inject links or markup.
+
+Given the report's folder (``base``; :meth:`Document.write` passes its ``out_dir``), both
+renderers rewrite every absolute path in the text relative to it
+(:func:`morphlab.reports.provenance.relative_paths`): a report names files by paths
+relative to itself, never by absolute machine paths.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence, Union
 
 from morphlab.io import atomic_write_text
+from morphlab.reports.provenance import relative_paths
 
 
 @dataclass
@@ -60,7 +66,34 @@ class Link:
     href: str
 
 
-Block = Union[Heading, Paragraph, Table, Figure, Code]
+@dataclass(frozen=True)
+class Tile:
+    """One thumbnail of a :class:`Thumbnails` row.
+
+    Attributes:
+        label: caption under the image (plain text).
+        src: the image shown: a relative path or a ``data:`` URI; empty for a text-only
+            tile (e.g. a failed pair).
+        href: what the thumbnail links to (relative path of the full-size image), or "".
+        title: tooltip (e.g. the dataset-relative path of a contributor image).
+    """
+
+    label: str
+    src: str = ""
+    href: str = ""
+    title: str = ""
+
+
+@dataclass
+class Thumbnails:
+    """Rows of thumbnails (a contact sheet), each optionally linking to its full image."""
+
+    rows: Sequence[Sequence[Tile]]
+    caption: str = ""
+    height: int = 256
+
+
+Block = Union[Heading, Paragraph, Table, Figure, Code, Thumbnails]
 
 
 #: Characters that always get a backslash in :func:`md_escape`: emphasis, code, raw HTML
@@ -117,10 +150,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _cell_md(v: Any) -> str:
+def _cell_md(v: Any, base: Any = None) -> str:
     if isinstance(v, Link):
-        return f"[{md_escape(v.text, cell=True)}]({md_url(v.href)})"
-    return md_escape(_fmt(v), cell=True)
+        return f"[{md_escape(relative_paths(v.text, base), cell=True)}]({md_url(v.href)})"
+    return md_escape(relative_paths(_fmt(v), base), cell=True)
+
+
+def _tile_md(t: Tile, e: Any) -> str:
+    label = e(t.label, cell=True)
+    if not t.src:
+        return label
+    img = f"![{label}]({md_url(t.src) if not t.src.startswith('data:') else t.src})"
+    return (f"[{img}]({md_url(t.href)})" if t.href else img) + f"<br>{label}"
+
+
+def _tile_html(t: Tile, e: Any, height: int) -> str:
+    label = f"<div>{e(t.label)}</div>"
+    if not t.src:
+        return f"<td>{label}</td>"
+    title = f' title="{e(t.title)}"' if t.title else ""
+    img = f'<img src="{html.escape(t.src)}" alt="{e(t.label)}" height="{int(height)}"{title}>'
+    if t.href:
+        img = f'<a href="{html.escape(t.href)}">{img}</a>'
+    return f"<td>{img}{label}</td>"
 
 
 def _fence(text: str) -> str:
@@ -129,10 +181,11 @@ def _fence(text: str) -> str:
     return "`" * max(3, max(runs, default=0) + 1)
 
 
-def _cell_html(v: Any) -> str:
+def _cell_html(v: Any, base: Any = None) -> str:
     if isinstance(v, Link):
-        return f'<a href="{html.escape(v.href)}">{html.escape(v.text)}</a>'
-    return html.escape(_fmt(v))
+        return (f'<a href="{html.escape(v.href)}">'
+                f'{html.escape(relative_paths(v.text, base))}</a>')
+    return html.escape(relative_paths(_fmt(v), base))
 
 
 _CSS = """
@@ -142,6 +195,7 @@ table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}
 pre{background:#f6f6f6;padding:.7em;overflow-x:auto}
+table.thumbs td{text-align:center;vertical-align:top;font-size:.85em}table.thumbs img{max-width:none}
 """
 
 
@@ -157,8 +211,12 @@ class Document:
         return self
 
     # -- renderers ----------------------------------------------------------------------
-    def markdown(self) -> str:
-        e = md_escape
+    def markdown(self, base: str | Path | None = None) -> str:
+        """The Markdown text; absolute paths relative to the folder ``base`` when given."""
+
+        def e(text: Any, *, cell: bool = False) -> str:
+            return md_escape(relative_paths(text, base), cell=cell)
+
         out = [f"# {e(self.title)}", ""]
         for b in self.blocks:
             if isinstance(b, Heading):
@@ -170,19 +228,33 @@ class Document:
                     out += [f"*{e(b.caption)}*", ""]
                 out.append("| " + " | ".join(e(c, cell=True) for c in b.columns) + " |")
                 out.append("|" + "|".join("---" for _ in b.columns) + "|")
-                out += ["| " + " | ".join(_cell_md(v) for v in r) + " |" for r in b.rows]
+                out += ["| " + " | ".join(_cell_md(v, base) for v in r) + " |" for r in b.rows]
                 out.append("")
             elif isinstance(b, Figure):
                 out += [f"![{e(b.caption)}]({md_url(b.path)})", ""]
                 if b.caption:
                     out += [f"*{e(b.caption)}*", ""]
+            elif isinstance(b, Thumbnails):
+                if b.caption:
+                    out += [f"*{e(b.caption)}*", ""]
+                width = max((len(r) for r in b.rows), default=0)
+                out.append("| " + " | ".join(" " for _ in range(width)) + " |")
+                out.append("|" + "|".join("---" for _ in range(width)) + "|")
+                for r in b.rows:
+                    cells = [_tile_md(t, e) for t in r] + [""] * (width - len(r))
+                    out.append("| " + " | ".join(cells) + " |")
+                out.append("")
             elif isinstance(b, Code):
-                text = b.text.rstrip("\n")
+                text = relative_paths(b.text, base).rstrip("\n")
                 out += [_fence(text), text, _fence(text), ""]
         return "\n".join(out)
 
-    def html(self) -> str:
-        e = html.escape
+    def html(self, base: str | Path | None = None) -> str:
+        """The HTML page; absolute paths relative to the folder ``base`` when given."""
+
+        def e(text: Any) -> str:
+            return html.escape(relative_paths(text, base))
+
         out = [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
@@ -199,12 +271,17 @@ class Document:
                 cap = f"<caption>{e(b.caption)}</caption>" if b.caption else ""
                 head = "".join(f"<th>{e(str(c))}</th>" for c in b.columns)
                 body = "".join(
-                    "<tr>" + "".join(f"<td>{_cell_html(v)}</td>" for v in r) + "</tr>" for r in b.rows
+                    "<tr>" + "".join(f"<td>{_cell_html(v, base)}</td>" for v in r) + "</tr>" for r in b.rows
                 )
                 out.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif isinstance(b, Figure):
                 cap = f"<figcaption>{e(b.caption)}</figcaption>" if b.caption else ""
                 out.append(f'<figure><img src="{e(b.path)}" alt="{e(b.caption)}">{cap}</figure>')
+            elif isinstance(b, Thumbnails):
+                cap = f"<caption>{e(b.caption)}</caption>" if b.caption else ""
+                body = "".join("<tr>" + "".join(_tile_html(t, e, b.height) for t in r) + "</tr>"
+                               for r in b.rows)
+                out.append(f'<table class="thumbs">{cap}<tbody>{body}</tbody></table>')
             elif isinstance(b, Code):
                 out.append(f"<pre><code>{e(b.text)}</code></pre>")
         out.append("</body></html>")
@@ -215,8 +292,8 @@ class Document:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         md, ht = out_dir / f"{stem}.md", out_dir / f"{stem}.html"
-        atomic_write_text(md, self.markdown())
-        atomic_write_text(ht, self.html())
+        atomic_write_text(md, self.markdown(base=out_dir))
+        atomic_write_text(ht, self.html(base=out_dir))
         return md, ht
 
 
