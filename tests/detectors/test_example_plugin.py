@@ -54,6 +54,7 @@ def test_example_plugin_is_discovered_and_conforms(tmp_path):
     out = r.stdout.strip().splitlines()[-1]
     assert '"origin": "morphlab-example-detector 0.1.0"' in out
     assert '"module": "morphlab_example_detector"' in out
+    assert '"cv_auc": ' in out  # the kit ran scikit-learn's cross_val_score on it
     # and `morphlab list` shows where it came from
     r = subprocess.run([sys.executable, "-c", "from morphlab.cli import main; main()", "list"],
                        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)

@@ -3,6 +3,16 @@
 Everything a morphlab detector needs: keyword hyper-parameters stored unchanged, the
 four hooks (``_fit``, ``_decision_function``, ``_get_state``, ``_set_state``), learned
 attributes ending in ``_``, scores where higher means more likely a morph.
+
+* ``_fit(X, y)`` returns the ``(N,)`` training scores (or ``None``, and ``fit`` scores the
+  training data with ``_decision_function``); ``fit`` itself returns ``self``.
+* ``_get_state()`` returns the pair ``(state, arrays)``: a dict of JSON values, saved in
+  ``detector.json``, and ``{name: numeric NumPy array}``, saved in ``arrays.npz``;
+  ``_set_state(state, arrays)`` gets that pair back from ``load``.
+
+Being a morphlab detector makes it a scikit-learn estimator too:
+``cross_val_score(SharpnessDetector(), X, y, scoring="roc_auc")`` on an ``(N, H, W, 3)``
+uint8 array of aligned crops, ``GridSearchCV(SharpnessDetector(), {"shrink": [...]})``.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ class SharpnessDetector(SingleImageDetector):
         self.midpoint_ = float((m_bf + m_morph) / 2)
         self.direction_ = 1.0 if m_morph >= m_bf else -1.0
         self.scale_ = float(np.sqrt((f[y == 0].var() + f[y == 1].var()) / 2) + self.shrink)
-        return self._score(f)
+        return self._score(f)  # the training scores: saves fit() a second pass
 
     def _score(self, f: np.ndarray) -> np.ndarray:
         return self.direction_ * (f - self.midpoint_) / self.scale_
@@ -54,6 +64,7 @@ class SharpnessDetector(SingleImageDetector):
         return self._score(log_laplacian_energy(X))
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        # (JSON state, arrays): three numbers, no arrays
         return {"midpoint": self.midpoint_, "direction": self.direction_, "scale": self.scale_}, {}
 
     def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
