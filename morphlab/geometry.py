@@ -810,17 +810,21 @@ def poisson_composite(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.nd
     return out
 
 
-def anchor_ring(points: np.ndarray, size: Sequence[int], scale: float = 1.3) -> np.ndarray:
+def anchor_ring(points: np.ndarray, size: Sequence[int], scale: float = 1.3,
+                max_gap: Optional[float] = None) -> np.ndarray:
     """Fixed anchor points around a region: its hull scaled about the centroid.
 
     Used to confine a warp to a neighbourhood of the face: anchors map to themselves,
-    so everything outside the ring is left untouched.
+    so everything outside the ring is left untouched (provided no triangle of the warp
+    reaches across the ring: ``max_gap`` makes the ring dense enough for that).
 
     Args:
         points: ``(N, 2)`` ``(x, y)`` points of the region.
         size: ``(width, height)`` of the frame; anchors are clipped into it and anchors
             that then fall inside the region's hull are dropped.
         scale: ring size relative to the hull (> 1).
+        max_gap: if given, every ring edge longer than this (pixels) is subdivided
+            evenly so that neighbouring anchors are at most ``max_gap`` apart.
 
     Returns:
         ``(K, 2)`` float64 ``(x, y)``.
@@ -830,6 +834,14 @@ def anchor_ring(points: np.ndarray, size: Sequence[int], scale: float = 1.3) -> 
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     c = hull.mean(axis=0)
     ring = c + float(scale) * (hull - c)
+    if max_gap is not None:
+        if not max_gap > 0:
+            raise ValueError(f"max_gap must be > 0 pixels, got {max_gap}")
+        dense = []
+        for p, q in zip(ring, np.roll(ring, -1, axis=0)):
+            k = max(1, int(np.ceil(np.linalg.norm(q - p) / float(max_gap))))
+            dense.extend(p + (q - p) * (i / k) for i in range(k))
+        ring = np.array(dense)
     ring[:, 0] = np.clip(ring[:, 0], 0.0, w - 1.0)
     ring[:, 1] = np.clip(ring[:, 1], 0.0, h - 1.0)
     contour = hull.astype(np.float32).reshape(-1, 1, 2)

@@ -72,6 +72,18 @@ FACE_REGION: dict[str, tuple[int, ...]] = {
 #: Scale of the anchor ring (relative to the face hull) that confines the target's warp.
 RING_SCALE = 1.3
 
+SPLICE_REGIONS = ("extended", "hull")
+
+#: ``splice_region="extended"``: how far the region's hull points are pushed out, as
+#: fractions of the eye-to-mouth vector (upwards, points above the eye line only: the
+#: forehead) and of their distance from the hull's centre (all points: the jaw-neck
+#: transition and temples). Schemes whose face region already reaches the hair line
+#: (the mediapipe mesh's oval) get no forehead lift.
+FOREHEAD_LIFT: dict[str, float] = {"dlib68": 0.75, "fan68": 0.75, "tem189": 0.75,
+                                   "mediapipe468": 0.0, "mediapipe478": 0.0}
+#: Outward push of every hull point (fraction of its distance from the hull centre).
+NECK_PUSH = 0.1
+
 
 def _fraction(name: str, value: Any) -> float:
     try:
@@ -119,7 +131,12 @@ class LandmarkMorph(Generator):
     """Landmark-based morphs (complete and/or spliced).
 
     Args:
-        alpha: sets both ``shape_alpha`` and ``texture_alpha`` (those given explicitly win).
+        alpha: sets both ``shape_alpha`` and ``texture_alpha`` (those given explicitly win),
+            or ``"auto"``: per pair and variant, the factor (one for shape and texture) is
+            chosen among ``alpha_candidates`` evenly spaced values of ``alpha_range`` to
+            maximise the morph's minimum similarity to both contributors under the
+            ``selection_systems`` (see :meth:`LandmarkMorph._search`); every candidate's
+            scores are recorded in the manifest (``extra["alpha_search"]``).
         shape_alpha: weight of subject B in the geometry, in [0, 1] (default 0.5).
         texture_alpha: weight of subject B in the pixel blend, in [0, 1] (default 0.5).
         landmarks: face backend name (``"dlib"``, ``"mediapipe"``, ``"face-alignment"``,
@@ -134,6 +151,13 @@ class LandmarkMorph(Generator):
         size: output size: ``None`` (A's size, or 350x450 with ``crop="icao"``), an
             integer (square) or ``(width, height)``.
         crop: ``None`` or ``"icao"`` (passport-style crop, see the module docstring).
+        splice_region: ``"extended"`` (default): the face hull plus a forehead band and
+            the jaw-neck transition (see :func:`_extend`); ``"hull"``: the landmarks'
+            convex hull only (before the balance fix; leans towards the target).
+        alpha_range: ``(low, high)`` in [0, 1], the factors ``alpha="auto"`` searches.
+        alpha_candidates: how many factors it tries (2 to 11).
+        selection_systems: recognition system names (or instances) that score the
+            candidates; evaluate with *other* systems (map-score warns otherwise).
     """
 
     name = "landmark"
@@ -142,7 +166,7 @@ class LandmarkMorph(Generator):
     def __init__(
         self,
         *,
-        alpha: Optional[float] = None,
+        alpha: Union[None, float, str] = None,
         shape_alpha: Optional[float] = None,
         texture_alpha: Optional[float] = None,
         landmarks: str = "dlib",
@@ -151,10 +175,19 @@ class LandmarkMorph(Generator):
         blend: str = "poisson",
         color_match: bool = True,
         feather: float = 0.05,
+        splice_region: str = "extended",
         size: Union[None, int, Sequence[int]] = None,
         crop: Optional[str] = None,
+        alpha_range: Sequence[float] = (0.3, 0.7),
+        alpha_candidates: int = 5,
+        selection_systems: Union[str, Sequence[Any]] = ("mobilefacenet",),
     ) -> None:
-        base = 0.5 if alpha is None else _fraction("alpha", alpha)
+        self.auto = isinstance(alpha, str) and alpha.strip().lower() == "auto"
+        if self.auto and (shape_alpha is not None or texture_alpha is not None):
+            raise ValueError("alpha='auto' searches shape and texture factor together: "
+                             "do not give shape_alpha or texture_alpha with it")
+        base = 0.5 if alpha is None or self.auto else _fraction("alpha", alpha)
+        self._set_search(alpha_range, alpha_candidates, selection_systems)
         self.shape_alpha = base if shape_alpha is None else _fraction("shape_alpha", shape_alpha)
         self.texture_alpha = base if texture_alpha is None else _fraction("texture_alpha", texture_alpha)
         if not isinstance(landmarks, str) or not landmarks:
@@ -181,6 +214,10 @@ class LandmarkMorph(Generator):
             raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
         self.blend = blend
         self.color_match = bool(color_match)
+        if splice_region not in SPLICE_REGIONS:
+            raise ValueError(
+                f"splice_region must be one of {', '.join(SPLICE_REGIONS)}, got {splice_region!r}")
+        self.splice_region = splice_region
         try:
             self.feather = float(feather)
         except (TypeError, ValueError):
@@ -192,17 +229,58 @@ class LandmarkMorph(Generator):
             raise ValueError(f"crop must be None or one of {', '.join(CROPS)}, got {crop!r}")
         self.crop = crop
 
+    def _set_search(self, alpha_range, alpha_candidates, selection_systems) -> None:
+        try:
+            lo, hi = (_fraction("alpha_range", v) for v in alpha_range)
+        except TypeError:
+            raise ValueError(f"alpha_range must be (low, high), got {alpha_range!r}") from None
+        if not lo < hi:
+            raise ValueError(f"alpha_range must be (low, high) with low < high, got {alpha_range!r}")
+        self.alpha_range = (lo, hi)
+        if isinstance(alpha_candidates, bool) or not isinstance(alpha_candidates, (int, np.integer)) \
+                or not 2 <= alpha_candidates <= 11:
+            raise ValueError(f"alpha_candidates must be an integer in [2, 11], got {alpha_candidates!r}")
+        self.alpha_candidates = int(alpha_candidates)
+        from morphlab.recognition.base import RECOGNITION, RecognitionSystem
+
+        if isinstance(selection_systems, (str, RecognitionSystem)):
+            selection_systems = [s.strip() for s in selection_systems.split(",")] \
+                if isinstance(selection_systems, str) else [selection_systems]
+        systems = list(selection_systems)
+        if not systems:
+            raise ValueError("selection_systems must name at least one recognition system")
+        for sys_ in systems:
+            if not isinstance(sys_, RecognitionSystem):
+                RECOGNITION.get(sys_)  # KeyError listing the valid names
+        self.selection_systems = systems
+        self._selectors: Optional[list] = None
+
+    def candidates(self) -> list[float]:
+        """The factors ``alpha="auto"`` tries, ascending (rounded to 4 decimals)."""
+        lo, hi = self.alpha_range
+        return [round(float(v), 4) for v in np.linspace(lo, hi, self.alpha_candidates)]
+
+    def _selection_names(self) -> list[str]:
+        return [s if isinstance(s, str) else s.name for s in self.selection_systems]
+
     # -- the Generator interface ------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
+        if self.auto:
+            search = {"shape_alpha": "auto", "texture_alpha": "auto",
+                      "alpha_range": list(self.alpha_range),
+                      "alpha_candidates": self.alpha_candidates,
+                      "selection_systems": self._selection_names()}
+        else:
+            search = {"shape_alpha": self.shape_alpha, "texture_alpha": self.texture_alpha}
         return {
-            "shape_alpha": self.shape_alpha,
-            "texture_alpha": self.texture_alpha,
+            **search,
             "landmarks": self.landmarks,
             "variants": list(self.variants),
             "splice_into": self.splice_into,
             "blend": self.blend,
             "color_match": self.color_match,
             "feather": self.feather,
+            "splice_region": self.splice_region,
             "size": None if self.size is None else list(self.size),
             "crop": self.crop,
         }
@@ -247,31 +325,96 @@ class LandmarkMorph(Generator):
             )
         img_a, img_b, la, lb, aligned = self._frame(img_a, img_b, face_a, face_b, la, lb)
         size = geo.image_size(img_a)
-        pa, pb = geo.with_boundary(la, size), geo.with_boundary(lb, size)
-        dst = geo.average_points(pa, pb, self.shape_alpha)
-        triangles = geo.triangulate(dst)
-        res = geo.morph(img_a, img_b, la, lb, shape_alpha=self.shape_alpha,
-                        texture_alpha=self.texture_alpha, triangles=triangles)
         extra = {
             "landmarks": self.landmarks,
             "scheme": face_a.scheme,
             "n_points": int(len(la)),
-            "n_triangles": int(len(triangles)),
             "frame": [int(size[0]), int(size[1])],
             "b_aligned_to_a": aligned,
         }
+        spliced = {"splice_into": self.splice_into, "blend": self.blend,
+                   "splice_region": self.splice_region}
+        if not self.auto:
+            images, n_tri = self._variants(img_a, img_b, la, lb, face_a.scheme, size,
+                                           self.shape_alpha, self.texture_alpha)
+            return [
+                MorphOutput(image=images[v], tag=v, params={"variant": v},
+                            extra=dict(extra, n_triangles=n_tri,
+                                       **(spliced if v == "spliced" else {})))
+                for v in self.variants
+            ]
+        chosen = self._search(img_a, img_b, la, lb, face_a.scheme, size)
+        return [
+            MorphOutput(image=image, tag=v,
+                        params={"variant": v, "shape_alpha": alpha, "texture_alpha": alpha},
+                        extra=dict(extra, n_triangles=n_tri, alpha_search=search,
+                                   **(spliced if v == "spliced" else {})))
+            for v, (image, alpha, n_tri, search) in ((v, chosen[v]) for v in self.variants)
+        ]
+
+    def _variants(self, img_a, img_b, la, lb, scheme, size, shape_alpha, texture_alpha):
+        """Every requested variant at one pair of factors: ``({tag: image}, n_triangles)``."""
+        pa, pb = geo.with_boundary(la, size), geo.with_boundary(lb, size)
+        dst = geo.average_points(pa, pb, shape_alpha)
+        triangles = geo.triangulate(dst)
+        res = geo.morph(img_a, img_b, la, lb, shape_alpha=shape_alpha,
+                        texture_alpha=texture_alpha, triangles=triangles)
         outputs = {"complete": res}
         if "spliced" in self.variants:
-            outputs["spliced"] = self._splice(res, img_a, img_b, la, lb, face_a.scheme,
-                                              dst[: len(la)], size)
-        return [
-            MorphOutput(
-                image=outputs[v], tag=v, params={"variant": v},
-                extra=dict(extra, **({"splice_into": self.splice_into, "blend": self.blend}
-                                     if v == "spliced" else {})),
-            )
-            for v in self.variants
-        ]
+            outputs["spliced"] = self._splice(res, img_a, img_b, la, lb, scheme,
+                                              dst[: len(la)], size, shape_alpha, texture_alpha)
+        return outputs, int(len(triangles))
+
+    def _selectors_(self) -> list:
+        """The selection systems, built on first use (so that the generator pickles cheaply)."""
+        if self._selectors is None:
+            from morphlab.recognition.base import create_system
+
+            self._selectors = [s if not isinstance(s, str) else create_system(s)
+                               for s in self.selection_systems]
+        return self._selectors
+
+    def _search(self, img_a, img_b, la, lb, scheme, size) -> dict[str, tuple]:
+        """``alpha="auto"``: the best candidate factor per variant.
+
+        Every candidate factor ``c`` (used for shape and texture) makes each variant; the
+        morph is embedded by each selection system at its known landmarks (the morph
+        shape ``(1 - c) A + c B``, no detection) and compared with A and B (embedded once
+        per pair, in the morph frame). A candidate's score is the mean over the selection
+        systems of ``min(similarity to A, similarity to B)``; the highest score wins, ties
+        going to the candidate nearest 0.5, then to the smaller factor.
+
+        Returns:
+            ``{tag: (image, alpha, n_triangles, record)}``; ``record`` has the chosen
+            factor, the selection systems and every candidate's similarities and score.
+        """
+        systems = self._selectors_()
+        names = [s.name for s in systems]
+        refs = []
+        for s in systems:
+            refs.append([s.embed(img, _face_at(pts, scheme)) for img, pts in ((img_a, la), (img_b, lb))])
+        tried: dict[str, list[dict]] = {v: [] for v in self.variants}
+        made: dict[str, dict[float, tuple]] = {v: {} for v in self.variants}
+        for c in self.candidates():
+            images, n_tri = self._variants(img_a, img_b, la, lb, scheme, size, c, c)
+            face = _face_at(geo.average_points(la, lb, c), scheme)
+            for v in self.variants:
+                sims = {}
+                for s, name, (ea, eb) in zip(systems, names, refs):
+                    e = s.embed(images[v], face)
+                    sims[name] = [round(s.compare(e, ea), 6), round(s.compare(e, eb), 6)]
+                score = float(np.mean([min(x) for x in sims.values()]))
+                tried[v].append({"alpha": c, "similarity_ab": sims, "score": round(score, 6)})
+                made[v][c] = (images[v], n_tri)
+        out = {}
+        for v in self.variants:
+            best = max(tried[v], key=lambda r: (r["score"], -abs(r["alpha"] - 0.5), -r["alpha"]))
+            record = {"alpha": best["alpha"], "selection_systems": names,
+                      "criterion": "mean over systems of min(similarity to A, to B)",
+                      "candidates": tried[v]}
+            image, n_tri = made[v][best["alpha"]]
+            out[v] = (image, best["alpha"], n_tri, record)
+        return out
 
     def _frame(self, img_a, img_b, face_a, face_b, la, lb):
         """Bring both images and landmarks into the common output frame."""
@@ -297,17 +440,32 @@ class LandmarkMorph(Generator):
             img_b, lb = geo.resize_with_points(img_b, lb, self.size)
         return img_a, img_b, la, lb, aligned
 
-    def _splice(self, morph_img, img_a, img_b, la, lb, scheme, shape, size):
+    def _splice(self, morph_img, img_a, img_b, la, lb, scheme, shape, size, shape_alpha,
+                texture_alpha):
         """The morphed face put into the target's image (warped near the face only)."""
         target, tpts = (img_a, la) if self.splice_into == "a" else (img_b, lb)
-        region = FACE_REGION.get(scheme)
-        region_pts = shape if region is None else shape[list(region)]
+        region = list(FACE_REGION.get(scheme, range(len(shape))))
+        region_pts = shape[region]
         inside = geo.points_in_hull(shape, region_pts)
+        extra = {"shape": np.empty((0, 2)), "target": np.empty((0, 2))}
+        if self.splice_region == "extended":
+            idx, weights = _extension_weights(shape, region, scheme)
+            lift = FOREHEAD_LIFT.get(scheme, 0.0)
+            ext = {k: _extend(p, idx, weights, region, scheme, lift, NECK_PUSH, size)
+                   for k, p in (("a", la), ("b", lb), ("shape", shape))}
+            # the face is morphed again with the extension points, so that the forehead
+            # and the jaw-neck band of A and B are aligned in it, not only the landmarks
+            morph_img = geo.morph(img_a, img_b, np.vstack([la, ext["a"]]),
+                                  np.vstack([lb, ext["b"]]), shape_alpha=shape_alpha,
+                                  texture_alpha=texture_alpha)
+            extra = {"shape": ext["shape"], "target": ext[self.splice_into]}
+            region_pts = np.vstack([region_pts, ext["shape"]])
         # the target's face landmarks go onto the morph shape; a ring and the frame stay
-        ring = geo.anchor_ring(region_pts, size, RING_SCALE)
+        ring = geo.anchor_ring(region_pts, size, RING_SCALE, max_gap=(
+            _ring_gap(region_pts) if self.splice_region == "extended" else None))
         bd = geo.boundary_points(size)
-        dst = np.vstack([shape[inside], ring, bd])
-        src = np.vstack([tpts[inside], ring, bd])
+        dst = np.vstack([shape[inside], extra["shape"], ring, bd])
+        src = np.vstack([tpts[inside], extra["target"], ring, bd])
         background = geo.warp_image(target, src, dst, triangles=geo.triangulate(dst))
         mask = geo.hull_mask(region_pts, size)
         face_size = float(np.sqrt(max(1.0, float((mask > 0).sum()))))
@@ -319,3 +477,94 @@ class LandmarkMorph(Generator):
         if self.blend == "poisson":
             return geo.poisson_composite(face, background, geo.erode_mask(mask, radius))
         return geo.composite(face, background, geo.feather_mask(mask, radius))
+
+
+def splice_region_points(shape: np.ndarray, scheme: str, size: Sequence[int],
+                         splice_region: str = "extended") -> np.ndarray:
+    """The points whose convex hull is the spliced face region of a morph shape.
+
+    Args:
+        shape: ``(N, 2)`` ``(x, y)`` landmarks of the morph (``scheme`` order).
+        scheme: landmark scheme name (selects :data:`FACE_REGION`).
+        size: ``(width, height)`` of the frame.
+        splice_region: ``"extended"`` (the face landmarks plus the forehead and jaw-neck
+            extension, :func:`_extend`) or ``"hull"`` (the face landmarks only).
+
+    Returns:
+        ``(K, 2)`` float64 ``(x, y)``.
+    """
+    shape = np.asarray(shape, dtype=np.float64)
+    region = list(FACE_REGION.get(scheme, range(len(shape))))
+    if splice_region == "hull":
+        return shape[region]
+    idx, weights = _extension_weights(shape, region, scheme)
+    ext = _extend(shape, idx, weights, region, scheme, FOREHEAD_LIFT.get(scheme, 0.0),
+                  NECK_PUSH, geo.as_size(size))
+    return np.vstack([shape[region], ext])
+
+
+def _ring_gap(region_pts: np.ndarray) -> float:
+    """Anchor spacing of the splice's ring: a tenth of the region's size, so that no warp
+    triangle reaches from the face across the ring to the frame."""
+    lo, hi = region_pts.min(axis=0), region_pts.max(axis=0)
+    return max(2.0, 0.1 * float(np.sqrt(np.prod(np.maximum(hi - lo, 1.0)))))
+
+
+def _face_at(points: np.ndarray, scheme: str) -> Face:
+    """A :class:`Face` at known landmarks (box: their bounding box)."""
+    pts = np.asarray(points, dtype=np.float64)
+    box = np.concatenate([pts.min(axis=0), pts.max(axis=0)])
+    return Face(box=box, landmarks=pts, scheme=scheme)
+
+
+def _eye_mouth(points: np.ndarray, scheme: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Mid-eye and mid-mouth points of a landmark set (``None`` for unknown schemes)."""
+    from morphlab.face.schemes import SCHEME_POINTS, named_points
+
+    if scheme not in SCHEME_POINTS:
+        return None
+    face = Face(box=np.zeros(4), landmarks=points, scheme=scheme)
+    p = named_points(face, ("left_eye", "right_eye", "mouth_left", "mouth_right"))
+    return (p[0] + p[1]) / 2.0, (p[2] + p[3]) / 2.0
+
+
+def _extension_weights(shape: np.ndarray, region: list[int], scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which region points are extended (the hull vertices of the morph shape's region,
+    as indices into ``region``) and their forehead weights (1 well above the eye line,
+    0 at or below it), both fixed per pair so that :func:`_extend` is linear in the points."""
+    pts = shape[region]
+    idx = cv2.convexHull(pts.astype(np.float32), returnPoints=False).reshape(-1)
+    idx = np.sort(idx)
+    em = _eye_mouth(shape, scheme)
+    if em is None:
+        return idx, np.zeros(len(idx))
+    eye, mouth = em
+    up = eye - mouth
+    n = float(np.linalg.norm(up))
+    if n < 1e-6:
+        return idx, np.zeros(len(idx))
+    height = (pts[idx] - eye) @ (up / n) / n  # in eye-to-mouth units above the eye line
+    return idx, np.clip(height / 0.25, 0.0, 1.0)
+
+
+def _extend(points: np.ndarray, idx: np.ndarray, weights: np.ndarray, region: list[int],
+            scheme: str, lift: float, push: float, size: tuple[int, int]) -> np.ndarray:
+    """Extension points of one landmark set: the region's hull vertices ``idx`` pushed
+    out from the region's centroid by ``push`` and, above the eyes, lifted by ``lift``
+    eye-to-mouth distances (the forehead). Linear in ``points`` (up to clipping into the
+    frame), so the morph shape's extension is the blend of A's and B's.
+
+    Returns:
+        ``(len(idx), 2)`` float64 ``(x, y)``, clipped one pixel inside the frame.
+    """
+    pts = points[region]
+    centre = pts.mean(axis=0)
+    hull = pts[idx]
+    out = hull + push * (hull - centre)
+    em = _eye_mouth(points, scheme)
+    if em is not None and lift:
+        out = out + lift * weights[:, None] * (em[0] - em[1])[None, :]
+    w, h = size
+    out[:, 0] = np.clip(out[:, 0], 1.0, w - 2.0)
+    out[:, 1] = np.clip(out[:, 1], 1.0, h - 2.0)
+    return out

@@ -269,6 +269,10 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
     if overlap:
         warnings.warn(overlap["message"], UserWarning, stacklevel=3)
         notes.append(overlap["message"])
+    circular = selection_overlap(records, systems_)
+    if circular:
+        warnings.warn(circular, UserWarning, stacklevel=3)
+        notes.append(circular)
     genders = read_genders(genders_from[0], id_column=genders_from[1],
                            gender_column=genders_from[2], records=records)
     calib.check_genders(cal.subjects, genders, impostors)
@@ -316,7 +320,7 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
     settings = {
         "attack_set": str(manifest.resolve()),
         "manifest_sha256": sha256_file(manifest),
-        "probes": str(probes) if not isinstance(probes, Mapping) else "(mapping)",
+        "probes": str(Path(probes).resolve()) if not isinstance(probes, Mapping) else "(mapping)",
         "probe_pattern": probe_pattern,
         "calibration": {
             "description": cal.description, "source": cal.source, "path": cal.path,
@@ -359,6 +363,23 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
         calibration={lab: {"genuine": c.genuine, "impostor": c.impostor} for lab, c in comps.items()},
         settings=settings, counts=counts, skipped=skipped, attempts=att, embedded=embedded,
         bootstrap=boot, warnings=notes)
+
+
+def selection_overlap(records: Sequence[Mapping], systems_: Sequence[RecognitionSystem]) -> str:
+    """A warning when morphs were chosen by a recognition system that also evaluates them.
+
+    ``alpha="auto"`` generators record ``params["selection_systems"]`` (the systems whose
+    similarities picked the morph factor); evaluating with one of them is circular (the
+    morphs were optimised against it). Returns the message, or ``""``.
+    """
+    chosen = {str(s) for r in records
+              for s in ((r.get("params") or {}).get("selection_systems") or ())}
+    both = sorted(chosen & {s.name for s in systems_})
+    if not both:
+        return ""
+    return (f"circular evaluation: {', '.join(both)} also selected the morph factors of "
+            f"this attack set (params.selection_systems: {', '.join(sorted(chosen))}); its "
+            "MMPMR/MAP are optimistic for the attacker; evaluate with other systems")
 
 
 def _probes_for(enrol: Mapping[str, Mapping[str, str]], probe_map: Mapping[str, list],
