@@ -94,6 +94,29 @@ def _subject_of(path: Path, rx) -> Optional[str]:
     return m.group("subject") if m and m.group("subject") else None
 
 
+def listed_paths(list_file: Path, what: str) -> list[tuple[int, Path]]:
+    """``(line number, resolved path)`` of a list file: one path per line, relative paths
+    relative to the list, blank lines and ``#`` comments ignored.
+
+    Raises:
+        FileNotFoundError: a listed file is missing (``what`` names the kind).
+        ValueError: the list names no file.
+    """
+    out = []
+    for num, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        p = Path(text)
+        p = (p if p.is_absolute() else list_file.parent / p).resolve()
+        if not p.is_file():
+            raise FileNotFoundError(f"{list_file}, line {num}: {what} {p} not found")
+        out.append((num, p))
+    if not out:
+        raise ValueError(f"{list_file}: the list file names no {what}")
+    return out
+
+
 def list_images(source: PathLike, *, pattern: Optional[str] = None) -> list[tuple[Path, str]]:
     """``(path, subject)`` of the images of a folder, a list file or one image file.
 
@@ -122,18 +145,7 @@ def list_images(source: PathLike, *, pattern: Optional[str] = None) -> list[tupl
     if src.suffix.lower() in IMAGE_SUFFIXES:
         files = [src.resolve()]
     else:
-        files = []
-        for num, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            p = Path(line)
-            p = (p if p.is_absolute() else src.parent / p).resolve()
-            if not p.is_file():
-                raise FileNotFoundError(f"{src}, line {num}: image {p} not found")
-            files.append(p)
-        if not files:
-            raise ValueError(f"{src}: the list file names no image")
+        files = [p for _, p in listed_paths(src, "image")]
     out = []
     for f in files:
         subject = _subject_of(f, rx)
@@ -192,19 +204,10 @@ def attack_records(source: PathLike, *, verify: bool = True) -> list[dict]:
     if not is_attack_list(src):
         return load_manifest(src, include_failed=True, verify=verify)
     wanted: dict[Path, int] = {}
-    for num, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        p = Path(text)
-        p = (p if p.is_absolute() else src.parent / p).resolve()
-        if not p.is_file():
-            raise FileNotFoundError(f"{src}, line {num}: morph {p} not found")
+    for num, p in listed_paths(src, "morph"):
         if p in wanted:
             raise ValueError(f"{src}, line {num}: {p} is listed twice (first on line {wanted[p]})")
         wanted[p] = num
-    if not wanted:
-        raise ValueError(f"{src}: the attack list names no morph")
     by_path: dict[Path, dict] = {}
     for folder in sorted({p.parent for p in wanted}):
         for rec in load_manifest(folder, verify=False):
