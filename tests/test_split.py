@@ -169,3 +169,33 @@ def test_cli_split_then_detect_train_and_eval(tmp_path, sample_dir) -> None:
     res = run(main, ["detect", "eval", str(tmp_path / "model"), "--bona-fide", str(out / "test_bona_fide.txt"),
                      "--attacks", str(morphs), "-o", str(tmp_path / "eval2"), "--no-progress"])
     assert res.exit_code == 1 and "share" in res.output
+
+
+def test_warns_when_detect_would_read_other_subjects(tmp_path, sample_dir, caplog) -> None:
+    """A loader taking the subject from somewhere else than the file name (here: the
+    folder, as ONOT's): detect would read other ids from the listed names."""
+    from morphlab.datasets.folder import Dataset, Sample
+    from morphlab.datasets.loaders import LOADERS, register_loader
+
+    def by_folder(root, **_):
+        root = Path(root).resolve()
+        return Dataset(root, tuple(Sample(p, p.parent.name) for p in sorted(root.glob("*/*.jpg"))))
+
+    if "test-by-folder" not in LOADERS:
+        register_loader("test-by-folder")(by_folder)
+    for i in ("002", "003", "004"):
+        (tmp_path / "d" / f"s{i}").mkdir(parents=True)
+        shutil.copyfile(sample_dir / "neutral" / f"{i}_03.jpg", tmp_path / "d" / f"s{i}" / "front.jpg")
+    with caplog.at_level("WARNING", logger="morphlab.datasets.split"):
+        s = split_by_identity([tmp_path / "d"], loader="test-by-folder")
+    assert sorted(s.subjects["train"] + s.subjects["test"]) == ["s002", "s003", "s004"]
+    assert "3 bona fide file name(s) do not give their subject id" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="morphlab.datasets.split"):
+        split_by_identity([sample_dir / "neutral"])
+    assert "do not give their subject id" not in caplog.text
+
+
+def test_cli_split_needs_inputs(tmp_path) -> None:
+    res = CliRunner().invoke(main, ["split", "-o", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "bona fide folder" in res.output
