@@ -360,8 +360,8 @@ def import_attack_set(
         visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
         foreign = sorted(set(visible) - set(owned_files(out)))
         if foreign:
-            raise ImportSetError(f"{out}: holds files morphlab did not write ({_listed(foreign)}); "
-                               "choose an empty or new folder")
+            raise ImportSetError(f"{out}: holds files that are not a previous import's "
+                                 f"({_listed(foreign)}); choose an empty or new folder")
         placed: list[Path] = []
         try:
             for f in order:

@@ -158,7 +158,7 @@ def test_output_folder_rules(morphs, tmp_path) -> None:
     assert [r["file"] for r in load_manifest(out)] == ["002_003.png"]
     assert not (out / "004_005.png").exists()  # the previous import's link is gone
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="did not write.*notes.txt"):
+    with pytest.raises(ValueError, match="not a previous import's.*notes.txt"):
         import_attack_set(morphs, out, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"
     mine = tmp_path / "mine"
