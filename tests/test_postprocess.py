@@ -83,13 +83,13 @@ def attack_set(photos: Path, tmp_path_factory) -> Path:
 # operators
 # ----------------------------------------------------------------------------------------
 def test_specs_round_trip_and_errors():
-    assert {"jpeg", "resize", "icao", "print-scan"} <= set(OPS)
+    assert {"jpeg", "resize", "icao", "print-scan", "background"} <= set(OPS)
     op = parse_op("jpeg:q=75")
     assert op.q == 75 and op.spec() == "jpeg:q=75" and parse_op(op.spec()) == op
     ps = parse_op("print-scan:dpi=200,noise=0")
     assert parse_op(ps.spec()) == ps and "dpi=200" in ps.spec() and "keep_size=true" in ps.spec()
     assert parse_op("resize:width=100").spec() == "resize:interpolation=area,width=100"
-    with pytest.raises(KeyError, match="unknown post-processing operator 'blur'.*valid names: icao, jpeg"):
+    with pytest.raises(KeyError, match="unknown post-processing operator 'blur'.*valid names: background, icao, jpeg"):
         parse_op("blur:sigma=2")
     with pytest.raises(ValueError, match="jpeg has no parameter 'quality'; valid parameters: q"):
         parse_op("jpeg:quality=75")

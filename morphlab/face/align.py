@@ -189,7 +189,172 @@ def icao_crop(
         raise ValueError("eye_distance and eye_line are fractions in (0, 1)")
     if eyes[0, 0] > eyes[1, 0]:
         raise ValueError(f"eyes must be ordered image-left then image-right, got {eyes.tolist()}")
+    M = icao_transform(eyes, (w, h), eye_distance=eye_distance, eye_line=eye_line)
+    return _warp(image, M, (w, h), border, border_value), M
+
+
+def icao_transform(
+    eyes: np.ndarray,
+    out_size: tuple[int, int] = ICAO_OUT_SIZE,
+    *,
+    eye_distance: float = ICAO_EYE_DISTANCE,
+    eye_line: float = ICAO_EYE_LINE,
+) -> np.ndarray:
+    """The ``(2, 3)`` matrix of :func:`icao_crop` (image → crop), without warping.
+
+    Args:
+        eyes: ``(2, 2)`` ``(x, y)`` eye centres, image-left eye first.
+        out_size: ``(width, height)`` of the frame.
+        eye_distance, eye_line: fractions of the frame width / height (see :func:`icao_crop`).
+    """
+    eyes = np.asarray(eyes, dtype=np.float64)
+    if eyes.shape != (2, 2):
+        raise ValueError(f"eyes must have shape (2, 2), got {eyes.shape}")
+    w, h = (int(v) for v in out_size)
     half = eye_distance * w / 2.0
     target = np.array([[w / 2.0 - half, eye_line * h], [w / 2.0 + half, eye_line * h]])
-    M = estimate_similarity(eyes, target)
-    return _warp(image, M, (w, h), border, border_value), M
+    return estimate_similarity(eyes, target)
+
+
+def _source_coords(M: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Source ``(x, y)`` sampled by every crop pixel centre (``(h, w)`` arrays each)."""
+    import cv2
+
+    w, h = (int(v) for v in out_size)
+    inv = cv2.invertAffineTransform(np.asarray(M, dtype=np.float64))
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    return inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+
+
+def outside_mask(M: np.ndarray, image_size: tuple[int, int], out_size: tuple[int, int],
+                 *, margin: float = 0.0) -> np.ndarray:
+    """Crop pixels whose bilinear sample needs pixels outside the source image.
+
+    These are the pixels a border mode fills (``replicate`` copies the edge rows and
+    columns into them: streaks; ``constant`` a uniform colour).
+
+    Args:
+        M: ``(2, 3)`` image → crop matrix.
+        image_size: the source's ``(width, height)``.
+        out_size: the crop's ``(width, height)``.
+        margin: count only samples more than ``margin`` pixels beyond the edge pixels'
+            centres (``1``: pixels made of border fill alone, not the 1-pixel seam that
+            blends the edge with it).
+
+    Returns:
+        ``(height, width)`` bool mask of the crop.
+    """
+    sx, sy = _source_coords(M, out_size)
+    W, H = (int(v) for v in image_size)
+    lim = float(margin) + 1e-6
+    return (sx < -lim) | (sy < -lim) | (sx > W - 1 + lim) | (sy > H - 1 + lim)
+
+
+def fit_inside(
+    M: np.ndarray,
+    image_size: tuple[int, int],
+    out_size: tuple[int, int],
+    anchor: tuple[float, float],
+) -> tuple[np.ndarray, float]:
+    """Zoom an image → crop matrix about a crop point until the frame lies inside the image.
+
+    The largest frame of the same aspect, orientation and anchor (for ICAO: the eye
+    midpoint, which stays on the centre line at the eye-line height) whose every pixel
+    samples inside the source. A frame already inside is returned unchanged.
+
+    Args:
+        M: ``(2, 3)`` image → crop matrix.
+        image_size: the source's ``(width, height)``.
+        out_size: the crop's ``(width, height)``.
+        anchor: ``(x, y)`` crop point kept fixed.
+
+    Returns:
+        ``(M', zoom)``: the matrix and the magnification ``zoom >= 1`` (the face is
+        ``zoom`` times larger in the frame than ``M`` puts it).
+
+    Raises:
+        ValueError: the anchor itself lies outside the image (no frame fits).
+    """
+    import cv2
+
+    M = np.asarray(M, dtype=np.float64)
+    W, H = (float(v) - 1.0 for v in image_size)
+    w, h = (int(v) for v in out_size)
+    inv = cv2.invertAffineTransform(M)
+    ax, ay = float(anchor[0]), float(anchor[1])
+    p = inv[:, :2] @ np.array([ax, ay]) + inv[:, 2]  # the anchor in the source
+    if not (0 <= p[0] <= W and 0 <= p[1] <= H):
+        raise ValueError(f"the frame's anchor ({p[0]:.1f}, {p[1]:.1f}) lies outside the "
+                         f"{W + 1:.0f}x{H + 1:.0f} image: no frame fits inside")
+    u = 1.0  # 1 / zoom: a corner at p + u * v must stay inside [0, W] x [0, H]
+    for cx, cy in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+        v = inv[:, :2] @ np.array([cx - ax, cy - ay])
+        for k, limit in ((0, W), (1, H)):
+            if v[k] > 1e-12:
+                u = min(u, (limit - p[k]) / v[k])
+            elif v[k] < -1e-12:
+                u = min(u, -p[k] / v[k])
+    u *= 1.0 - 1e-9  # strictly inside after rounding
+    if u >= 1.0 - 1e-9:
+        return M, 1.0
+    zoom = 1.0 / u
+    S = np.array([[zoom, 0.0, ax * (1 - zoom)], [0.0, zoom, ay * (1 - zoom)], [0.0, 0.0, 1.0]])
+    return (S @ np.vstack([M, [0.0, 0.0, 1.0]]))[:2], zoom
+
+
+def estimate_background(image: np.ndarray, strip: float = 0.03) -> tuple[int, int, int]:
+    """The background colour of a portrait: per-channel median of its top and side strips.
+
+    The bottom edge is left out (shoulders, clothing); the side strips cover their upper
+    two thirds. On an image whose background was made uniform (the ``background``
+    post-processing operator) this is that colour exactly.
+
+    Args:
+        image: RGB uint8 ``(H, W, 3)``.
+        strip: strip width as a fraction of the shorter side (at least 2 pixels).
+
+    Returns:
+        ``(r, g, b)`` ints in 0..255.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be RGB (H, W, 3), got {image.shape}")
+    h, w = image.shape[:2]
+    k = max(2, round(strip * min(h, w)))
+    side = max(k, (2 * h) // 3)
+    px = np.concatenate([image[:k].reshape(-1, 3), image[:side, :k].reshape(-1, 3),
+                         image[:side, -k:].reshape(-1, 3)])
+    return tuple(int(v) for v in np.median(px, axis=0).round())
+
+
+def ffhq_transform(eyes: np.ndarray, mouth: np.ndarray, size: int = 512) -> np.ndarray:
+    """The FFHQ alignment (Karras et al.'s ``recreate_aligned_images``) as a similarity.
+
+    The frame Arc2Face is trained on and Arc2Morph renders in: the face small and centred,
+    side ``4 x max(eye distance, 0.9 x eye-to-mouth distance)``, centred 0.1 eye-to-mouth
+    below the eye midpoint, rotated so the face is upright. (FFHQ pads outside the
+    photo by reflection and blur; warp with ``border="reflect"`` for a look-alike.)
+
+    Args:
+        eyes: ``(2, 2)`` ``(x, y)`` eye centres, image-left eye first.
+        mouth: ``(2, 2)`` mouth corners, image-left first.
+        size: side of the square frame in pixels.
+
+    Returns:
+        ``(2, 3)`` image → frame matrix.
+    """
+    eyes = np.asarray(eyes, dtype=np.float64)
+    mouth = np.asarray(mouth, dtype=np.float64)
+    if eyes.shape != (2, 2) or mouth.shape != (2, 2):
+        raise ValueError(f"eyes and mouth must be (2, 2) arrays, got {eyes.shape} and {mouth.shape}")
+    eye_avg = eyes.mean(axis=0)
+    eye_to_eye = eyes[1] - eyes[0]
+    eye_to_mouth = mouth.mean(axis=0) - eye_avg
+    x = eye_to_eye - np.array([-eye_to_mouth[1], eye_to_mouth[0]])
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.array([-x[1], x[0]])
+    c = eye_avg + eye_to_mouth * 0.1
+    quad = np.stack([c - x - y, c - x + y, c + x + y])  # top-left, bottom-left, bottom-right
+    s = float(size)
+    return estimate_similarity(quad, np.array([[0.0, 0.0], [0.0, s], [s, s]]))

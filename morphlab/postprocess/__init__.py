@@ -12,11 +12,20 @@ compared with. Operators are written as ``name[:key=value,...]`` specs:
 ``resize:width=413,height=531`` / ``resize:scale=0.5``
     plain resampling (``interpolation=area|linear|cubic``, default area); one of
     ``width``/``height`` alone keeps the aspect ratio.
-``icao[:width=350,height=450,backend=dlib,eye_distance=0.25,eye_line=0.45]``
+``icao[:width=350,height=450,backend=dlib,eye_distance=0.25,eye_line=0.45,fill=background]``
     passport-photo geometry with :func:`morphlab.face.align.icao_crop`: eyes level, face
     centred, eye distance and eye line at the ICAO-style fractions of the frame. The eye
     centres come from a face backend (cached by image content when the operator sees
-    the unmodified source file).
+    the unmodified source file). The frame is never filled by replicating edge pixels:
+    where it reaches beyond the image it is padded with one uniform colour (``fill=
+    background``, the image's estimated background, or ``fill=R,G,B``), or (``fill=crop``)
+    the face is zoomed to the largest ICAO frame inside the image; each manifest line
+    says which (``op_notes``: pad colour and padded fraction, or zoom).
+``background[:colour=240,240,240,feather=0.004,model=general]``
+    a uniform background: mediapipe's selfie segmentation (the model ships inside
+    mediapipe 0.10.21; offline) separates the person, the mask is feathered by a Gaussian
+    of ``feather`` x the shorter side, and everything else becomes ``colour``.
+    Deterministic. Put it before ``icao`` so that the ICAO padding is the same colour.
 ``print-scan[:dpi=300,width_mm=35,halftone=4,blur=0.7,noise=2,colour=0.04,...]``
     a documented print-and-scan simulation, in this order:
 
@@ -51,6 +60,8 @@ source through ``postprocess``, a list with one entry per processing step::
 
     "postprocess": [{"ops": ["icao:…", "print-scan:…", "jpeg:q=75"], "seed": 0,
                      "image_seed": 123456,
+                     "op_notes": [{"op": "icao:…", "fill": "background",
+                                   "colour": [240, 240, 240], "padded_fraction": 0.21}],
                      "source": {"file": "0001_002_003_complete.png",
                                 "path": "/abs/…/0001_002_003_complete.png",
                                 "sha256": "…", "manifest": "/abs/…/manifest.jsonl"}}]
@@ -73,6 +84,7 @@ The code: :mod:`morphlab.postprocess.ops` (operators) and :mod:`morphlab.postpro
 
 from morphlab.postprocess.ops import (
     OPS,
+    Background,
     Icao,
     Jpeg,
     OpContext,
@@ -102,8 +114,8 @@ from morphlab.postprocess.sets import (
 )
 
 __all__ = [
-    "ATTACK_SET", "BONA_FIDE", "CONFIG_KEYS", "IMAGES", "MORPH", "OPS", "SET_FORMAT", "Icao",
-    "Jpeg", "OpContext", "Operator", "PostprocessSummary", "PrintScan", "Resize", "apply_ops",
+    "ATTACK_SET", "BONA_FIDE", "CONFIG_KEYS", "IMAGES", "MORPH", "OPS", "SET_FORMAT", "Background",
+    "Icao", "Jpeg", "OpContext", "Operator", "PostprocessSummary", "PrintScan", "Resize", "apply_ops",
     "check_chain", "image_items", "image_seed", "load_set", "output_suffix", "parse_op",
     "parse_ops", "postprocess_set", "register_op", "source_chain",
 ]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
@@ -30,11 +31,15 @@ class OpContext:
         source: the source image file.
         rng: this operator's random generator (seeded per image and operator).
         pristine: the image is still the unmodified content of ``source``.
+        notes: filled by the operator with per-image decisions (``icao``: how the frame
+            was filled; ``background``: the colour and the foreground fraction).
     """
 
     source: Optional[Path]
     rng: np.random.Generator
     pristine: bool = True
+    #: what the operator decided for this image (recorded in the manifest line's step)
+    notes: dict = field(default_factory=dict)
 
 
 #: Operators by name.
@@ -153,19 +158,50 @@ class Resize(Operator):
         return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _colour(op: str, key: str, value: Any) -> tuple[int, int, int]:
+    """``"240,240,240"`` / ``[240, 240, 240]`` → ``(240, 240, 240)``."""
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        rgb = tuple(int(str(v).strip()) for v in parts)
+    except (TypeError, ValueError):
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise ValueError(f"{op}: {key} must be an RGB colour R,G,B (0-255 each), got {value!r}")
+    return rgb  # type: ignore[return-value]
+
+
 _BACKENDS: dict[tuple[int, str], Any] = {}
+#: ``icao`` fill modes besides an explicit ``R,G,B`` colour.
+ICAO_FILLS = ("background", "crop")
 
 
 @register_op("icao")
 @dataclass(frozen=True)
 class Icao(Operator):
-    """Passport-photo geometry (:func:`morphlab.face.align.icao_crop`) from the eye centres."""
+    """Passport-photo geometry (:func:`morphlab.face.align.icao_crop`) from the eye centres.
+
+    Where the ICAO frame reaches beyond the source image it is never filled by
+    replicating the edge pixels (streaks a detector could learn). ``fill`` chooses:
+
+    - ``background`` (default): pad with one uniform colour, the image's estimated
+      background (:func:`morphlab.face.align.estimate_background`; exact after the
+      ``background`` operator);
+    - ``R,G,B``: pad with that colour;
+    - ``crop``: zoom in about the eye midpoint to the largest frame of the same aspect
+      that lies inside the image (no padding; the face is then larger than
+      ``eye_distance`` asks, and the line says by how much).
+
+    Each manifest line records the choice (``op_notes``): ``fill``, the pad ``colour``
+    and ``padded_fraction`` of the frame, or the ``zoom`` and effective ``eye_distance``;
+    and the image → frame ``matrix`` (``(2, 3)``, as ``cv2.warpAffine``).
+    """
 
     width: int = 350
     height: int = 450
     backend: str = "dlib"
     eye_distance: float = 0.25
     eye_line: float = 0.45
+    fill: str = "background"
 
     def __post_init__(self) -> None:
         _number("icao", "width", self.width, lo=2, hi=100_000, integer=True)
@@ -174,9 +210,17 @@ class Icao(Operator):
         _number("icao", "eye_line", self.eye_line, lo=0.01, hi=0.99)
         if not isinstance(self.backend, str) or not self.backend:
             raise ValueError(f"icao: backend must be a face backend name, got {self.backend!r}")
+        if isinstance(self.fill, (list, tuple)):  # [r, g, b] from Python: canonical string
+            object.__setattr__(self, "fill", ",".join(str(v) for v in _colour("icao", "fill", self.fill)))
+        if not isinstance(self.fill, str) or (self.fill not in ICAO_FILLS and "," not in self.fill):
+            raise ValueError(f"icao: fill must be {', '.join(ICAO_FILLS)} or an R,G,B colour, "
+                             f"got {self.fill!r}")
+        if self.fill not in ICAO_FILLS:
+            rgb = _colour("icao", "fill", self.fill)
+            object.__setattr__(self, "fill", ",".join(str(v) for v in rgb))
 
-    def __call__(self, image: np.ndarray, ctx: OpContext) -> np.ndarray:
-        from morphlab.face.align import icao_crop
+    def eyes(self, image: np.ndarray, ctx: OpContext) -> np.ndarray:
+        """``(2, 2)`` eye centres of the face in ``image`` (cached while pristine)."""
         from morphlab.face.base import create_backend
         from morphlab.face.cache import get_face
         from morphlab.face.schemes import eye_centres
@@ -188,11 +232,110 @@ class Icao(Operator):
             if key not in _BACKENDS:
                 _BACKENDS[key] = create_backend(self.backend)
             face = _BACKENDS[key].landmarks(image, source=ctx.source)
-        crop, _ = icao_crop(
-            image, eye_centres(face), (self.width, self.height),
-            eye_distance=self.eye_distance, eye_line=self.eye_line,
-        )
-        return crop
+        return eye_centres(face)
+
+    def frame(self, image: np.ndarray, eyes: np.ndarray) -> tuple[np.ndarray, dict]:
+        """The image → frame matrix and the notes (fill decision) for this image."""
+        from morphlab.face.align import fit_inside, icao_transform, outside_mask
+
+        size = (self.width, self.height)
+        M = icao_transform(eyes, size, eye_distance=self.eye_distance, eye_line=self.eye_line)
+        src = (image.shape[1], image.shape[0])
+        if self.fill == "crop":
+            M, zoom = fit_inside(M, src, size, (self.width / 2.0, self.eye_line * self.height))
+            return M, {"fill": "crop", "zoom": round(zoom, 6),
+                       "eye_distance": round(self.eye_distance * zoom, 6)}
+        padded = float(outside_mask(M, src, size).mean())
+        return M, {"fill": self.fill, "padded_fraction": round(padded, 6)}
+
+    def __call__(self, image: np.ndarray, ctx: OpContext) -> np.ndarray:
+        import cv2
+
+        from morphlab.face.align import estimate_background
+
+        M, notes = self.frame(image, self.eyes(image, ctx))
+        notes["matrix"] = [[float(v) for v in row] for row in M]
+        if self.fill == "crop":
+            colour = (0, 0, 0)  # never sampled: the frame lies inside the image
+        elif self.fill == "background":
+            colour = estimate_background(image)
+        else:
+            colour = _colour("icao", "fill", self.fill)
+        if self.fill != "crop":
+            notes["colour"] = list(colour)
+        ctx.notes.update(notes)
+        return cv2.warpAffine(image, M, (self.width, self.height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(colour))
+
+
+_SEGMENTERS: dict[tuple[int, int], Any] = {}
+
+
+def _segmenter(model: int):
+    """mediapipe's selfie segmentation (model inside the package: offline), one per process."""
+    key = (os.getpid(), model)
+    if key not in _SEGMENTERS:
+        try:
+            from mediapipe.python.solutions import selfie_segmentation
+        except ImportError as exc:  # pragma: no cover - mediapipe is a core dependency
+            raise ImportError(f"background: needs mediapipe==0.10.21 ({exc})") from None
+        _SEGMENTERS[key] = selfie_segmentation.SelfieSegmentation(model_selection=model)
+    return _SEGMENTERS[key]
+
+
+#: ``background`` segmentation models: mediapipe's ``model_selection`` 0 / 1.
+BACKGROUND_MODELS = {"general": 0, "landscape": 1}
+
+
+@register_op("background")
+@dataclass(frozen=True)
+class Background(Operator):
+    """Replace the background with a uniform colour (mediapipe selfie segmentation).
+
+    The person mask of mediapipe 0.10.21's selfie segmentation (``model=general``, the
+    256x256 model; ``landscape``, 144x256; both shipped inside the package) is smoothed
+    with a Gaussian of ``feather`` x the shorter image side (a soft edge, no halo of
+    hard steps), values below 1/255 set to 0 and above 254/255 to 1, and the image
+    composited over ``colour``: ``out = mask * image + (1 - mask) * colour``, rounded.
+    Everything outside the person is exactly ``colour``. Deterministic (same pixels, same
+    output); the manifest line records the colour and the foreground fraction.
+    """
+
+    colour: str = "240,240,240"
+    feather: float = 0.004
+    model: str = "general"
+
+    def __post_init__(self) -> None:
+        rgb = _colour("background", "colour", self.colour)
+        object.__setattr__(self, "colour", ",".join(str(v) for v in rgb))
+        _number("background", "feather", self.feather, lo=0, hi=0.1)
+        if self.model not in BACKGROUND_MODELS:
+            raise ValueError(f"background: model must be one of {', '.join(BACKGROUND_MODELS)}, "
+                             f"got {self.model!r}")
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        """``(H, W)`` float32 person mask in [0, 1] (1 = person), feathered and clamped."""
+        import cv2
+
+        res = _segmenter(BACKGROUND_MODELS[self.model]).process(np.ascontiguousarray(image))
+        m = res.segmentation_mask
+        if m is None:
+            raise ValueError("background: the segmentation returned no mask")
+        m = np.clip(np.asarray(m, dtype=np.float32), 0.0, 1.0)
+        sigma = self.feather * min(image.shape[:2])
+        if sigma > 0:
+            m = cv2.GaussianBlur(m, (0, 0), sigma)
+        m[m < 1.0 / 255] = 0.0
+        m[m > 254.0 / 255] = 1.0
+        return m
+
+    def __call__(self, image: np.ndarray, ctx: OpContext) -> np.ndarray:
+        m = self.mask(image)[..., None]
+        colour = np.array(_colour("background", "colour", self.colour), dtype=np.float32)
+        out = m * image.astype(np.float32) + (1.0 - m) * colour
+        ctx.notes.update(colour=[int(v) for v in colour],
+                         foreground_fraction=round(float(m.mean()), 6))
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _bayer(n: int) -> np.ndarray:
@@ -280,6 +423,9 @@ class PrintScan(Operator):
         return out
 
 
+_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]*)?$")
+
+
 def _parse_value(raw: str) -> Any:
     try:
         return json.loads(raw)
@@ -308,7 +454,13 @@ def parse_op(spec: Union[str, Operator]) -> Operator:
     cls = OPS[name]
     valid = [f.name for f in fields(cls)]
     params: dict[str, Any] = {}
+    items: list[str] = []
     for item in filter(None, (x.strip() for x in body.split(","))):
+        if "=" not in item and items and _NUMBER.match(item):
+            items[-1] += "," + item  # a colour R,G,B continues the previous value
+        else:
+            items.append(item)
+    for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
@@ -343,6 +495,7 @@ def apply_ops(
     *,
     seed: int = 0,
     source: Optional[PathLike] = None,
+    notes: Optional[list] = None,
 ) -> tuple[np.ndarray, Optional[bytes]]:
     """Apply operators in order.
 
@@ -353,6 +506,8 @@ def apply_ops(
             ``default_rng([seed, i])``); pass :func:`image_seed` for per-image draws.
         source: the file ``image`` was read from (the ``icao`` operator uses its cached
             landmarks while the pixels are unmodified).
+        notes: a list that receives ``{"op": spec, **notes}`` for every operator that
+            recorded a per-image decision (``icao``, ``background``).
 
     Returns:
         ``(image, encoded)``: the result, and the JPEG bytes when the last operator is
@@ -368,6 +523,8 @@ def apply_ops(
             image = image_from_bytes(encoded, "jpeg")
         else:
             image = op(image, ctx)
+        if notes is not None and ctx.notes:
+            notes.append({"op": op.spec(), **ctx.notes})
     return image, encoded
 
 

@@ -94,12 +94,13 @@ def _process(task: tuple) -> dict:
             raise ValueError(f"{src}: does not match the sha256 its manifest records (modified?)")
         iseed = image_seed(seed, sha)
         image = read_image(src)
-        image, encoded = apply_ops(image, ops, seed=iseed, source=src)
+        notes: list = []
+        image, encoded = apply_ops(image, ops, seed=iseed, source=src, notes=notes)
         if encoded is None:
             encoded = encode_image(image, Path(dst).suffix)
         atomic_write_bytes(dst, encoded)
         return {"name": Path(dst).name, "sha256": sha256_bytes(encoded),
-                "source_sha256": sha, "image_seed": iseed}
+                "source_sha256": sha, "image_seed": iseed, "op_notes": notes}
     except Exception as exc:  # recorded as a failed line, the run goes on
         fatal = fatal_write_error(exc, Path(dst).parent) if isinstance(exc, OSError) else None
         if fatal is not None:  # a full or read-only disk stops the run
@@ -343,10 +344,11 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
                 log.warning("%s failed: %s", it.src, res["error"])
             else:
                 ref["sha256"] = res["source_sha256"]
+                done_step = {**step, "image_seed": res["image_seed"], "source": ref}
+                if res.get("op_notes"):  # per-image decisions (icao fill, background colour)
+                    done_step["op_notes"] = res["op_notes"]
                 line = {**it.record, "status": "ok", "file": it.name, "sha256": res["sha256"],
-                        "postprocess": it.history + [
-                            {**step, "image_seed": res["image_seed"], "source": ref}
-                        ], "morphlab_version": __version__}
+                        "postprocess": it.history + [done_step], "morphlab_version": __version__}
                 summary.processed += 1
             append_records(fh, [line], manifest)
             bar.update(1)
