@@ -80,7 +80,8 @@ PathLike = Union[str, Path]
 
 #: The files of a model folder, and of an evaluation report folder.
 MODEL_FILES = (MODEL_JSON, MODEL_ARRAYS)
-REPORT_FILES = ("metrics.json", "det.png", "report.md", "report.html", "scores.csv")
+REPORT_FILES = ("metrics.json", "det.png", "histograms.png", "report.md", "report.html",
+                "scores.csv")
 
 
 # -- output folders ----------------------------------------------------------------------------
@@ -495,10 +496,14 @@ def evaluate_detector(
     else:
         disjoint = f"yes ({len(train_subjects)} training, {len(PresentationSet(inputs.items).identities())} test identities, none shared)"
     fails = _failure_summary(inputs, data)
+    from morphlab.reports.provenance import detection_inputs, rel
+
     info = {
         "detector": detector_name(type(det)),
         "kind": det.kind,
-        "model": str(Path(model_dir).resolve()),
+        # paths relative to the report folder (no absolute machine path in a report)
+        "model": rel(model_dir, out_dir) if out_dir is not None else str(Path(model_dir).resolve()),
+        **(detection_inputs(inputs.items, out_dir) if out_dir is not None else {}),
         "params": json.dumps(det.get_params(), sort_keys=True),
         "face backend / crop": f"{_backend_name(be)} / {size} px",
         "trained on": ", ".join(f"{k}: {v}" for k, v in (train_meta.get("n_by_species") or {}).items()),
@@ -533,7 +538,8 @@ def evaluate_detector(
             curves.update({s: (bf, at[sp == s]) for s in sorted(set(species))})
         with output_folder(out_dir, REPORT_FILES, overwrite=overwrite, sources=sources) as out:
             written = write_pad_report(out, summary, curves, info=info, notes=notes,
-                                       title=title or f"{info['detector']}: morphing attack detection")
+                                       title=title or f"{info['detector']}: morphing attack detection",
+                                       threshold_origin=info.get("threshold"))
             atomic_write_text(out / "scores.csv", rows_to_csv([
                 {"path": str(it.path), "live": str(it.live or ""), "label": "morph" if it.label else "bona fide",
                  "species": it.species, "subjects": "+".join(it.subjects), "score": f"{sc:.6g}",

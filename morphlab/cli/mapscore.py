@@ -195,8 +195,16 @@ def summary_lines(rep: dict) -> list[str]:
     rates = ov["map"]["rates"]
     unc = ov["unconditional"]["map"]["rates"]
     C = len(rates[0])
-    lines.append(f"  MAP[1,1] {format_rate(rates[0][0])}, MAP[1,{C}] {format_rate(rates[0][-1])}; unconditional "
-                 f"MAP[1,1] {format_rate(unc[0][0])}")
+    cells = f"MAP[1,1] {format_rate(rates[0][0])}"
+    if C > 1:  # with one system MAP[1,C] is MAP[1,1]: shown once
+        cells += f", MAP[1,{C}] {format_rate(rates[0][-1])}"
+    lines.append(f"  {cells} (unconditional, no-face morphs as failed attacks: "
+                 f"{format_rate(unc[0][0])}" + (f", {format_rate(unc[0][-1])}" if C > 1 else "")
+                 + ")")
+    inputs = rep.get("inputs") or {}
+    aset = inputs.get("attack_set")
+    if aset:
+        lines.append(f"post-processing protocol of the set: {aset['protocol']}")
     return lines
 
 

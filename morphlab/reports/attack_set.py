@@ -1,4 +1,8 @@
-"""Report on an attack set: contact sheet (subject A | morphs | subject B) and a summary."""
+"""Report on an attack set: contact sheet (subject A | morphs | subject B) and a summary.
+
+The report names the set (path relative to the report folder, manifest sha256) and its
+post-processing protocol (:mod:`morphlab.reports.provenance`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from morphlab.reports.contact import write_contact_sheet
-from morphlab.reports.document import Code, Document, Figure, Heading, Paragraph, Table
+from morphlab.reports.contact import THUMB_HEIGHT, write_contact_page, write_contact_sheet
+from morphlab.reports.document import Code, Document, Figure, Heading, Link, Paragraph, Table
+from morphlab.reports.provenance import attack_set_facts, attack_set_rows
 
 
 def write_attack_report(
@@ -15,9 +20,11 @@ def write_attack_report(
 ) -> Path:
     """Summarise ``manifest.jsonl`` of an attack set into ``out_dir``.
 
-    Writes ``contact_sheet.jpg`` (one row per pair: subject A, each morph of the pair,
-    subject B) and ``report.md`` / ``report.html`` (counts per generator and variant,
-    failures with their reasons, the generation parameters).
+    Writes ``contact_sheet.jpg`` (the first ``max_rows`` pairs: subject A, each morph of
+    the pair, subject B; 256-pixel tiles), ``contact.html`` (every pair, each thumbnail
+    linking to its full-size image by a relative path) and ``report.md`` /
+    ``report.html`` (the set and its protocol, counts per generator and variant, failures
+    with their reasons, the generation parameters).
 
     Returns:
         The path of ``report.html``.
@@ -48,11 +55,16 @@ def write_attack_report(
     counts = Counter(
         (e["generator"], str(e.get("params", {}).get("variant", "-"))) for e in ok
     )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    facts = attack_set_facts(manifest, out_dir)
+    write_contact_page(manifest, out_dir / "contact.html",
+                       title=f"Contact sheet: {manifest.parent.name}")
     doc.add(
-        Paragraph(
-            f"{len(ok)} morphs from {len(by_pair)} pairs; {len(failed)} failed pair(s). "
-            f"Manifest: {manifest}."
-        ),
+        Table(["input", "value"], attack_set_rows(facts), caption="Inputs (paths relative to "
+              "this report)"),
+        Paragraph(f"{len(ok)} morphs from {len(by_pair)} pairs; {len(failed)} failed pair(s)."),
+        Table(["open", ""], [[Link("contact.html", "contact.html"),
+                              "every pair, thumbnails linking to the full-size images"]]),
         Table(
             ["generator", "variant", "morphs"],
             [[g, v, n] for (g, v), n in sorted(counts.items())],
@@ -60,7 +72,7 @@ def write_attack_report(
         ),
     )
     if rows:
-        write_contact_sheet(out_dir / "contact_sheet.jpg", rows)
+        write_contact_sheet(out_dir / "contact_sheet.jpg", rows, height=THUMB_HEIGHT)
         doc.add(
             Heading("Contact sheet"),
             Figure(

@@ -26,7 +26,14 @@
     per system: histograms of genuine, impostor and morph-vs-contributor similarities,
     with the threshold marked.
 ``report.md``, ``report.html``
-    the summary embedding the figures and tables (ids escaped in both).
+    the summary embedding the figures and tables (ids escaped in both). It opens with
+    the inputs: the attack set and its post-processing protocol (from the set's
+    manifest chain), the probe and calibration folders and the systems, every path
+    relative to the report folder; no absolute path appears in either file.
+
+``map.json`` names the inputs twice: ``inputs`` (paths relative to the report folder,
+plus the manifest's sha256 and the protocol) and ``settings`` (the paths as the command
+resolved them on the machine that ran it, for reproduction there).
 
 Scores are similarities (higher = more similar); an attempt is accepted when
 ``score >= threshold`` (see :mod:`morphlab.metrics.map`). An attempt exists when the
@@ -72,6 +79,7 @@ from morphlab.reports.document import (
     Table,
     save_figure,
 )
+from morphlab.reports.provenance import attack_set_facts, attack_set_rows, rel, relative_paths
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +451,7 @@ def _write(data: MapScores, out: Path, title: str) -> dict:
     doc_json = {
         "format": "morphlab-map",
         "format_version": 2,
+        "inputs": report_inputs(data, out),
         "score_direction": "similarity, higher = more similar; accepted when score >= threshold",
         "intervals": "every rate: k/n and a Wilson 95 % interval (ci95); 'bootstrap': subject "
                      "bootstrap percentile intervals when --bootstrap was given",
@@ -458,10 +467,57 @@ def _write(data: MapScores, out: Path, title: str) -> dict:
                   "figures": figures, "report": ["report.md", "report.html"]},
     }
     atomic_write_text(out / "map.json", json.dumps(doc_json, indent=2, sort_keys=False) + "\n")
-    atomic_write_text(out / "report.md", _document(doc_json, data, figures, title, _md).markdown())
+    def md(t: Any) -> str:
+        return _md(relative_paths(t, out))
+
+    def plain(t: Any) -> str:
+        return _plain(relative_paths(t, out))
+
+    atomic_write_text(out / "report.md",
+                      _document(doc_json, data, figures, title, md).markdown(base=out))
     atomic_write_text(out / "report.html",
-                      _document(doc_json, data, figures, title, _plain).html())
+                      _document(doc_json, data, figures, title, plain).html(base=out))
     return doc_json
+
+
+def report_inputs(data: MapScores, out: Path) -> dict:
+    """The inputs of a MAP report, every path relative to the report folder ``out``.
+
+    ``attack_set``: :func:`~morphlab.reports.provenance.attack_set_facts` (path, manifest
+    sha256, generators, post-processing protocol); ``probes``, ``calibration``,
+    ``scores``, ``frs_info``: folders/files when the settings name them; ``systems``:
+    ``"label (name version)"`` per system.
+    """
+    st = data.settings
+    res: dict[str, Any] = {"relative_to": "the report folder"}
+    aset = st.get("attack_set")
+    if isinstance(aset, str) and Path(aset).exists():
+        res["attack_set"] = attack_set_facts(aset, out)
+    for key in ("probes", "scores", "frs_info"):
+        v = st.get(key)
+        if isinstance(v, str) and v and not v.startswith("("):
+            res[key] = rel(v, out)
+    cal = st.get("calibration")
+    if isinstance(cal, dict):
+        res["calibration"] = (rel(cal["path"], out) if cal.get("path")
+                              else relative_paths(cal.get("description", ""), out))
+    elif cal:
+        res["calibration"] = relative_paths(cal, out)
+    res["systems"] = [
+        " ".join(str(x) for x in (s.get("name", s.get("label")), s.get("version")) if x)
+        + (f" (as {s['label']})" if s.get("label") not in (None, s.get("name")) else "")
+        for s in data.systems]
+    return res
+
+
+def _input_rows(inputs: dict) -> list[list[str]]:
+    rows = attack_set_rows(inputs["attack_set"]) if "attack_set" in inputs else []
+    for key, name in (("probes", "probe folder"), ("calibration", "calibration images"),
+                      ("scores", "score files"), ("frs_info", "frs-info file")):
+        if key in inputs:
+            rows.append([name, inputs[key]])
+    rows.append(["face recognition systems", ", ".join(inputs["systems"])])
+    return rows
 
 
 def _matrix(res: dict) -> np.ndarray:
@@ -510,6 +566,8 @@ def _document(doc: dict, data: MapScores, figures: dict, title: str,
     out = Document(title)
     for w in doc["warnings"]:
         out.add(Paragraph(f"WARNING: {esc(w)}"))
+    out.add(Table(("input", "value"), [[esc(a), esc(b)] for a, b in _input_rows(doc["inputs"])],
+                  caption="Inputs (paths relative to this report)"))
     c = data.counts
     cal = data.settings.get("calibration")
     cal_desc = cal.get("description", "") if isinstance(cal, dict) else str(cal or "")

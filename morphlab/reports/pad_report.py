@@ -82,6 +82,62 @@ def plot_det(
     return save_figure(fig, path)
 
 
+def plot_score_histograms(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    threshold: Optional[float] = None,
+    threshold_label: str = "model threshold",
+    deer_threshold: Optional[float] = None,
+) -> Path:
+    """Bona fide vs attack score histograms, one panel per attack species, thresholds marked.
+
+    Args:
+        curves: ``{label: (bona_fide_scores, attack_scores)}`` as for :func:`plot_det`;
+            with more than one entry the pooled ``"all attacks"`` one is left out (one
+            panel per species, each against all bona fide scores).
+        path: output PNG.
+        threshold: the model's operating threshold (solid line), if any.
+        threshold_label: its legend text (say where it comes from).
+        deer_threshold: the D-EER threshold of these test scores (dashed line), if any.
+
+    Scores: higher = more likely a morph; ``score >= threshold`` is classified an attack.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {k: v for k, v in curves.items() if not (len(curves) > 1 and k == "all attacks")}
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(n, 1, figsize=(6.4, 2.3 + 1.9 * n), squeeze=False)
+    for ax, (label, (bf, at)) in zip(axes[:, 0], panels.items()):
+        b = np.asarray(bf, dtype=float)
+        a = np.asarray(at, dtype=float)
+        b, a = b[np.isfinite(b)], a[np.isfinite(a)]
+        allv = np.concatenate([b, a]) if (b.size or a.size) else np.zeros(1)
+        marks = [t for t in (threshold, deer_threshold) if t is not None and np.isfinite(t)]
+        lo, hi = float(min(allv.min(), *marks)), float(max(allv.max(), *marks))
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        bins = np.linspace(lo, hi, 41)
+        if b.size:
+            ax.hist(b, bins=bins, alpha=0.5, color="tab:green", label=f"bona fide (n = {b.size})")
+        if a.size:
+            ax.hist(a, bins=bins, alpha=0.5, color="tab:red", label=f"{label} (n = {a.size})")
+        if threshold is not None and np.isfinite(threshold):
+            ax.axvline(threshold, color="black", lw=1.4, label=f"{threshold_label} {threshold:.4g}")
+        if deer_threshold is not None and np.isfinite(deer_threshold):
+            ax.axvline(deer_threshold, color="0.4", lw=1.1, ls="--",
+                       label=f"D-EER threshold of these scores {deer_threshold:.4g}")
+        ax.set_ylabel("presentations")
+        ax.set_title(f"bona fide vs {label}", fontsize=9)
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("detector score (higher = more likely a morph)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def _pct(v: Optional[float]) -> str:
     return "–" if v is None else f"{100.0 * v:.2f}%"
 
@@ -144,8 +200,9 @@ def write_pad_report(
     title: str = "Morphing attack detection report",
     info: Optional[Mapping[str, Any]] = None,
     notes: Sequence[str] = (),
+    threshold_origin: Optional[str] = None,
 ) -> dict[str, Path]:
-    """Write ``metrics.json``, ``det.png``, ``report.md`` and ``report.html``.
+    """Write ``metrics.json``, ``det.png``, ``histograms.png``, ``report.md`` and ``report.html``.
 
     Every rate is printed with its count, sample size and Wilson 95 % interval (from the
     summary's ``"intervals"``), the BPCER@APCER headline (max APCER over species) beside
@@ -160,6 +217,12 @@ def write_pad_report(
         info: facts shown in a table and stored in ``metrics.json`` under ``"info"``
             (detector, model folder, data, subject-disjointness…).
         notes: paragraphs added after the facts (warnings such as failed alignments).
+        threshold_origin: where ``summary["threshold"]`` (the model's operating
+            threshold) comes from, e.g. "D-EER point of its own training scores"; stated
+            beside every rate at that threshold ("not recorded" when None).
+
+    Paths in the text are written relative to ``out_dir``
+    (:mod:`morphlab.reports.provenance`).
 
     Returns:
         ``{"metrics": …, "det": …, "markdown": …, "html": …}`` paths.
@@ -171,6 +234,13 @@ def write_pad_report(
     metrics = {"metrics": dict(summary), "info": dict(info or {}), "notes": list(notes)}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     det = plot_det(curves, out / "det.png", title=title if len(title) < 50 else "DET curve")
+    origin = threshold_origin or ("origin not recorded (Detector.fit sets the D-EER point of "
+                                  "the training scores)")
+    trained = "training scores" in origin.lower() and not origin.lower().startswith("calibrated")
+    hist = plot_score_histograms(
+        curves, out / "histograms.png", threshold=summary.get("threshold"),
+        threshold_label="model threshold" + (" (fitted on training scores)" if trained else ""),
+        deer_threshold=summary.get("D-EER threshold"))
 
     iv = summary.get("intervals") or {}
     doc = Document(title)
@@ -196,8 +266,16 @@ def write_pad_report(
                                                               summary["max APCER"]),
                          f"worst species: {iv.get('max APCER', {}).get('species', '?')}"])
         doc.add(Heading("At the model's operating threshold"),
+                Paragraph(f"Threshold {summary['threshold']:.4g}: {origin}. "
+                          + ("It was fitted on the training scores, not on these test scores: "
+                             "the APCER and BPCER below are what that threshold gives on new "
+                             "data, and are not comparable with the test D-EER above, whose "
+                             "threshold is chosen on the test scores themselves."
+                             if trained else
+                             "The D-EER above is threshold-free (its threshold is chosen on "
+                             "these test scores); the rates below are at this fixed threshold.")),
                 Table(["figure", "value [95 % CI] (k/n)", "note"], rows,
-                      caption=f"threshold {summary['threshold']:.4g}"))
+                      caption=f"threshold {summary['threshold']:.4g} ({origin})"))
     per = summary.get("per species") or {}
     if per:
         at_t = summary.get("APCER per species", {})
@@ -215,5 +293,10 @@ def write_pad_report(
     if summary.get("notes"):
         doc.add(Heading("Sample size"), *(Paragraph(n) for n in summary["notes"]))
     doc.add(Heading("DET curves"), Figure(det.name, "DET curves (normal-deviate axes)"))
+    doc.add(Heading("Score distributions"),
+            Figure(hist.name, "Bona fide vs attack scores per attack species; solid line: the "
+                              f"model's threshold ({origin}); dashed: the D-EER threshold of "
+                              "these test scores"))
     md, html = doc.write(out)
-    return {"metrics": out / "metrics.json", "det": det, "markdown": md, "html": html}
+    return {"metrics": out / "metrics.json", "det": det, "histograms": hist, "markdown": md,
+            "html": html}

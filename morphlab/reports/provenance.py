@@ -159,3 +159,43 @@ def attack_set_rows(facts: dict, what: str = "attack set") -> list[list[str]]:
         rows.append(["generated set it was processed from", facts["generated_from"]])
     rows.append(["morphs (generator/tag)", facts["generators"]])
     return rows
+
+
+def detection_inputs(items: Any, base: PathLike, *, listed: int = 6) -> dict[str, str]:
+    """The inputs of a detector evaluation, by paths relative to the report folder ``base``.
+
+    Args:
+        items: presentations (objects with ``path``, ``label`` 1 = morph / 0 = bona fide,
+            and ``live``: a D-MAD live probe or None).
+        base: the report folder.
+        listed: at most this many folders are named per kind.
+
+    Returns:
+        ``{"attack set" (or "attack set 1", …): "PATH (protocol: …; manifest sha256 …)",
+        "bona fide images": "FOLDER, …", "live probes": …}`` — attack images outside a
+        manifest folder are named by folder under "attack images".
+    """
+    items = list(items)
+    attack = sorted({Path(it.path).parent for it in items if it.label == 1})
+    sets = [f for f in attack if (f / "manifest.jsonl").is_file()]
+    loose = [f for f in attack if f not in sets]
+    bona = sorted({Path(it.path).parent for it in items if it.label == 0})
+    live = sorted({Path(it.live).parent for it in items if getattr(it, "live", None) is not None})
+
+    def names(folders: list) -> str:
+        shown = [rel(f, base) for f in folders[:listed]]
+        more = f" … ({len(folders)} folders)" if len(folders) > listed else ""
+        return ", ".join(shown) + more
+
+    out: dict[str, str] = {}
+    for i, f in enumerate(sets):
+        facts = attack_set_facts(f, base)
+        out[f"attack set {i + 1}" if len(sets) > 1 else "attack set"] = (
+            f"{facts['path']} (protocol: {facts['protocol']}; manifest sha256 "
+            f"{(facts['manifest_sha256'] or '?')[:12]}…)")
+    if loose:
+        out["attack images"] = names(loose)
+    out["bona fide images"] = names(bona) or "–"
+    if live:
+        out["live probes"] = names(live)
+    return out
