@@ -303,7 +303,10 @@ def train_detector(
         t1 = time.perf_counter()
         _require_both_classes(inputs, "the training set")
         log.info("training %s on %d presentations", detector_name(type(det)), len(inputs.y))
-        det.fit(inputs.X, inputs.y)
+        from morphlab.detectors._progress import fit_progress
+
+        with fit_progress(progress):
+            det.fit(inputs.X, inputs.y)
         t2 = time.perf_counter()
         used = PresentationSet(inputs.items)
         summary = {
@@ -317,6 +320,9 @@ def train_detector(
             "preprocess": {"backend": _backend_name(backend), "crop_size": size,
                            "template": "mad-arcface-zoom0.8"},
             "train": summary,
+            "threshold": {"source": TRAINING_DEER, "threshold": float(det.threshold_),
+                          "n_bona_fide": int((inputs.y == 0).sum()),
+                          "n_attack": int((inputs.y == 1).sum())},
         }
         det.save(out)
         commit_outputs(out, MODEL_FILES)
@@ -509,6 +515,7 @@ def evaluate_detector(
         "trained on": ", ".join(f"{k}: {v}" for k, v in (train_meta.get("n_by_species") or {}).items()),
         "tested on": ", ".join(f"{k}: {v}" for k, v in PresentationSet(inputs.items).counts().items()),
         "subject-disjoint": disjoint,
+        "threshold": f"{det.threshold_:.6g}: {threshold_origin(det.metadata_)}",
         "scoring": f"{len(scores) / max(score_s, 1e-9):.1f} presentations/s (after alignment)",
     }
     notes = []
@@ -523,6 +530,13 @@ def evaluate_detector(
     if fails["n_skipped"]:
         notes.append(f"{fails['n_skipped']} entries skipped while building the test set; "
                      f"e.g. {fails['skipped_examples'][0]}")
+    calib = (getattr(det, "metadata_", {}) or {}).get("threshold") or {}
+    calib_shared = sorted(set(calib.get("subjects") or []) & PresentationSet(inputs.items).identities()) \
+        if isinstance(calib, dict) and calib.get("source") == CALIBRATED else []
+    if calib_shared:
+        notes.append(f"the threshold was calibrated on {len(calib_shared)} of these test identities "
+                     f"(e.g. {', '.join(calib_shared[:5])}): APCER and BPCER at the model's threshold "
+                     "are optimistic (the threshold-free figures are not affected)")
     if shared:
         notes.append(f"WARNING: not subject-disjoint — {len(shared)} identities also appear in "
                      f"the training data (e.g. {', '.join(shared[:5])}); the figures are optimistic.")
@@ -550,6 +564,175 @@ def evaluate_detector(
                                                      if out in p.parents})
         result["report"] = str(Path(out_dir) / "report.html")
     return result
+
+
+# -- calibration: thresholds that transfer ----------------------------------------------------
+#: ``metadata["threshold"]["source"]`` of a model's threshold: the D-EER point of its own
+#: training scores (:func:`train_detector`), or set on held-out data (:func:`calibrate_detector`).
+TRAINING_DEER, CALIBRATED = "training D-EER", "calibrated"
+#: The operating point ``detect calibrate`` uses when none is named: BPCER = 10 %.
+DEFAULT_BPCER = 0.10
+
+
+def _target(bpcer: Optional[float], apcer: Optional[float]) -> tuple[str, float]:
+    """``("BPCER" | "APCER", level)`` of a calibration target (default BPCER 10 %)."""
+    if bpcer is not None and apcer is not None:
+        raise ValueError("name one operating point: --bpcer or --apcer, not both")
+    what, level = ("APCER", apcer) if apcer is not None else ("BPCER", DEFAULT_BPCER if bpcer is None else bpcer)
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 < float(level) < 1.0:
+        raise ValueError(f"--{what.lower()} must be a rate strictly between 0 and 1 (0.1 = 10 %), got {level!r}")
+    return what, float(level)
+
+
+def calibration_threshold(
+    bona_fide_scores: Sequence[float] | np.ndarray,
+    attack_scores: Sequence[float] | np.ndarray,
+    *,
+    bpcer: Optional[float] = None,
+    apcer: Optional[float] = None,
+    species: Optional[Sequence[str]] = None,
+) -> float:
+    """The threshold of an operating point on calibration scores (pure NumPy).
+
+    Score direction: higher = more likely a morph; tie rule: ``score >= t`` is an attack.
+
+    * ``bpcer=x`` (the default, 10 %): the operating point of
+      :func:`morphlab.metrics.pad.apcer_at_bpcer` — the lowest APCER with at most
+      ``floor(x * M)`` of the ``M`` bona fide scores at or above the threshold;
+    * ``apcer=x``: that of :func:`morphlab.metrics.pad.bpcer_at_apcer` — the lowest BPCER
+      letting through at most ``floor(x * N_s)`` attacks of every species (ISO/IEC
+      30107-3's maximum over species when ``species`` names more than one).
+
+    Every threshold between that operating point and the next lower score gives the same
+    errors on the calibration data; the one returned is the middle of that gap (a margin
+    for new data on both sides). When only "everything bona fide" meets the target, the
+    threshold is just above the highest score.
+
+    Returns:
+        A finite threshold; the calibration data's BPCER (resp. APCER) there is at most
+        the target.
+    """
+    from morphlab.metrics.pad import apcer_at_bpcer, bpcer_at_apcer
+
+    what, level = _target(bpcer, apcer)
+    b = np.asarray(bona_fide_scores, dtype=np.float64).ravel()
+    a = np.asarray(attack_scores, dtype=np.float64).ravel()
+    if what == "BPCER":
+        _, t = apcer_at_bpcer(b, a, level)
+    else:
+        multi = species is not None and len(set(species)) > 1
+        _, t = bpcer_at_apcer(b, a, level, list(species) if multi else None)
+    scores = np.concatenate([a, b])
+    if not np.isfinite(t):
+        return float(np.nextafter(scores.max(), np.inf))
+    below = scores[scores < t]
+    return float((below.max() + t) / 2.0) if below.size else float(t)
+
+
+def _pct_text(x: float) -> str:
+    return f"{100 * x:g} %"
+
+
+def threshold_origin(metadata: Optional[dict[str, Any]]) -> str:
+    """Where a model's threshold came from, in one line (from its ``metadata_``)."""
+    th = (metadata or {}).get("threshold")
+    if not isinstance(th, dict) or th.get("source") not in (TRAINING_DEER, CALIBRATED):
+        return "D-EER point of its training scores (the model records no origin)"
+    if th["source"] == TRAINING_DEER:
+        return (f"D-EER point of its own training scores ({th.get('n_bona_fide', '?')} bona fide / "
+                f"{th.get('n_attack', '?')} attacks); not calibrated on held-out data — "
+                "`morphlab detect calibrate` sets one that transfers")
+    ach = th.get("achieved") or {}
+    got = ", ".join(f"{k} {_pct_text(v['rate'])} ({v['k']}/{v['n']})" for k, v in ach.items()
+                    if isinstance(v, dict) and {"rate", "k", "n"} <= set(v))
+    return (f"calibrated at {th.get('operating_point', '?')} on {th.get('n_bona_fide', '?')} bona fide / "
+            f"{th.get('n_attack', '?')} attacks of {len(th.get('subjects') or [])} held-out identities"
+            + (f" (there: {got})" if got else ""))
+
+
+def calibrate_detector(
+    model_dir: PathLike,
+    data: PresentationSet,
+    *,
+    bpcer: Optional[float] = None,
+    apcer: Optional[float] = None,
+    allow_overlap: bool = False,
+    backend: Optional[Union[str, FaceBackend]] = None,
+    cache_dir: Optional[PathLike] = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Set a trained model's threshold on held-out data at a named operating point.
+
+    The model folder's ``detector.json`` is rewritten with the new threshold and its origin
+    under ``metadata["threshold"]``: ``source`` ``"calibrated"``, the operating point
+    (``"BPCER=10 %"``), the target, the numbers of bona fide and attack presentations,
+    their identities, their counts per species, the rates achieved on them (with 95 %
+    intervals) and the threshold it replaced. ``detect score`` and ``detect eval`` use and
+    state it.
+
+    Args:
+        model_dir: a model folder written by :func:`train_detector`.
+        data: calibration presentations, bona fide and attacks, none of whose identities
+            the model was trained on.
+        bpcer: target BPCER (default 0.1 when ``apcer`` is not given).
+        apcer: target APCER (maximum over species when the data hold several).
+        allow_overlap: calibrate even on identities seen in training (recorded).
+        backend: face backend; default: the one the model was trained with.
+
+    Returns:
+        ``{"threshold", "previous", "operating_point", "achieved": {"BPCER", "APCER"}
+        (Rate dicts), "n_bona_fide", "n_attack", "subjects", "shared_identities",
+        "failures"}``.
+
+    Raises:
+        ValueError: identities shared with the training data (unless ``allow_overlap``),
+            a bad target, data lacking bona fide or attack presentations, or image folders
+            overlapping the model folder.
+        morphlab.outdir.ForeignFileError: the model's files were not written by morphlab
+            (or edited since): they are never replaced.
+        morphlab.outdir.FolderLockedError: another process is writing the model folder.
+    """
+    from morphlab.metrics.intervals import rate
+
+    what, level = _target(bpcer, apcer)
+    det = load_detector(model_dir)
+    train_subjects = ((getattr(det, "metadata_", {}) or {}).get("train") or {}).get("subjects")
+    if train_subjects is None and not allow_overlap:
+        raise ValueError(f"{model_dir}: the model records no training identities, so the calibration "
+                         "data cannot be checked to be held out; pass --allow-overlap to calibrate anyway")
+    shared = (check_subject_overlap(train_subjects, data, allow_overlap=allow_overlap)
+              if train_subjects is not None else [])
+    sources = _image_folders(data, "calibration")
+    with output_folder(model_dir, MODEL_FILES, overwrite=True, sources=sources) as out:
+        det = load_detector(out)  # as it is now, under the lock
+        be, size = _preprocess_of(det, out, backend)
+        inputs = prepare_inputs(data, det.kind, size=size, backend=be, cache_dir=cache_dir,
+                                progress=progress)
+        _require_both_classes(inputs, "the calibration set")
+        scores = det.decision_function(inputs.X)
+        b, a = scores[inputs.y == 0], scores[inputs.y == 1]
+        species = [it.species for it in inputs.items if it.label == 1]
+        t = calibration_threshold(b, a, bpcer=level if what == "BPCER" else None,
+                                  apcer=level if what == "APCER" else None, species=species)
+        achieved = {"BPCER": rate(int(np.count_nonzero(b >= t)), b.size).to_dict(),
+                    "APCER": rate(int(np.count_nonzero(a < t)), a.size).to_dict()}
+        used = PresentationSet(inputs.items)
+        meta = dict(getattr(det, "metadata_", {}) or {})
+        old = meta.get("threshold") if isinstance(meta.get("threshold"), dict) else {}
+        previous = {"source": old.get("source", TRAINING_DEER), "threshold": float(det.threshold_)}
+        record = {
+            "source": CALIBRATED, "threshold": t, "operating_point": f"{what}={_pct_text(level)}",
+            "target": {what: level}, "n_bona_fide": int(b.size), "n_attack": int(a.size),
+            "n_by_species": used.counts(), "subjects": sorted(used.identities()),
+            "shared_with_training": shared, "achieved": achieved, "previous": previous,
+            **({"face_backend": _backend_name(be)} if backend is not None else {}),
+        }
+        det.set_threshold(t)
+        det.metadata_ = {**meta, "threshold": record}
+        det.save(out)
+        commit_outputs(out, MODEL_FILES)
+    log.info("%s: threshold %.6g -> %.6g (%s)", model_dir, previous["threshold"], t, record["operating_point"])
+    return {**record, "shared_identities": shared, "failures": _failure_summary(inputs, data)}
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:

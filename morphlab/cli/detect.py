@@ -1,4 +1,4 @@
-"""``morphlab detect train|score|eval``."""
+"""``morphlab detect train|score|eval|calibrate``."""
 
 from __future__ import annotations
 
@@ -148,6 +148,7 @@ def detect_score(model_dir, images, live, output, overwrite, no_progress) -> Non
             atomic_write_text(csv, rows_to_csv(rows))
             record_owned(csv.parent, [csv.name])
     failed = Counter(r["error"].split(":", 1)[0] for r in rows if "error" in r)
+    click.echo(_threshold_line(model_dir), err=True)
     if csv:
         click.echo(f"{len(rows) - sum(failed.values())} scores written to {output}")
     else:
@@ -184,6 +185,8 @@ def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contribu
     m = res["metrics"]
     click.echo(f"{m['n_bona_fide']} bona fide, {m['n_attack']} attacks: D-EER {100 * m['D-EER']:.2f}%, "
                f"BPCER@APCER=10% {100 * m['BPCER@APCER=10%']:.2f}%")
+    click.echo(f"  at the model's threshold {res['info']['threshold']}: APCER {100 * m['APCER']:.2f}%, "
+               f"BPCER {100 * m['BPCER']:.2f}%")
     for sp, v in (m.get("per species") or {}).items():
         click.echo(f"  {sp} ({v['n']}): D-EER {100 * v['D-EER']:.2f}%, "
                    f"BPCER@APCER=10% {100 * v['BPCER@APCER=10%']:.2f}%")
@@ -192,3 +195,46 @@ def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contribu
     click.echo(f"report in {out_dir}/report.html")
     if _left_out(res["failures"]):
         click.echo(f"left out: {_left_out(res['failures'])} (see the notes above)", err=True)
+
+
+def _threshold_line(model_dir) -> str:
+    """"decision threshold T: where it came from" of a model folder."""
+    from morphlab.detect import threshold_origin
+    from morphlab.detectors.base import read_model_info
+
+    doc = read_model_info(model_dir)
+    return f"decision threshold {doc['threshold']:.6g}: {threshold_origin(doc.get('metadata'))}"
+
+
+@detect.command(name="calibrate")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@_presentation_options
+@click.option("--bpcer", type=float, default=None,
+              help="Target BPCER on the calibration data (0.1 = 10 %) [default: 0.1].")
+@click.option("--apcer", type=float, default=None,
+              help="Target APCER instead (the maximum over attack species when there are several).")
+@click.option("--allow-overlap", is_flag=True,
+              help="Calibrate even on identities seen in training (recorded in the model).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def detect_calibrate(model_dir, bona_fide, attacks, live, variants, pattern, contributors,
+                     bpcer, apcer, allow_overlap, no_progress) -> None:
+    """Set MODEL_DIR's threshold on held-out data at an operating point (BPCER 10 %).
+
+    The calibration identities must not be training identities (--allow-overlap to
+    override). detector.json records the new threshold and where it came from; detect
+    score and detect eval use and state it.
+    """
+    from morphlab.detect import calibrate_detector
+
+    data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
+    r = calibrate_detector(model_dir, data, bpcer=bpcer, apcer=apcer, allow_overlap=allow_overlap,
+                           progress=not no_progress)
+    got = ", ".join(f"{k} {100 * v['rate']:.2f}% ({v['k']}/{v['n']})" for k, v in r["achieved"].items())
+    click.echo(f"threshold {r['previous']['threshold']:.6g} -> {r['threshold']:.6g} at "
+               f"{r['operating_point']} on {r['n_bona_fide']} bona fide / {r['n_attack']} attacks "
+               f"({len(r['subjects'])} identities): {got}; saved in {model_dir}")
+    if r["shared_identities"]:
+        click.echo(f"warning: {len(r['shared_identities'])} calibration identities were also in "
+                   "training (allowed explicitly; recorded)", err=True)
+    if _left_out(r["failures"]):
+        click.echo(f"left out: {_left_out(r['failures'])}", err=True)

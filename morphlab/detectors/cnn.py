@@ -17,7 +17,9 @@ blur, which would hide the very artefacts to be detected. Inputs are resized to
 ``input_size`` and normalised with the ImageNet mean and standard deviation. The score is
 the logit (higher = more likely a morph). Weights are saved as NumPy arrays in the model
 folder; ``init_weights`` is read with ``torch.load(weights_only=True)``, safetensors or
-NumPy ``.npz`` — never an arbitrary pickle.
+NumPy ``.npz`` — never an arbitrary pickle. Training shows a tqdm bar over epochs x
+batches with the epoch and loss (hide it with
+:func:`morphlab.detectors._progress.fit_progress`, ``detect train --no-progress``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from morphlab.detectors._progress import progress_enabled
 from morphlab.detectors.base import SingleImageDetector, register_detector
 from morphlab.detectors.preprocess import resize_crops
 
@@ -221,13 +224,15 @@ class CnnDetector(SingleImageDetector):
         opt = torch.optim.Adam(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
         n, bs = len(x_all), int(self.batch_size)
         net.train()
-        bar = tqdm(range(int(self.epochs)), desc="training cnn", unit="epoch",
-                   disable=not log.isEnabledFor(logging.INFO))
-        for _ in bar:
+        epochs, per_epoch = int(self.epochs), -(-n // bs)
+        bar = tqdm(total=epochs * per_epoch, desc="training cnn", unit="batch",
+                   disable=not progress_enabled())
+        for epoch in range(epochs):
             order = torch.randperm(n, generator=gen)
             total = 0.0
             for s in range(0, n, bs):
                 idx = order[s:s + bs]
+                bar.update(1)
                 if len(idx) < 2:  # batch norm needs two samples
                     continue
                 xb = x_all[idx]
@@ -238,7 +243,9 @@ class CnnDetector(SingleImageDetector):
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(idx)
-            bar.set_postfix(loss=f"{total / n:.4f}")
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / n:.4f}")
+            log.debug("cnn epoch %d/%d: loss %.4f", epoch + 1, epochs, total / n)
+        bar.close()
         return net.eval()
 
     def _decision_function(self, X: np.ndarray) -> np.ndarray:
