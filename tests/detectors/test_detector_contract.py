@@ -317,6 +317,15 @@ def test_model_selection_on_crop_arrays(tmp_path):
     best.save(tmp_path / "best")  # the refitted winner is an ordinary model folder
     np.testing.assert_array_equal(load_detector(tmp_path / "best").decision_function(X),
                                   best.decision_function(X))
+    # the last step of a pipeline, its parameters reached as freqlogreg__C
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    pipe = make_pipeline(FunctionTransformer(lambda crops: np.ascontiguousarray(crops[:, :, ::-1])), det)
+    search = GridSearchCV(pipe, {"freqlogreg__C": [0.01, 1.0]}, scoring="roc_auc", cv=2,
+                          error_score="raise").fit(X, y)
+    assert search.best_params_["freqlogreg__C"] in (0.01, 1.0)
+    assert list(search.best_estimator_.classes_) == [0, 1]
 
 
 def test_differential_detectors_take_pair_arrays():
