@@ -57,7 +57,8 @@ class CalibrationImages:
     Attributes:
         images: ``(subject id, path)`` pairs, sorted.
         description: how they were chosen (recorded in the report).
-        source: ``"split"`` (subject-disjoint split), ``"folder"`` or ``"mapping"``.
+        source: ``"split"`` (subject-disjoint split), ``"folder"``, ``"mapping"`` or
+            ``"none"`` (every threshold fixed, no subject left to calibrate on).
         path: the folder given, if any.
     """
 
@@ -72,8 +73,12 @@ class CalibrationImages:
 
 
 def default_split(probe_map: Mapping[str, Sequence[PathLike]], source_folders: Sequence[Path],
-                  contributors: set[str], pattern: str) -> CalibrationImages:
+                  contributors: set[str], pattern: str, *, required: bool = True
+                  ) -> CalibrationImages:
     """The subject-disjoint split: images of subjects that contribute to no morph.
+
+    With ``required=False`` (every system has a fixed threshold) too few such subjects is
+    no error: the split is then empty and the report shows FMR/FNMR as unknown.
 
     Args:
         probe_map: subject id → probe images (the whole probe folder).
@@ -105,6 +110,10 @@ def default_split(probe_map: Mapping[str, Sequence[PathLike]], source_folders: S
         "morph of the set, from the probe folder and the morphs' source folder(s)",
         "split",
     )
+    if len(cal.subjects) < 2 and not required:
+        return CalibrationImages(
+            [], "none: every threshold is fixed and fewer than two subjects contribute to "
+            "no morph, so FMR and FNMR are not measured", "none")
     if len(cal.subjects) < 2:
         raise MapScoreError(
             f"the subject-disjoint calibration split has {len(cal.subjects)} subject(s) "

@@ -19,6 +19,7 @@ from morphlab import __version__
 from morphlab.datasets.folder import DEFAULT_PATTERN
 from morphlab.io import sha256_file
 from morphlab.mapscore import calibration as calib
+from morphlab.mapscore.independence import model_file_overlap
 from morphlab.mapscore.inputs import (
     LISTED,
     MapScoreError,
@@ -251,7 +252,10 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
     if calibration is None:
         folders = sorted({Path(r[k]["path"]).parent for r in records
                           for k in ("subject_a", "subject_b")})
-        cal = calib.default_split(probe_map, folders, contributors, probe_pattern)
+        all_fixed = all(thresholds.get(lab, thresholds.get(s.name)) is not None
+                        for lab, s in zip(labels, systems_))
+        cal = calib.default_split(probe_map, folders, contributors, probe_pattern,
+                                  required=not all_fixed)
     else:
         cal = calib.from_source(calibration, calibration_pattern)
     attack_images = {}
@@ -273,6 +277,11 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
     if circular:
         warnings.warn(circular, UserWarning, stacklevel=3)
         notes.append(circular)
+    # the FR model files that conditioned or selected the morphs (sha256 / path in the lines)
+    not_independent = model_file_overlap(records, systems_, labels)
+    for hit in not_independent:
+        warnings.warn(hit["message"], UserWarning, stacklevel=3)
+        notes.append(hit["message"])
     genders = read_genders(genders_from[0], id_column=genders_from[1],
                            gender_column=genders_from[2], records=records)
     calib.check_genders(cal.subjects, genders, impostors)
@@ -329,6 +338,8 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
                                                for lab, c in comps.items()},
             "overlap": overlap,
         },
+        "independence": {"independent": not not_independent,
+                         "systems_sharing_the_generators_models": not_independent},
         "target_fmr": target_fmr,
         "thresholds_given": dict(thresholds),
         "attempts": attempts,

@@ -327,6 +327,12 @@ def test_default_split_needs_subjects_outside_the_pairs(attack_set, probes, samp
     two = _folder(tmp_path, "two", {p.name: p for p in only.iterdir() if p.name[:3] in ("002", "003")})
     with pytest.raises(MapScoreError, match="calibration split has 0 subject.*pass --calibration"):
         map_score(tmp_path / "set2", two, tmp_path / "r2", systems=["lbph"], progress=False)
+    # with every threshold fixed nothing needs calibrating: the report says FMR is unknown
+    res = map_score(tmp_path / "set2", two, tmp_path / "r3", systems=["lbph"],
+                    thresholds={"lbph": 0.5}, progress=False)
+    cal = res.report["settings"]["calibration"]
+    assert cal["subjects"] == 0 and "every threshold is fixed" in cal["description"]
+    assert res.report["systems"][0]["operating_point"]["n_impostor"] == 0
 
 
 def test_same_gender_impostors_hand_counted(attack_set, probes, sample_dir, tmp_path):
