@@ -54,11 +54,14 @@ class EmbeddingDiff(ScaledSVMMixin, DifferentialDetector):
         self.random_state = random_state
 
     def _recognition(self):
-        if getattr(self, "_system_obj", None) is None:
+        """The recognition system of ``self.system``, built once per spec (a later
+        ``set_params(system=...)`` builds the new one)."""
+        cached = getattr(self, "_system_obj", None)
+        if cached is None or cached[0] != self.system:
             from morphlab.recognition.base import system_from_spec
 
-            self._system_obj = system_from_spec(self.system)
-        return self._system_obj
+            self._system_obj = (self.system, system_from_spec(self.system))
+        return self._system_obj[1]
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """L2-normalised embeddings of ``(N, S, S, 3)`` uint8 MAD crops, ``(N, D)`` float64.

@@ -449,3 +449,14 @@ def test_kit_failures_say_what_the_contract_expects(cls, params, match):
     pytest.importorskip("sklearn")
     with pytest.raises(AssertionError, match=match):
         check_detector(cls, params)
+
+
+def test_set_params_reaches_what_a_detector_built_from_its_parameters():
+    """A cache built from a parameter follows set_params (GridSearchCV clones first, but
+    a user may call set_params on a detector that has already built it)."""
+    from morphlab.detectors.embedding_diff import EmbeddingDiff
+
+    det = EmbeddingDiff(system="lbph")
+    first = det._recognition()
+    assert det._recognition() is first  # built once
+    assert type(det.set_params(system="dlib-resnet")._recognition()).__name__ == "DlibResNet"
