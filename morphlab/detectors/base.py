@@ -240,9 +240,10 @@ class Detector(ABC):
         crop_size: the aligned crop side (pixels) the detector is meant for; pipelines
             use it as the default for :func:`~morphlab.detectors.preprocess.align_faces`.
 
-    Fitted attributes: ``threshold_`` (float; ``score >= threshold_`` → morph) and
-    whatever the subclass learns (names ending in ``_``). ``metadata_`` holds free-form
-    JSON metadata saved with the model (e.g. how the training set was made).
+    Fitted attributes: ``threshold_`` (float; ``score >= threshold_`` → morph),
+    ``classes_`` (``[0, 1]``, for scikit-learn) and whatever the subclass learns (names
+    ending in ``_``). ``metadata_`` holds free-form JSON metadata saved with the model
+    (e.g. how the training set was made).
     """
 
     name: ClassVar[str] = ""
