@@ -11,6 +11,9 @@ real loading and generation code on it. Two sizes:
 - ``"sd15"``: the Stable Diffusion 1.5 / CLIP ViT-L/14 / 512-d ArcFace shapes, so the
   compute is identical to the real model's (the images are noise).
 
+``write_random_release(..., controlnet=True)`` adds a random ControlNet of the UNet's
+shape (:func:`random_controlnet`) for pose conditioning.
+
 The tokenizer is a tiny CLIP BPE vocabulary holding the words of Arc2Face's prompt
 (``photo of a id person``) and the letters; the "ArcFace" is the recognition module's
 tiny ONNX stand-in (:func:`morphlab.recognition.testing.make_tiny_fr_onnx`). Needs torch,
@@ -57,6 +60,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
         "arcface_dim": 16,
         "image_size": 64,
+        # one stride-2 stage: the tiny VAE downsamples by 2
+        "controlnet_cond_channels": (4, 8),
     },
     "sd15": {
         "unet": dict(
@@ -92,6 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
         "arcface_dim": 512,
         "image_size": 512,
+        "controlnet_cond_channels": (16, 32, 96, 256),
     },
 }
 
@@ -210,6 +216,31 @@ def random_modules(preset: str = "tiny", *, seed: int = 0, device: Optional[str]
     return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder.eval()}
 
 
+def random_controlnet(unet, preset: str = "tiny", *, seed: int = 0, scale: float = 0.5):
+    """A seeded random ControlNet for ``unet`` (Arc2Face's ControlNet has the UNet's shape).
+
+    Built with ``diffusers.ControlNetModel.from_unet`` (the encoder copies the UNet's
+    weights, the conditioning embedding gets :data:`PRESETS` ``controlnet_cond_channels``),
+    then the zero-initialised output convolutions get random weights of std ``scale`` so
+    the pose map really changes the images.
+    """
+    import torch
+
+    from morphlab.generators.arc2face import _diffusers
+
+    d = _diffusers()
+    p = _preset(preset)
+    cnet = d.ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=tuple(p["controlnet_cond_channels"]))
+    gen = torch.Generator("cpu").manual_seed(seed + 1)
+    zero_convs = [*cnet.controlnet_down_blocks, cnet.controlnet_mid_block,
+                  cnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * scale)
+    return cnet.eval()
+
+
 def write_random_release(
     root: str | Path,
     preset: str = "tiny",
@@ -218,13 +249,14 @@ def write_random_release(
     base: Optional[str | Path] = None,
     dtype: str = "float32",
     device: Optional[str] = None,
+    controlnet: bool = False,
 ) -> Path:
     """Write seeded random weights in the Arc2Face release layout.
 
     ``root`` receives ``arc2face/`` (UNet ``config.json`` +
     ``diffusion_pytorch_model.safetensors``), ``encoder/`` (``config.json`` +
     ``pytorch_model.bin`` with ``text_model.*`` keys, as the release's) and
-    ``arcface.onnx``; ``base`` (default: ``root`` too) receives the Stable Diffusion 1.5
+    ``arcface.onnx`` (and, with ``controlnet``, ``controlnet/``); ``base`` (default: ``root`` too) receives the Stable Diffusion 1.5
     components ``vae/``, ``tokenizer/`` and ``scheduler/``.
 
     Args:
@@ -234,6 +266,8 @@ def write_random_release(
         base: separate folder for the SD1.5 components.
         dtype: ``"float32"`` or ``"float16"`` for the saved UNet/VAE/encoder weights.
         device: where to initialise the modules (see :func:`random_modules`).
+        controlnet: also write ``controlnet/`` (config + safetensors; a
+            :func:`random_controlnet` of the UNet), for ``pose`` other than ``none``.
 
     Returns:
         ``root``.
@@ -248,9 +282,13 @@ def write_random_release(
     tok_dir = write_tokenizer(base / "tokenizer")
     vocab = 0 if preset == "sd15" else len(json.loads((tok_dir / "vocab.json").read_text()))
     mods = random_modules(preset, seed=seed, device=device, vocab_size=vocab)
+    if controlnet:
+        mods["controlnet"] = random_controlnet(mods["unet"], preset, seed=seed)
     if dtype != "float32":
         for m in mods.values():
             m.to(getattr(torch, dtype))
+    if controlnet:
+        mods["controlnet"].save_pretrained(root / "controlnet", safe_serialization=True)
     mods["unet"].save_pretrained(root / "arc2face", safe_serialization=True)
     mods["vae"].save_pretrained(base / "vae", safe_serialization=True)
     enc = mods["text_encoder"]

@@ -25,8 +25,9 @@ def _diffusers():
     (``feature_extractor=None``), so that notice is silenced during the import.
 
     Returns:
-        a namespace with ``StableDiffusionPipeline``, ``UNet2DConditionModel``,
-        ``AutoencoderKL``, ``DPMSolverMultistepScheduler`` and ``LCMScheduler``.
+        a namespace with ``StableDiffusionPipeline``, ``StableDiffusionControlNetPipeline``,
+        ``UNet2DConditionModel``, ``ControlNetModel``, ``AutoencoderKL``,
+        ``DPMSolverMultistepScheduler`` and ``LCMScheduler``.
     """
     _torch()
     noisy = logging.getLogger("transformers.utils.import_utils")
@@ -35,8 +36,10 @@ def _diffusers():
     try:
         from diffusers import (
             AutoencoderKL,
+            ControlNetModel,
             DPMSolverMultistepScheduler,
             LCMScheduler,
+            StableDiffusionControlNetPipeline,
             StableDiffusionPipeline,
             UNet2DConditionModel,
         )
@@ -49,6 +52,8 @@ def _diffusers():
         noisy.setLevel(level)
     return types.SimpleNamespace(
         StableDiffusionPipeline=StableDiffusionPipeline,
+        StableDiffusionControlNetPipeline=StableDiffusionControlNetPipeline,
+        ControlNetModel=ControlNetModel,
         UNet2DConditionModel=UNet2DConditionModel,
         AutoencoderKL=AutoencoderKL,
         DPMSolverMultistepScheduler=DPMSolverMultistepScheduler,

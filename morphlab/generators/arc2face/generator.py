@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -13,6 +14,7 @@ from morphlab.generators.arc2face._deps import _torch
 from morphlab.generators.arc2face.identity import DEFAULT_MODE, MODES, morph_prompt_embeds
 from morphlab.generators.arc2face.layout import (
     _LCM,
+    CONTROLNET_LAYOUT,
     LAYOUT,
     PathLike,
     check_weights,
@@ -27,6 +29,13 @@ from morphlab.generators.arc2face.pipeline import (
     render,
     resolve_device_dtype,
 )
+from morphlab.generators.arc2face.pose import (
+    REFERENCE_CONVENTION,
+    PoseMap,
+    PoseSource,
+    create_pose_source,
+    pose_source_name,
+)
 from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
 from morphlab.io import ImageError, read_image, sha256_file
 
@@ -36,6 +45,18 @@ log = logging.getLogger(__name__)
 MIN_SIDE = 64
 #: The one output tag of this generator.
 TAG = "morph"
+#: ``seed_mode`` values: ``pair`` (default; each pair's own seed, CPU generator) or
+#: ``reference`` (:data:`REFERENCE_SEED` for every pair, generator on the pipeline's
+#: device, as ``morph_multiple.py``).
+SEED_MODES = ("pair", "reference")
+#: The seed ``morph_multiple.py`` uses for every pair (its ``--seed`` default).
+REFERENCE_SEED = 23
+#: Guidance scale by scheduler: the reference's 3.0 with DPM-Solver++, Arc2Face's
+#: README's 1.0 (no classifier-free guidance) with the LCM-LoRA.
+DEFAULT_GUIDANCE = {"dpm-solver++-multistep": 3.0, "lcm": 1.0}
+#: What ``pose=none`` means, as the manifest says it.
+NO_POSE_NOTE = ("no ControlNet (pose=none): pose, expression and framing come from "
+                "Arc2Face's prior, unlike the reference")
 
 
 def candidate_seeds(seed: int, k: int) -> list[int]:
@@ -105,7 +126,17 @@ class Arc2FaceGenerator(Generator):
         mode: one of :data:`MODES` (default ``encoded-slerp``).
         t: morph factor in [0, 1]; 0 → subject A, 1 → subject B.
         candidates: images rendered per pair; the best by min-similarity is kept.
-        steps, guidance, size: sampler steps (25), guidance scale (3.0), side (512).
+        steps, guidance, size: sampler steps (25), guidance scale (default 3.0, or 1.0
+            with ``lcm_lora`` as Arc2Face's README; an explicit value wins), side (512).
+        pose: pose conditioning (see :mod:`morphlab.generators.arc2face.pose`): ``none``
+            (default; no ControlNet, morphlab's earlier behaviour), ``file`` (normal maps
+            from ``pose_dir``; Arc2Face's ControlNet, ``DIR/controlnet/``), a registered
+            source name or a callable ``(a, b) -> PoseMap``.
+        pose_dir: the folder of normal maps for ``pose=file``.
+        seed_mode: ``pair`` (default: each pair's own seed from the run seed and pair id,
+            CPU generators, so images do not depend on batching or device) or
+            ``reference`` (seed 23 for every pair, generator on the pipeline's device,
+            as ``morph_multiple.py``; on CUDA the noise is then the reference's).
         device: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``.
         dtype: ``auto`` (float16 on CUDA, float32 on CPU), ``float32``, ``float16``…
         lcm_lora: optional LCM-LoRA file/folder (LCM scheduler; use few ``steps``).
@@ -140,7 +171,7 @@ class Arc2FaceGenerator(Generator):
         t: float = 0.5,
         candidates: int = 1,
         steps: int = 25,
-        guidance: float = 3.0,
+        guidance: Optional[float] = None,
         size: int = 512,
         device: str = "cpu",
         dtype: str = "auto",
@@ -153,6 +184,9 @@ class Arc2FaceGenerator(Generator):
         fuse_qkv: Optional[bool] = None,
         compile: Union[bool, str] = False,
         hash_weights: bool = True,
+        pose: Union[str, PoseSource, None] = "none",
+        pose_dir: Optional[PathLike] = None,
+        seed_mode: str = "pair",
     ) -> None:
         if weights in (None, ""):
             raise ValueError(
@@ -169,7 +203,6 @@ class Arc2FaceGenerator(Generator):
             raise ValueError(f"t must lie in [0, 1] (0 = subject A, 1 = subject B), got {t!r}")
         self.candidates = int(candidates)
         self.steps = int(steps)
-        self.guidance = float(guidance)
         self.size = int(size)
         if self.candidates < 1 or self.steps < 1:
             raise ValueError(f"candidates and steps must be >= 1, got {candidates!r}, {steps!r}")
@@ -180,6 +213,18 @@ class Arc2FaceGenerator(Generator):
         self.lcm_lora = _opt_path(lcm_lora)
         if self.lcm_lora is not None and not self.lcm_lora.exists():
             raise FileNotFoundError(f"{self.lcm_lora}: LCM-LoRA not found; expected the {_LCM}")
+        self.scheduler = "lcm" if self.lcm_lora else "dpm-solver++-multistep"
+        self.guidance = (DEFAULT_GUIDANCE[self.scheduler] if guidance in (None, "")
+                         else float(guidance))
+        self.seed_mode = str(seed_mode).strip().lower()
+        if self.seed_mode not in SEED_MODES:
+            raise ValueError(f"unknown seed_mode {seed_mode!r}; choose one of {', '.join(SEED_MODES)}")
+        self.pose = pose_source_name(pose if pose not in ("", None) else "none")
+        self.pose_dir = _opt_path(pose_dir)
+        if self.pose_dir is not None and self.pose == "none":
+            raise ValueError("pose_dir is set but pose=none; use pose=file to condition on its maps")
+        options = {"pose_dir": self.pose_dir} if self.pose_dir is not None or self.pose == "file" else {}
+        self._pose_source = create_pose_source(pose if pose not in ("", None) else "none", **options)
         self.face_backend = face_backend
         if not score_backend:
             score_backend = "dlib" if _backend_name(face_backend) == "file" else face_backend
@@ -192,7 +237,8 @@ class Arc2FaceGenerator(Generator):
         self.fuse_qkv = cuda if fuse_qkv in (None, "") else _as_bool(fuse_qkv, "fuse_qkv")
         self.compile = _as_compile(compile)
         self.hash_weights = _as_bool(hash_weights, "hash_weights")
-        self._paths = check_weights(self.weights, self.base)  # fail before any work
+        self._paths = check_weights(self.weights, self.base,  # fail before any work
+                                    controlnet=self._pose_source is not None)
         self._files: Optional[dict[str, dict[str, Any]]] = None
         self._pipe = None
         self._negative = None
@@ -207,7 +253,7 @@ class Arc2FaceGenerator(Generator):
     def _file_record(self) -> dict[str, dict[str, Any]]:
         if self._files is None:
             files = {}
-            for f in LAYOUT:
+            for f in LAYOUT + (CONTROLNET_LAYOUT if self._pose_source is not None else ()):
                 path = self._paths[f.key]
                 rec: dict[str, Any] = {"bytes": path.stat().st_size}
                 if self.hash_weights:
@@ -234,7 +280,10 @@ class Arc2FaceGenerator(Generator):
             "steps": self.steps,
             "guidance": self.guidance,
             "size": self.size,
-            "scheduler": "lcm" if self.lcm_lora else "dpm-solver++-multistep",
+            "scheduler": self.scheduler,
+            "pose": self.pose,
+            "pose_dir": str(self.pose_dir) if self.pose_dir else None,
+            "seed_mode": self.seed_mode,
             "device": self.device,
             "dtype": self.dtype,
             "lcm_lora": str(self.lcm_lora) if self.lcm_lora else None,
@@ -264,7 +313,7 @@ class Arc2FaceGenerator(Generator):
         """The assembled ``StableDiffusionPipeline`` (loaded on first use)."""
         if self._pipe is None:
             pipe = load_pipeline(self.weights, self.base, device=self.device, dtype=self.dtype,
-                                 lcm_lora=self.lcm_lora)
+                                 lcm_lora=self.lcm_lora, controlnet=self._pose_source is not None)
             self._pipe = optimize_pipeline(pipe, channels_last=self.channels_last,
                                            fuse_qkv=self.fuse_qkv, compile=self.compile)
             self._negative = negative_prompt_embeds(self._pipe)
@@ -287,6 +336,21 @@ class Arc2FaceGenerator(Generator):
             except (ValueError, OSError) as exc:
                 raise weights_error(self.weights, self.base, {"arcface": f"MALFORMED: {exc}"}) from None
         return self._arcface
+
+    @property
+    def arcface_sha256(self) -> str:
+        """sha256 of ``arcface.onnx``, the model that conditions every morph (cached)."""
+        return weights_sha256(self._paths["arcface"])
+
+    def selection_models(self) -> dict[str, Optional[str]]:
+        """``{system name: sha256 of its model file or None}`` of the system that selects
+        among candidates (``{"arcface": …}`` by default: the conditioning model itself)."""
+        scorer, _ = self._scoring()
+        if scorer is self._arcface:
+            return {"arcface": self.arcface_sha256}
+        path = getattr(scorer, "model_path", None)
+        digest = weights_sha256(path) if path is not None and Path(path).is_file() else None
+        return {str(scorer.name): digest}
 
     def _scoring(self):
         if self._scorer is None:
@@ -372,12 +436,42 @@ class Arc2FaceGenerator(Generator):
                 cache.put_many(((shas[p], out[p]) for p in crops), backend.cache_key())
         return out
 
-    def render_morphs(self, arc_a: np.ndarray, arc_b: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
+    def render_seed(self, seed: int) -> int:
+        """The seed a pair's first candidate is rendered with: its own (``seed_mode=pair``)
+        or :data:`REFERENCE_SEED` (``seed_mode=reference``)."""
+        return REFERENCE_SEED if self.seed_mode == "reference" else int(seed)
+
+    @property
+    def generator_device(self) -> str:
+        """Where the seeded noise generators live: the CPU, or the pipeline's device
+        with ``seed_mode=reference``."""
+        return self.device if self.seed_mode == "reference" else "cpu"
+
+    def pose_maps(self, a: Contributor, b: Contributor) -> Optional[PoseMap]:
+        """The pair's pose map from the pose source (``None`` for ``pose=none``); the
+        record gets the map's ``sha256`` (of its file, else of its pixels)."""
+        if self._pose_source is None:
+            return None
+        pm = self._pose_source(a, b)
+        if not isinstance(pm, PoseMap):
+            raise TypeError(f"pose source {self.pose!r} returned {type(pm).__name__}, not a PoseMap")
+        img = np.asarray(pm.image)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ImageError(f"pose source {self.pose!r}: map for {a.subject_id}/{b.subject_id} must "
+                             f"be (H, W, 3) uint8, got {img.shape} {img.dtype}")
+        rec = {"source": self.pose, **pm.record, "convention": REFERENCE_CONVENTION}
+        rec.setdefault("sha256", hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest())
+        return PoseMap(img, rec)
+
+    def render_morphs(self, arc_a: np.ndarray, arc_b: np.ndarray, seeds: Sequence[int],
+                      control: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
         """Render the morphs of a batch of pairs, all candidates in one pipeline call.
 
         Args:
             arc_a, arc_b: ``(N, D)`` ArcFace embeddings of subjects A and B.
-            seeds: N pair seeds; each pair gets :func:`candidate_seeds` of its seed.
+            seeds: N pair seeds; each pair gets :func:`candidate_seeds` of
+                :meth:`render_seed` of its seed.
+            control: N pose maps (RGB uint8) when ``pose`` is not ``none``.
 
         Returns:
             ``(N, candidates, size, size, 3)`` RGB uint8.
@@ -387,10 +481,13 @@ class Arc2FaceGenerator(Generator):
         embeds = morph_prompt_embeds(pipe.text_encoder, pipe.tokenizer, arc_a, arc_b, self.t, self.mode)
         k = self.candidates
         embeds = embeds.repeat_interleave(k, dim=0) if k > 1 else embeds
-        all_seeds = [s for seed in seeds for s in candidate_seeds(seed, k)]
+        all_seeds = [s for seed in seeds for s in candidate_seeds(self.render_seed(seed), k)]
+        if control is not None:
+            control = [m for m in control for _ in range(k)]
         with torch.inference_mode():
             images = render(pipe, embeds, all_seeds, steps=self.steps, guidance=self.guidance,
-                            size=self.size, negative=self._negative)
+                            size=self.size, negative=self._negative, control=control,
+                            generator_device=self.generator_device)
         return images.reshape(len(seeds), k, *images.shape[1:])
 
     def _score(self, cands: np.ndarray, paths: list[Path], arcs: np.ndarray):
@@ -435,9 +532,14 @@ class Arc2FaceGenerator(Generator):
         """
         results: list[Any] = [None] * len(jobs)
         arc = self.embed_contributors([Path(c.path) for a, b, _ in jobs for c in (a, b)])
-        valid = []
+        valid, poses = [], {}
         for i, (a, b, _) in enumerate(jobs):
             bad = [arc[Path(c.path)] for c in (a, b) if isinstance(arc[Path(c.path)], Exception)]
+            if not bad:
+                try:
+                    poses[i] = self.pose_maps(a, b)
+                except (ValueError, OSError) as exc:  # a missing or unreadable map
+                    bad = [exc]
             if bad:
                 results[i] = bad[0]
             else:
@@ -447,13 +549,20 @@ class Arc2FaceGenerator(Generator):
         arc_a = np.stack([arc[Path(jobs[i][0].path)] for i in valid])
         arc_b = np.stack([arc[Path(jobs[i][1].path)] for i in valid])
         seeds = [int(jobs[i][2]) for i in valid]
-        images = self.render_morphs(arc_a, arc_b, seeds)
+        control = None if self._pose_source is None else [poses[i].image for i in valid]
+        images = self.render_morphs(arc_a, arc_b, seeds, control)
+        conditioning = {"arcface": self.arcface_sha256}
         for row, i in enumerate(valid):
             a, b, seed = jobs[i]
-            cand_seeds = candidate_seeds(seed, self.candidates)
+            cand_seeds = candidate_seeds(self.render_seed(seed), self.candidates)
             extra: dict[str, Any] = {
                 "arcface_sim_ab": float(np.dot(arc_a[row], arc_b[row])),
-                "model": "Arc2Face (SD1.5)",
+                "model": "Arc2Face (SD1.5)" + ("" if self._pose_source is None else " + ControlNet"),
+                "conditioning_models": dict(conditioning),
+                "seed_mode": self.seed_mode,
+                "generator_device": self.generator_device,
+                "pose": ({"source": "none", "note": NO_POSE_NOTE} if poses[i] is None
+                         else poses[i].record),
             }
             chosen = 0
             if self.candidates > 1:
@@ -461,6 +570,7 @@ class Arc2FaceGenerator(Generator):
                                            np.stack([arc_a[row], arc_b[row]]))
                 chosen = select_candidate(sim_a, sim_b)
                 scorer, _ = self._scoring()
+                extra["selection_models"] = self.selection_models()
                 extra["selection"] = {
                     "rule": "argmax min(sim_a, sim_b)",
                     "recognition": scorer.name,

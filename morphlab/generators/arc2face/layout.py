@@ -74,7 +74,16 @@ LAYOUT: tuple[WeightFile, ...] = (
     WeightFile("scheduler_config", "base", ("scheduler/scheduler_config.json",),
                "SD1.5 scheduler config", "~1 KB", _SD15),
 )
-_BY_KEY = {f.key: f for f in LAYOUT}
+#: Arc2Face's ControlNet (pose conditioning on a normal map); needed only with ``pose``
+#: other than ``none``, so absent files are no error otherwise.
+CONTROLNET_LAYOUT: tuple[WeightFile, ...] = (
+    WeightFile("controlnet_config", "weights", ("controlnet/config.json",),
+               "Arc2Face ControlNet config (only for pose != none)", "~2 KB", _A2F),
+    WeightFile("controlnet", "weights", ("controlnet/diffusion_pytorch_model.safetensors",),
+               "Arc2Face ControlNet weights, normal-map pose conditioning (only for pose != none)",
+               "~1.4 GB", _A2F),
+)
+_BY_KEY = {f.key: f for f in LAYOUT + CONTROLNET_LAYOUT}
 
 
 class Arc2FaceWeightsError(FileNotFoundError, ValueError):
@@ -127,43 +136,56 @@ def _sniff(path: Path) -> Optional[str]:
 
 
 def layout_listing(roots: Optional[dict[str, Path]] = None,
-                   problems: Optional[dict[str, str]] = None) -> str:
+                   problems: Optional[dict[str, str]] = None, *, controlnet: bool = False) -> str:
     """Every expected file with its size class and source, one entry per file.
 
     With ``roots`` the entries are absolute paths prefixed by their state (``[ok]``,
     ``[MISSING]``, ``[MALFORMED: …]`` from ``problems``); without, the layout alone.
+    The ControlNet files (:data:`CONTROLNET_LAYOUT`) are listed too, as ``[optional]``
+    unless ``controlnet`` (pose conditioning asked for), when they are checked like the
+    others.
     """
     problems = problems or {}
     lines = []
-    for f in LAYOUT:
+    for f in LAYOUT + CONTROLNET_LAYOUT:
         alt = f" (or {', '.join(f.names[1:])})" if len(f.names) > 1 else ""
         where = f"{_resolve(f, roots)}" if roots else f"{'DIR' if f.root == 'weights' else 'BASE'}/{f.names[0]}"
-        state = f"[{problems.get(f.key, 'ok')}] " if roots else ""
+        optional = f in CONTROLNET_LAYOUT and not controlnet
+        state = (f"[{'optional' if optional else problems.get(f.key, 'ok')}] " if roots else "")
         lines.append(f"  {state}{where}{alt}\n      {f.what}, {f.size}; from the {f.source}: {f.names[0]}")
     here = f" (here weights={roots['weights']}, base={roots['base']})" if roots else ""
     lines.append(
         "Expected layout: weights=DIR (--weights DIR) holds the Arc2Face release "
-        "(arc2face/, encoder/, arcface.onnx); base=BASE holds the Stable Diffusion 1.5 "
+        "(arc2face/, encoder/, arcface.onnx; controlnet/ for pose != none); base=BASE holds the Stable Diffusion 1.5 "
         f"components (vae/, tokenizer/, scheduler/) and defaults to the weights folder{here}. "
         "morphlab never downloads weights: fetch these files yourself."
     )
     return "\n".join(lines)
 
 
-def weights_error(weights: PathLike, base: Optional[PathLike], problems: dict[str, str]) -> Arc2FaceWeightsError:
-    """The one error listing every expected file; ``problems`` maps file keys to reasons."""
+def weights_error(weights: PathLike, base: Optional[PathLike], problems: dict[str, str], *,
+                  controlnet: bool = False) -> Arc2FaceWeightsError:
+    """The one error listing every expected file; ``problems`` maps file keys to reasons.
+
+    ``controlnet``: the ControlNet files are required (pose conditioning) and a missing
+    one is a problem like any other.
+    """
     roots = _roots(weights, base)
+    controlnet = controlnet or any(k in problems for k in (f.key for f in CONTROLNET_LAYOUT))
     if len(problems) <= 2:
         what = ", ".join(f"{_BY_KEY[k].names[0]} {why}" for k, why in problems.items())
     else:
-        what = f"{len(problems)} of {len(LAYOUT)} files missing or malformed"
+        n = len(LAYOUT) + (len(CONTROLNET_LAYOUT) if controlnet else 0)
+        what = f"{len(problems)} of {n} files missing or malformed"
     gone = [f"{name} folder {root} does not exist" for name, root in roots.items()
             if not root.is_dir() and (name == "weights" or root != roots["weights"])]
     what = "; ".join([what] + gone)
-    return Arc2FaceWeightsError(f"arc2face weights unusable ({what}):\n" + layout_listing(roots, problems))
+    return Arc2FaceWeightsError(
+        f"arc2face weights unusable ({what}):\n" + layout_listing(roots, problems, controlnet=controlnet))
 
 
-def check_weights(weights: PathLike, base: Optional[PathLike] = None) -> dict[str, Path]:
+def check_weights(weights: PathLike, base: Optional[PathLike] = None, *,
+                  controlnet: bool = False) -> dict[str, Path]:
     """Check the layout without loading anything heavy.
 
     Every file must exist; configs must parse as JSON objects; weight files must look
@@ -173,15 +195,19 @@ def check_weights(weights: PathLike, base: Optional[PathLike] = None) -> dict[st
     Args:
         weights: the Arc2Face release folder.
         base: the SD1.5 components folder (default: ``weights``).
+        controlnet: also require the ControlNet files (:data:`CONTROLNET_LAYOUT`; pose
+            conditioning).
 
     Returns:
-        ``{key: path}`` for every file of :data:`LAYOUT`.
+        ``{key: path}`` for every file of :data:`LAYOUT` (and of
+        :data:`CONTROLNET_LAYOUT` with ``controlnet``).
 
     Raises:
         Arc2FaceWeightsError: listing every expected file, if any is missing or malformed.
     """
     roots = _roots(weights, base)
-    paths = {f.key: _resolve(f, roots) for f in LAYOUT}
+    files = LAYOUT + (CONTROLNET_LAYOUT if controlnet else ())
+    paths = {f.key: _resolve(f, roots) for f in files}
     problems: dict[str, str] = {}
     for key, path in paths.items():
         if not path.is_file():
@@ -203,8 +229,16 @@ def check_weights(weights: PathLike, base: Optional[PathLike] = None) -> dict[st
             problems["encoder_config"] = (
                 f"MALFORMED: hidden_size {hid} differs from the UNet's cross_attention_dim {cad}"
             )
+    if controlnet and "controlnet_config" not in problems and "unet_config" not in problems:
+        cn_cfg = json.loads(paths["controlnet_config"].read_text(encoding="utf-8"))
+        unet_cfg = json.loads(paths["unet_config"].read_text(encoding="utf-8"))
+        for key in ("cross_attention_dim", "block_out_channels"):
+            if cn_cfg.get(key) != unet_cfg.get(key):
+                problems["controlnet_config"] = (
+                    f"MALFORMED: {key} {cn_cfg.get(key)!r} differs from the UNet's {unet_cfg.get(key)!r}")
+                break
     if problems:
-        raise weights_error(weights, base, problems)
+        raise weights_error(weights, base, problems, controlnet=controlnet)
     return paths
 
 

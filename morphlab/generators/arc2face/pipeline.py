@@ -72,9 +72,12 @@ def _load_text_encoder(config_path: Path, weights_path: Path, dtype):
 
 
 def assemble_pipeline(unet, vae, text_encoder, tokenizer, scheduler_config: dict, *,
-                      lcm_lora: Optional[PathLike] = None):
+                      lcm_lora: Optional[PathLike] = None, controlnet=None):
     """Compose diffusers' ``StableDiffusionPipeline`` from Arc2Face's components.
 
+    With ``controlnet`` (a ``diffusers.ControlNetModel``, Arc2Face's pose ControlNet) the
+    pipeline is a ``StableDiffusionControlNetPipeline`` of the same components, as
+    ``morph_multiple.py`` builds it; :func:`render` then needs one control image per row.
     No safety checker or feature extractor; DPM-Solver++ multistep built from the SD1.5
     scheduler config (as the reference), or the LCM scheduler with the LCM-LoRA fused
     into the UNet when ``lcm_lora`` is given. The progress bar is off (the attack-set
@@ -85,11 +88,13 @@ def assemble_pipeline(unet, vae, text_encoder, tokenizer, scheduler_config: dict
         scheduler = d.DPMSolverMultistepScheduler.from_config(scheduler_config)
     else:
         scheduler = d.LCMScheduler.from_config(scheduler_config)
-    pipe = d.StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    parts = dict(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                 scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                 requires_safety_checker=False)
+    if controlnet is None:
+        pipe = d.StableDiffusionPipeline(**parts)
+    else:
+        pipe = d.StableDiffusionControlNetPipeline(controlnet=controlnet, **parts)
     pipe.set_progress_bar_config(disable=True)
     if lcm_lora is not None:
         path = Path(lcm_lora).expanduser()
@@ -105,7 +110,8 @@ def assemble_pipeline(unet, vae, text_encoder, tokenizer, scheduler_config: dict
 
 
 def load_pipeline(weights: PathLike, base: Optional[PathLike] = None, *, device: str = "cpu",
-                  dtype: str = "auto", lcm_lora: Optional[PathLike] = None):
+                  dtype: str = "auto", lcm_lora: Optional[PathLike] = None,
+                  controlnet: bool = False):
     """Load the Arc2Face release from local folders and assemble the pipeline.
 
     Args:
@@ -113,14 +119,17 @@ def load_pipeline(weights: PathLike, base: Optional[PathLike] = None, *, device:
         base: the SD1.5 components folder (default: ``weights``).
         device, dtype: see :func:`resolve_device_dtype`.
         lcm_lora: optional LCM-LoRA file or folder.
+        controlnet: load Arc2Face's ControlNet (``DIR/controlnet/``) and assemble a
+            ``StableDiffusionControlNetPipeline`` (pose conditioning).
 
     Returns:
-        ``diffusers.StableDiffusionPipeline`` on ``device``.
+        ``diffusers.StableDiffusionPipeline`` (or ``StableDiffusionControlNetPipeline``)
+        on ``device``.
 
     Raises:
         Arc2FaceWeightsError: a file is missing, malformed or does not load.
     """
-    paths = check_weights(weights, base)
+    paths = check_weights(weights, base, controlnet=controlnet)
     torch = _torch()
     d = _diffusers()
     from transformers import CLIPTokenizer
@@ -133,7 +142,8 @@ def load_pipeline(weights: PathLike, base: Optional[PathLike] = None, *, device:
             return fn()
         except Exception as exc:  # any loader failure → the one layout error
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise weights_error(weights, base, {key: f"MALFORMED: {type(exc).__name__}: {msg}"}) from None
+            raise weights_error(weights, base, {key: f"MALFORMED: {type(exc).__name__}: {msg}"},
+                                controlnet=controlnet) from None
 
     unet = attempt("unet", lambda: d.UNet2DConditionModel.from_pretrained(
         str(paths["unet"].parent), torch_dtype=tdtype, local_files_only=True, use_safetensors=True))
@@ -151,7 +161,13 @@ def load_pipeline(weights: PathLike, base: Optional[PathLike] = None, *, device:
         raise weights_error(weights, base, {"vae_config": (
             f"MALFORMED: latent_channels {vae.config.latent_channels} differs from the UNet's "
             f"in_channels {unet.config.in_channels}")})
-    pipe = assemble_pipeline(unet, vae, text_encoder, tokenizer, sched_cfg, lcm_lora=lcm_lora)
+    cnet = None
+    if controlnet:
+        cnet = attempt("controlnet", lambda: d.ControlNetModel.from_pretrained(
+            str(paths["controlnet"].parent), torch_dtype=tdtype, local_files_only=True,
+            use_safetensors=True))
+    pipe = assemble_pipeline(unet, vae, text_encoder, tokenizer, sched_cfg, lcm_lora=lcm_lora,
+                             controlnet=cnet)
     return pipe.to(device)
 
 
@@ -171,11 +187,15 @@ def optimize_pipeline(pipe, *, channels_last: bool = False, fuse_qkv: bool = Fal
     if channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
+        if getattr(pipe, "controlnet", None) is not None:
+            pipe.controlnet.to(memory_format=torch.channels_last)
     if fuse_qkv:
         pipe.fuse_qkv_projections()
     if compile:
         mode = None if compile is True or compile == "default" else str(compile)
         pipe.unet.compile(mode=mode)
+        if getattr(pipe, "controlnet", None) is not None:
+            pipe.controlnet.compile(mode=mode)
     return pipe
 
 
@@ -191,12 +211,33 @@ def negative_prompt_embeds(pipe):
     return neg
 
 
+def control_images(maps: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Pose maps as the ControlNet's input: ``(N, size, size, 3)`` float32 in [0, 1].
+
+    Args:
+        maps: N RGB uint8 ``(H, W, 3)`` normal maps (any size; resized with bicubic
+            resampling, as diffusers' image processor resizes a PIL input).
+    """
+    from PIL import Image
+
+    out = []
+    for m in maps:
+        img = Image.fromarray(np.ascontiguousarray(m, dtype=np.uint8))
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BICUBIC)
+        out.append(np.asarray(img, dtype=np.float32) / 255.0)
+    return np.stack(out)
+
+
 def render(pipe, prompt_embeds, seeds: Sequence[int], *, steps: int = 25,
-           guidance: float = 3.0, size: int = 512, negative=None) -> np.ndarray:
+           guidance: float = 3.0, size: int = 512, negative=None, control=None,
+           generator_device: str = "cpu") -> np.ndarray:
     """Sample one image per row of ``prompt_embeds``, in one pipeline call.
 
-    Each image's initial noise comes from its own CPU ``torch.Generator`` seeded with its
-    seed, so an image depends on its seed, not on its batch or device's RNG.
+    Each image's initial noise comes from its own ``torch.Generator`` seeded with its
+    seed, on ``generator_device`` (default the CPU, so an image depends on its seed, not
+    on its batch or device's RNG; the reference seeds a generator on the pipeline's
+    device, reproduced with ``generator_device=pipe.device``).
 
     Args:
         pipe: the assembled pipeline.
@@ -204,6 +245,9 @@ def render(pipe, prompt_embeds, seeds: Sequence[int], *, steps: int = 25,
         seeds: N seeds.
         steps, guidance, size: sampler steps, guidance scale, output side (multiple of 8).
         negative: ``(1, 77, hidden)`` negative embedding (default: the empty prompt's).
+        control: with a ControlNet pipeline, the N pose maps (RGB uint8 ``(H, W, 3)``
+            arrays, see :func:`control_images`); required there, refused otherwise.
+        generator_device: where the seeded generators live.
 
     Returns:
         ``(N, size, size, 3)`` RGB uint8.
@@ -212,16 +256,25 @@ def render(pipe, prompt_embeds, seeds: Sequence[int], *, steps: int = 25,
     n = len(prompt_embeds)
     if len(seeds) != n:
         raise ValueError(f"render: {n} embeddings but {len(seeds)} seeds")
+    has_cnet = getattr(pipe, "controlnet", None) is not None
+    extra = {}
+    if has_cnet:
+        if control is None or len(control) != n:
+            raise ValueError(f"render: the ControlNet pipeline needs {n} pose maps, got "
+                             f"{'none' if control is None else len(control)}")
+        extra["image"] = torch.from_numpy(control_images(control, int(size))).permute(0, 3, 1, 2)
+    elif control is not None:
+        raise ValueError("render: pose maps given but the pipeline has no ControlNet")
     if negative is None:
         negative = negative_prompt_embeds(pipe)
     dtype = pipe.unet.dtype
-    gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+    gens = [torch.Generator(str(generator_device)).manual_seed(int(s)) for s in seeds]
     with torch.no_grad():
         out = pipe(
             prompt_embeds=prompt_embeds.to(pipe.device, dtype),
             negative_prompt_embeds=negative.to(pipe.device, dtype).expand(n, -1, -1),
             num_inference_steps=int(steps), guidance_scale=float(guidance),
-            height=int(size), width=int(size), generator=gens, output_type="np",
+            height=int(size), width=int(size), generator=gens, output_type="np", **extra,
         ).images
     out = np.nan_to_num(np.asarray(out, dtype=np.float32))
     return (np.clip(out, 0.0, 1.0) * 255.0).round().astype(np.uint8)
