@@ -4,7 +4,9 @@ Steps (each one resumable; re-running the demo in the same folder redoes nothing
 
 1. ``pairs/``   — same-gender contributor pairs from the sample's neutral images;
 2. ``morphs/``  — landmark morphs, ``complete`` and ``spliced`` variants, with a manifest;
-3. ``attack_report/`` — contact sheet (subject A | morphs | subject B) and a summary;
+3. ``attack_report/`` — contact sheet (subject A | morphs | subject B, thumbnails
+   linking to the full-size images; ``morphs/contact.html`` is the set's own) and a
+   summary naming the set and its protocol;
 4. ``map/``     — Morphing Attack Potential against the three embedded deep face
    recognition systems (``dlib-resnet``, ``facenet``, ``mobilefacenet``) with the
    sample's smiling images as probes, thresholds calibrated on the 4 sample subjects who
@@ -79,6 +81,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
     )
     manifest = out / "morphs" / "manifest.jsonl"
     summary.append(["morphs", _run_line(run), _link("morphs/manifest.jsonl")])
+    summary.append(["contact sheet", "every pair: subject A | morphs | subject B (full size "
+                    "on click)", _link("morphs/contact.html")])
 
     # 3. attack-set report --------------------------------------------------------------
     write_attack_report(manifest, out / "attack_report", title="Demo attack set (landmark morphs)")
@@ -120,12 +124,25 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
             "(CC BY 4.0, DeBruine & Jones 2017), neutral images as morph sources, smiling "
             "images as verification probes. Contributors are named subject A and subject B."
         ),
+        Table(["input", "path (relative to this page)"],
+              [["morph sources (neutral)", str(sample / "neutral")],
+               ["probes (smiling)", str(sample / "smiling")],
+               ["subject metadata", str(sample / "london_info.csv")],
+               ["pairs", "pairs/pairs.csv"],
+               ["face recognition systems", ", ".join(_systems()) if "map" in steps else "–"]],
+              caption="Inputs"),
         Heading("Stages"),
         Table(["stage", "result", "open"], summary),
     )
     doc.write(out, stem="index")
     log.info("demo written to %s", out)
     return out / "index.html"
+
+
+def _systems() -> tuple[str, ...]:
+    from morphlab.recognition.base import DEFAULT_SYSTEMS
+
+    return tuple(DEFAULT_SYSTEMS)
 
 
 def _paired_subjects(dataset: Any, per_gender: int) -> set[str]:

@@ -32,6 +32,8 @@ def write_attack_report(
     from morphlab.generators.runner import load_manifest
 
     manifest = Path(manifest)
+    if manifest.is_dir():
+        manifest = manifest / "manifest.jsonl"
     out_dir = Path(out_dir)
     entries = load_manifest(manifest)
     ok = [e for e in entries if e.get("status") == "ok"]
