@@ -110,17 +110,19 @@ def plot_score_histograms(
 
     panels = {k: v for k, v in curves.items() if not (len(curves) > 1 and k == "all attacks")}
     n = max(1, len(panels))
-    fig, axes = plt.subplots(n, 1, figsize=(6.4, 2.3 + 1.9 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(6.4, 2.3 + 1.9 * n), squeeze=False, sharex=True)
+    finite = [np.asarray(x, dtype=float) for pair in panels.values() for x in pair]
+    allv = np.concatenate([x[np.isfinite(x)] for x in finite] + [np.zeros(0)])
+    marks = [t for t in (threshold, deer_threshold) if t is not None and np.isfinite(t)]
+    allv = np.concatenate([allv, np.asarray(marks, dtype=float)]) if marks else allv
+    lo, hi = (float(allv.min()), float(allv.max())) if allv.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    bins = np.linspace(lo, hi, 41)  # the same bins in every panel
     for ax, (label, (bf, at)) in zip(axes[:, 0], panels.items()):
         b = np.asarray(bf, dtype=float)
         a = np.asarray(at, dtype=float)
         b, a = b[np.isfinite(b)], a[np.isfinite(a)]
-        allv = np.concatenate([b, a]) if (b.size or a.size) else np.zeros(1)
-        marks = [t for t in (threshold, deer_threshold) if t is not None and np.isfinite(t)]
-        lo, hi = float(min(allv.min(), *marks)), float(max(allv.max(), *marks))
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        bins = np.linspace(lo, hi, 41)
         if b.size:
             ax.hist(b, bins=bins, alpha=0.5, color="tab:green", label=f"bona fide (n = {b.size})")
         if a.size:
@@ -129,7 +131,7 @@ def plot_score_histograms(
             ax.axvline(threshold, color="black", lw=1.4, label=f"{threshold_label} {threshold:.4g}")
         if deer_threshold is not None and np.isfinite(deer_threshold):
             ax.axvline(deer_threshold, color="0.4", lw=1.1, ls="--",
-                       label=f"D-EER threshold of these scores {deer_threshold:.4g}")
+                       label=f"D-EER threshold of these test scores (pooled) {deer_threshold:.4g}")
         ax.set_ylabel("presentations")
         ax.set_title(f"bona fide vs {label}", fontsize=9)
         ax.legend(fontsize=7)
@@ -284,7 +286,8 @@ def write_pad_report(
         al = _levels(summary, "APCER@BPCER=")
         doc.add(Heading("Per attack species"),
                 Table(["species", "n attacks", "D-EER", *bl, *al,
-                       *(["APCER @ threshold"] if at_t else [])],
+                       *([f"APCER @ model threshold {summary['threshold']:.4g}"
+                          + (" (fitted on training scores)" if trained else "")] if at_t else [])],
                       [[s, v["n"], _pct(v["D-EER"]),
                         *(_rate_text((v.get("intervals") or {}).get(k), v.get(k)) for k in bl + al),
                         *([_rate_text(at_iv.get(s), at_t.get(s))] if at_t else [])]
