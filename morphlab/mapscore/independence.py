@@ -7,12 +7,14 @@ measures how well the attack was optimised against it, not its potential against
 systems. :func:`model_file_overlap` finds every scoring system whose model file is one
 the manifest records:
 
-- **conditioned**: the file's sha256 equals one of the generator's weight files
-  (``params.files[name].sha256``, recorded by ``arc2face`` unless ``hash_weights=False``),
-  or, where no sha256 was recorded, its path is ``params.weights``/``params.base`` +
-  that name;
-- **selected**: the line's ``extra.selection`` names the system and its version (the
-  version of ``arcface-onnx``/``sface-onnx`` starts with the model file's sha256), or the
+- **conditioned**: the file's sha256 is one the line records for the models that
+  conditioned it (``extra.conditioning_models``, e.g. ``{"arcface": sha256}``) or for
+  the generator's weight files (``params.files[name].sha256``, unless
+  ``hash_weights=False``); where no sha256 was recorded, its path is
+  ``params.weights``/``params.base`` + that name;
+- **selected**: the file's sha256 is in ``extra.selection_models``, or the line's
+  ``extra.selection`` names the system and its version (the version of
+  ``arcface-onnx``/``sface-onnx`` starts with the model file's sha256), or the
   generator's ``params.recognition`` spec (``name=PATH``) names the same file.
 
 ``map-score`` warns, and records the matches in ``map.json``
@@ -35,30 +37,36 @@ def _resolve(path: Any) -> Optional[str]:
 
 
 def _recorded(records: Sequence[Mapping[str, Any]]) -> tuple[dict, dict, list]:
-    """``({sha256: {(group, where)}}, {path: {(group, where)}}, selections)`` of the lines."""
+    """``({sha256: {(group, where, role)}}, {path: {(group, where, role)}}, selections)``."""
     by_sha: dict[str, set] = {}
     by_path: dict[str, set] = {}
     selections: list[tuple[str, Mapping[str, Any], Optional[str]]] = []
     for rec in records:
         group = str(rec.get("group") or rec.get("generator") or "?")
         params = rec.get("params") if isinstance(rec.get("params"), Mapping) else {}
+        extra = rec.get("extra") if isinstance(rec.get("extra"), Mapping) else {}
+        for key, role in (("conditioning_models", "conditioned"), ("selection_models", "selected")):
+            models = extra.get(key) if isinstance(extra.get(key), Mapping) else {}
+            for name, sha in models.items():
+                if isinstance(sha, str) and sha:
+                    by_sha.setdefault(sha.lower(), set()).add((group, f"extra.{key}[{name!r}]", role))
         files = params.get("files") if isinstance(params.get("files"), Mapping) else {}
         roots = [params.get(k) for k in ("weights", "base") if isinstance(params.get(k), str)]
         for name, info in files.items():
             where = f"params.files[{name!r}]"
             sha = info.get("sha256") if isinstance(info, Mapping) else None
             if isinstance(sha, str) and sha:
-                by_sha.setdefault(sha.lower(), set()).add((group, where))
+                by_sha.setdefault(sha.lower(), set()).add((group, where, "conditioned"))
             else:  # sizes only (hash_weights=False): compare by path
                 for root in roots:
                     p = _resolve(Path(root) / str(name))
                     if p:
-                        by_path.setdefault(p, set()).add((group, where))
+                        by_path.setdefault(p, set()).add((group, where, "conditioned"))
         spec = params.get("recognition")
         spec_path = None
         if isinstance(spec, str) and "=" in spec:
             spec_path = _resolve(spec.split("=", 1)[1])
-        sel = (rec.get("extra") or {}).get("selection") if isinstance(rec.get("extra"), Mapping) else None
+        sel = extra.get("selection")
         if isinstance(sel, Mapping):
             selections.append((group, sel, spec_path))
     return by_sha, by_path, selections
@@ -90,26 +98,20 @@ def model_file_overlap(records: Sequence[Mapping[str, Any]], systems: Sequence[A
             continue
         sha = sha256_file(real) if by_sha else None
         hits: set = set()
-        roles: list[str] = []
         if sha is not None and sha in by_sha:
             hits |= by_sha[sha]
         if real in by_path:
             hits |= by_path[real]
-        if hits:
-            roles.append("conditioned")
-        selected = set()
         for group, sel, spec_path in selections:
             same_version = (sel.get("recognition") == system.name
                             and str(sel.get("recognition_version")) == str(system.version))
             if same_version or (spec_path is not None and spec_path == real):
-                selected.add((group, "extra.selection"))
-        if selected:
-            roles.append("selected")
-            hits |= selected
-        if not roles:
+                hits.add((group, "extra.selection", "selected"))
+        if not hits:
             continue
-        groups = sorted({g for g, _ in hits})
-        where = sorted({w for _, w in hits})
+        roles = [r for r in ("conditioned", "selected") if any(h[2] == r for h in hits)]
+        groups = sorted({g for g, _, _ in hits})
+        where = sorted({w for _, w, _ in hits})
         verb = " and ".join({"conditioned": "conditioned the generator",
                              "selected": "selected the kept candidates"}[r] for r in roles)
         message = (

@@ -135,5 +135,13 @@ def test_overlap_by_sha256_path_and_selection(models, tmp_path: Path):
                               ["lbph", "arcface-onnx"])
     assert [h["system"] for h in hits] == ["arcface-onnx"]
     assert hits[0]["roles"] == ["conditioned", "selected"]
+    # what arc2face records per morph: extra.conditioning_models / extra.selection_models
+    per_morph = {"group": "arc2face", "params": {}, "extra": {
+        "conditioning_models": {"arcface": sha}, "selection_models": {"sface-onnx": sha256_file(other)}}}
+    hits = model_file_overlap([per_morph], [_system("arcface-onnx", copy), _system("sface-onnx", other)],
+                              ["arcface-onnx", "sface-onnx"])
+    assert [(h["system"], h["roles"], h["recorded_as"]) for h in hits] == [
+        ("arcface-onnx", ["conditioned"], ["extra.conditioning_models['arcface']"]),
+        ("sface-onnx", ["selected"], ["extra.selection_models['sface-onnx']"])]
     assert model_file_overlap([{"group": "landmark", "params": {"alpha": 0.5}}],
                               [_system("arcface-onnx", own)], ["a"]) == []
