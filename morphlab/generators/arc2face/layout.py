@@ -61,7 +61,7 @@ LAYOUT: tuple[WeightFile, ...] = (
     WeightFile("encoder", "weights", ("encoder/pytorch_model.bin",),
                "Arc2Face CLIP text-encoder state dict (text_model.* keys)", "~490 MB", _A2F),
     WeightFile("arcface", "weights", ("arcface.onnx",),
-               "ArcFace R100 trained on Glint360K, 512-d (insightface antelopev2 glintr100)",
+               "Arc2Face's ArcFace R100 (trained on WebFace42M, 512-d; not insightface's glintr100)",
                "~250 MB", _A2F),
     WeightFile("vae_config", "base", ("vae/config.json",), "SD1.5 VAE config", "~1 KB", _SD15),
     WeightFile("vae", "base",
