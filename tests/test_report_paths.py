@@ -160,6 +160,9 @@ def test_attack_report_names_the_set_and_links_full_size(attack_set: Path,
 
     processed = attack_set.parent / "blend-jpeg"
     postprocess_set(attack_set, processed, ["jpeg:q=75"], progress=False)
+    own = (processed / "contact.html").read_text(encoding="utf-8")  # a processed set has one too
+    assert len(re.findall(r"<tr>", own)) == 3 and all((processed / unquote(h)).is_file()
+                                                     for h in _links(own))
     out = tmp_path / "report"
     write_attack_report(processed, out)
     for name in ("report.md", "report.html", "contact.html"):

@@ -296,8 +296,12 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
     """:func:`postprocess_set` once ``out`` is locked and the arguments are checked."""
     from tqdm import tqdm
 
+    from morphlab.outdir import check_outputs
+    from morphlab.reports.contact import CONTACT_PAGE
+
+    check_outputs(out, [CONTACT_PAGE], overwrite=True)  # a contact.html of the user's: refused
     previous = prepare_out_dir(out, config, resume=resume, overwrite=overwrite, keys=CONFIG_KEYS,
-                               outputs=[it.name for it in items])
+                               outputs=[*(it.name for it in items), CONTACT_PAGE])
     manifest = out / MANIFEST_NAME
 
     # an output is kept only if its source still has the content it was made from
@@ -366,6 +370,10 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
     recs.sort(key=lambda r: order.get(str(_last_source(r)), len(order)))
     recs += carried
     atomic_write_text(manifest, "".join(dumps_record(r) + "\n" for r in recs))
+    if any(r.get("kind") == "morph" for r in recs):  # a processed attack set: its contact sheet
+        from morphlab.generators.runner import write_set_contact_page
+
+        write_set_contact_page(out)
     log.info("%s: %d images: %d done before, %d processed, %d failed", out, summary.items,
              summary.skipped, summary.processed, summary.failed)
     return summary
