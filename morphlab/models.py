@@ -216,9 +216,13 @@ MODELS: dict[str, ModelInfo] = {
         ),
         ModelInfo(
             "arc2face", "generator",
-            "Arc2Face UNet + encoder + ArcFace, with Stable Diffusion 1.5 VAE/tokenizer",
-            "see the Hugging Face repos FoivosPar/Arc2Face and "
-            "stable-diffusion-v1-5/stable-diffusion-v1-5", "user", "(a folder, ~4.5 GB)",
+            "Arc2Face UNet + encoder + Arc2Face's own ArcFace (arcface.onnx: R100 trained on "
+            "WebFace42M, not insightface's Glint360K glintr100), with Stable Diffusion 1.5 "
+            "VAE/tokenizer",
+            "Arc2Face code and weights: MIT (GitHub foivospar/Arc2Face LICENSE, Hugging Face "
+            "model card); training data, separately: WebFace42M (non-commercial research) and "
+            "the Arc2Face dataset (CC BY-NC-SA 4.0); SD 1.5 parts: CreativeML OpenRAIL-M",
+            "user", "(a folder, ~4.5 GB)",
             where="Hugging Face FoivosPar/Arc2Face; pass --param weights=DIR",
             used_by="generator arc2face",
         ),
