@@ -59,7 +59,7 @@ def replicated_fraction(crop: np.ndarray, outside: np.ndarray, colour) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=8, help="sample portraits to frame (max 24)")
+    ap.add_argument("--images", type=int, default=8, help="sample portraits to frame (the embedded sample has 12)")
     args = ap.parse_args(argv)
 
     from morphlab.face.align import (
