@@ -79,10 +79,10 @@ SPLICE_REGIONS = ("extended", "hull")
 #: forehead) and of their distance from the hull's centre (all points: the jaw-neck
 #: transition and temples). Schemes whose face region already reaches the hair line
 #: (the mediapipe mesh's oval) get no forehead lift.
-FOREHEAD_LIFT: dict[str, float] = {"dlib68": 0.75, "fan68": 0.75, "tem189": 0.75,
+FOREHEAD_LIFT: dict[str, float] = {"dlib68": 0.3, "fan68": 0.3, "tem189": 0.3,
                                    "mediapipe468": 0.0, "mediapipe478": 0.0}
 #: Outward push of every hull point (fraction of its distance from the hull centre).
-NECK_PUSH = 0.1
+NECK_PUSH = 0.2
 
 
 def _fraction(name: str, value: Any) -> float:
