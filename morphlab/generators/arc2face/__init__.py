@@ -130,7 +130,7 @@ Package layout (module and function names are stable; tests and benchmarks impor
   :data:`POSE_SOURCES`, :func:`register_pose_source`, :func:`create_pose_source`,
   :data:`REFERENCE_CONVENTION`.
 - :mod:`.generator` — :class:`Arc2FaceGenerator` (registered as ``arc2face``;
-  :meth:`~Arc2FaceGenerator.render_morphs`, :meth:`~Arc2FaceGenerator.pose_maps`,
+  :meth:`~Arc2FaceGenerator.render_morphs`, :meth:`~Arc2FaceGenerator.pose_map`,
   :meth:`~Arc2FaceGenerator.render_seed`, :attr:`~Arc2FaceGenerator.arcface_sha256`),
   :func:`candidate_seeds`, :func:`select_candidate`, :data:`SEED_MODES`,
   :data:`REFERENCE_SEED`, :data:`DEFAULT_GUIDANCE`.

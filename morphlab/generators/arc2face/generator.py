@@ -447,7 +447,7 @@ class Arc2FaceGenerator(Generator):
         with ``seed_mode=reference``."""
         return self.device if self.seed_mode == "reference" else "cpu"
 
-    def pose_maps(self, a: Contributor, b: Contributor) -> Optional[PoseMap]:
+    def pose_map(self, a: Contributor, b: Contributor) -> Optional[PoseMap]:
         """The pair's pose map from the pose source (``None`` for ``pose=none``); the
         record gets the map's ``sha256`` (of its file, else of its pixels)."""
         if self._pose_source is None:
@@ -537,7 +537,7 @@ class Arc2FaceGenerator(Generator):
             bad = [arc[Path(c.path)] for c in (a, b) if isinstance(arc[Path(c.path)], Exception)]
             if not bad:
                 try:
-                    poses[i] = self.pose_maps(a, b)
+                    poses[i] = self.pose_map(a, b)
                 except (ValueError, OSError) as exc:  # a missing or unreadable map
                     bad = [exc]
             if bad:

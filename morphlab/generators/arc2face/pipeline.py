@@ -211,22 +211,25 @@ def negative_prompt_embeds(pipe):
     return neg
 
 
-def control_images(maps: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """Pose maps as the ControlNet's input: ``(N, size, size, 3)`` float32 in [0, 1].
+def control_images(maps: Sequence[np.ndarray]) -> list:
+    """Pose maps as the ControlNet pipeline's ``image`` input: a list of RGB PIL images.
+
+    The reference passes its EMOCA map as a PIL image; handing PIL images on keeps
+    diffusers' own control-image preprocessing (resize to the output size with its
+    default Lanczos resampling, scale to [0, 1]) exactly as there.
 
     Args:
-        maps: N RGB uint8 ``(H, W, 3)`` normal maps (any size; resized with bicubic
-            resampling, as diffusers' image processor resizes a PIL input).
+        maps: N RGB uint8 ``(H, W, 3)`` normal maps, any size.
     """
     from PIL import Image
 
     out = []
     for m in maps:
-        img = Image.fromarray(np.ascontiguousarray(m, dtype=np.uint8))
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.BICUBIC)
-        out.append(np.asarray(img, dtype=np.float32) / 255.0)
-    return np.stack(out)
+        m = np.asarray(m)
+        if m.dtype != np.uint8 or m.ndim != 3 or m.shape[2] != 3:
+            raise ValueError(f"pose map must be (H, W, 3) uint8, got {m.shape} {m.dtype}")
+        out.append(Image.fromarray(np.ascontiguousarray(m)))  # (H, W, 3) uint8 → RGB
+    return out
 
 
 def render(pipe, prompt_embeds, seeds: Sequence[int], *, steps: int = 25,
@@ -262,7 +265,7 @@ def render(pipe, prompt_embeds, seeds: Sequence[int], *, steps: int = 25,
         if control is None or len(control) != n:
             raise ValueError(f"render: the ControlNet pipeline needs {n} pose maps, got "
                              f"{'none' if control is None else len(control)}")
-        extra["image"] = torch.from_numpy(control_images(control, int(size))).permute(0, 3, 1, 2)
+        extra["image"] = control_images(control)
     elif control is not None:
         raise ValueError("render: pose maps given but the pipeline has no ControlNet")
     if negative is None:
