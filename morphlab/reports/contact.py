@@ -13,8 +13,32 @@ from morphlab.io import check_image, read_image, write_image
 ImageLike = Union[np.ndarray, str, Path]
 
 
+_REDUCED = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            2: cv2.IMREAD_REDUCED_COLOR_2}
+
+
+def _read_for_thumb(path: str | Path, height: int) -> np.ndarray:
+    """RGB image from a file, decoded at the smallest JPEG scale still ``height`` high
+    (4x faster for a 1350-pixel FRLL photo); :func:`read_image` when OpenCV cannot."""
+    from PIL import Image
+
+    flag = cv2.IMREAD_COLOR
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            jpeg = im.format == "JPEG"
+        if jpeg:
+            flag = next((f for k, f in _REDUCED.items() if min(w, h) // k >= height), flag)
+    except Exception:  # read_image below gives the clear error
+        return read_image(path)
+    bgr = cv2.imread(str(path), flag)
+    if bgr is None or bgr.ndim != 3:
+        return read_image(path)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _thumb(img: ImageLike, height: int) -> np.ndarray:
-    arr = read_image(img) if isinstance(img, (str, Path)) else img
+    arr = _read_for_thumb(img, height) if isinstance(img, (str, Path)) else img
     check_image(arr, "contact sheet tile")
     h, w = arr.shape[:2]
     width = max(1, round(w * height / h))
