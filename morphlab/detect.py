@@ -255,6 +255,43 @@ def _failure_summary(inputs: Inputs, data: PresentationSet) -> dict[str, Any]:
     }
 
 
+# -- self-morph training (morphlab.detectors.selfmorph) -------------------------------------------
+def _self_morph_config(det: Detector, self_morph: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The checked self-morph config of a training run (None: no self-morphs)."""
+    if self_morph is None:
+        return None
+    if det.kind == DIFFERENTIAL:
+        raise ValueError(f"--self-morph synthesises single-image attacks, but "
+                         f"{detector_name(type(det))} is a differential (D-MAD) detector: train it "
+                         "on real attack sets (--attacks) with live probes (--live)")
+    from morphlab.detectors.selfmorph import self_morph_config
+
+    return self_morph_config(**self_morph)
+
+
+def _with_self_morphs(inputs: Inputs, config: dict[str, Any], *, size: int,
+                      backend: Union[str, FaceBackend], cache_dir: Optional[PathLike]
+                      ) -> tuple[Inputs, dict[str, Any]]:
+    """``inputs`` plus the self-morphs of its bona fide crops; the config with their count."""
+    from morphlab.detectors.selfmorph import SELF_MORPH_SPECIES, crop_landmarks, synthesise
+
+    bf = np.flatnonzero(inputs.y == 0)
+    if bf.size == 0:
+        raise ValueError("--self-morph needs bona fide training images with a detectable face "
+                         "(--bona-fide); none could be used")
+    t0 = time.perf_counter()
+    items = [inputs.items[i] for i in bf]
+    marks = crop_landmarks([it.path for it in items], size, backend=backend, cache_dir=cache_dir)
+    X, src = synthesise(inputs.X[bf], marks, config)
+    fake = [Presentation(items[i].path, 1, (items[i].subjects[0],) * 2, SELF_MORPH_SPECIES) for i in src]
+    log.info("self-morph: %d synthetic attacks from %d bona fide images (%.1f s)", len(X), bf.size,
+             time.perf_counter() - t0)
+    out = Inputs(np.concatenate([inputs.X, X]), np.concatenate([inputs.y, np.ones(len(X), np.int64)]),
+                 inputs.items + fake, inputs.failures, inputs.failure_kinds)
+    return out, {**config, "n_synthetic": int(len(X)), "n_sources": int(bf.size),
+                 "seconds": round(time.perf_counter() - t0, 3)}
+
+
 # -- train / score / evaluate ------------------------------------------------------------------
 def train_detector(
     detector: Union[str, type, Detector],
@@ -267,6 +304,7 @@ def train_detector(
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
     overwrite: bool = False,
+    self_morph: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
     """Align ``data``, fit a detector and save it with its provenance to ``out_dir``.
 
@@ -282,10 +320,15 @@ def train_detector(
         overwrite: replace a model morphlab wrote in ``out_dir`` before (see
             :func:`output_folder`; other files there are kept, and a ``detector.json``
             morphlab did not write is never replaced).
+        self_morph: S-MAD only: also train on synthetic attacks made from the bona fide
+            images (:mod:`morphlab.detectors.selfmorph`); keyword arguments of
+            :func:`~morphlab.detectors.selfmorph.self_morph_config` (``ratio``, ``seed``,
+            strengths). ``data`` then needs no attacks; with attacks too, both are used.
 
     Returns:
         The training summary also stored in the model's metadata (counts per species,
-        identities, images without a face, timings).
+        identities, images without a face, timings, ``mode``: ``"real"``, ``"self-morph"``
+        or ``"both"``, and with self-morphs their config under ``self_morph``).
 
     Raises:
         ValueError: bad data, ``out_dir`` overlapping the image folders, or nothing usable.
@@ -295,11 +338,17 @@ def train_detector(
     det = detector if isinstance(detector, Detector) else create_detector(detector, **(params or {}))
     size = int(crop_size or det.crop_size)
     _check_backend(backend, "--backend")
+    sm_config = _self_morph_config(det, self_morph)
     with output_folder(out_dir, MODEL_FILES, overwrite=overwrite,
                        sources=_image_folders(data, "training")) as out:
         t0 = time.perf_counter()
         inputs = prepare_inputs(data, det.kind, size=size, backend=backend, cache_dir=cache_dir,
                                 progress=progress)
+        mode = "real"
+        if sm_config is not None:
+            mode = "both" if (inputs.y == 1).any() else "self-morph"
+            inputs, sm_config = _with_self_morphs(inputs, sm_config, size=size, backend=backend,
+                                                  cache_dir=cache_dir)
         t1 = time.perf_counter()
         _require_both_classes(inputs, "the training set")
         log.info("training %s on %d presentations", detector_name(type(det)), len(inputs.y))
@@ -315,6 +364,8 @@ def train_detector(
             **_failure_summary(inputs, data),
             "align_seconds": round(t1 - t0, 3),
             "fit_seconds": round(t2 - t1, 3),
+            "mode": mode,
+            **({"self_morph": sm_config} if sm_config is not None else {}),
         }
         det.metadata_ = {
             "preprocess": {"backend": _backend_name(backend), "crop_size": size,

@@ -14,16 +14,20 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------
 # detect
 # ----------------------------------------------------------------------------------------
-def _presentation_options(f):
-    """--bona-fide/--attacks/--live/--variant/--pattern/--contributors, shared by train and eval."""
+def _presentation_options(f=None, *, attacks_required: bool = True):
+    """--bona-fide/--attacks/--live/--variant/--pattern/--contributors, shared by train and eval
+    (``@_presentation_options(attacks_required=False)``: --attacks optional, for --self-morph)."""
+    if f is None:
+        return lambda g: _presentation_options(g, attacks_required=attacks_required)
     options = [
         click.option("--bona-fide", "bona_fide", multiple=True, required=True,
                      type=click.Path(exists=True), metavar="DIR_OR_LIST",
                      help="Bona fide images: a folder, a list file (one path per line) or an "
                           "image; repeatable. Subject ids come from the file names (--pattern)."),
-        click.option("--attacks", multiple=True, required=True, type=click.Path(exists=True),
+        click.option("--attacks", multiple=True, required=attacks_required, type=click.Path(exists=True),
                      metavar="SET_OR_LIST", help="Attack set (manifest.jsonl or its folder) or a list file of "
-                                              "its morphs (morphlab split); repeatable."),
+                                              "its morphs (morphlab split); repeatable"
+                                              + ("." if attacks_required else " (optional with --self-morph).")),
         click.option("--live", multiple=True, type=click.Path(exists=True), metavar="DIR_OR_LIST",
                      help="D-MAD: trusted live probes of the subjects (e.g. FRLL smiling/); repeatable."),
         click.option("--variant", "variants", multiple=True,
@@ -64,7 +68,17 @@ def detect() -> None:
 @click.option("-d", "--detector", required=True, help="Registered detector name, e.g. lbp-svm.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Detector hyper-parameter, repeatable (VALUE parsed as JSON when it can be).")
-@_presentation_options
+@_presentation_options(attacks_required=False)
+@click.option("--self-morph", "self_morph", is_flag=True,
+              help="S-MAD: also train on synthetic attacks made from each bona fide image and a "
+                   "perturbed copy of itself (landmark jitter, local warps, colour/blur mismatch, "
+                   "seam blending); --attacks then optional (with them: both kinds).")
+@click.option("--self-morph-ratio", type=float, default=1.0, show_default=True,
+              help="Synthetic attacks per bona fide training image.")
+@click.option("--self-morph-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the synthetic attacks (recorded in detector.json).")
+@click.option("--self-morph-param", "self_morph_params", multiple=True, metavar="KEY=VALUE",
+              help="Self-morph strength, repeatable (morphlab.detectors.selfmorph.DEFAULT_STRENGTH).")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Model folder to write.")
 @click.option("--backend", default="dlib", show_default=True, help="Face backend for alignment.")
@@ -74,14 +88,26 @@ def detect() -> None:
               help="Replace a model morphlab trained in OUT_DIR before (other files there are kept).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, contributors,
+                 self_morph, self_morph_ratio, self_morph_seed, self_morph_params,
                  out_dir, backend, crop_size, overwrite, no_progress) -> None:
-    """Train a detector on bona fide images and attack sets; save it to OUT_DIR."""
+    """Train a detector on bona fide images and attack sets; save it to OUT_DIR.
+
+    With --self-morph (single-image detectors only) synthetic attacks made from the bona
+    fide images are added, so no attack set is needed.
+    """
     from morphlab.detect import train_detector
 
+    if not attacks and not self_morph:
+        raise click.UsageError("Missing option '--attacks' (or pass --self-morph to train on "
+                               "synthetic attacks made from the bona fide images)")
+    if not self_morph and (self_morph_params or self_morph_ratio != 1.0 or self_morph_seed != 0):
+        raise click.UsageError("--self-morph-ratio/--self-morph-seed/--self-morph-param need --self-morph")
+    sm = ({"ratio": self_morph_ratio, "seed": self_morph_seed,
+           **dict(parse_param(p) for p in self_morph_params)} if self_morph else None)
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
     s = train_detector(detector, data, out_dir, params=dict(parse_param(p) for p in params),
                        backend=backend, crop_size=crop_size, progress=not no_progress,
-                       overwrite=overwrite)
+                       overwrite=overwrite, self_morph=sm)
     counts = ", ".join(f"{k}: {v}" for k, v in s["n_by_species"].items())
     click.echo(f"trained {detector} on {counts} ({len(s['subjects'])} identities) in "
                f"{s['fit_seconds']:.1f} s; model in {out_dir}")
