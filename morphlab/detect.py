@@ -30,6 +30,14 @@ replaced or deleted.
 **Subject-disjoint evaluation**: the identities seen in training are stored in the model
 folder; :func:`evaluate_detector` refuses a test set sharing any of them unless
 ``allow_overlap=True``, and the report states the overlap either way.
+
+**Thresholds that transfer**: a freshly trained model decides at the D-EER point of its own
+training scores, which on new faces can flag many bona fide photos.
+:func:`calibrate_detector` (``morphlab detect calibrate``) sets it on held-out data —
+identities the model was not trained on — at a named operating point (BPCER 10 % by
+default, or an APCER); ``detector.json`` records where the threshold came from
+(``metadata["threshold"]``) and ``detect score`` / ``detect eval`` state it
+(:func:`threshold_origin`).
 """
 
 from __future__ import annotations

