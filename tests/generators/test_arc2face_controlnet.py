@@ -122,6 +122,19 @@ def test_controlnet_pipeline_is_composed_from_the_release(release):
         A.render(A.load_pipeline(release), pe[:1], [5], steps=STEPS, size=SIZE, control=[_map(1)])
 
 
+def test_speed_options_keep_the_controlnet_images(release):
+    pe = None
+    imgs = []
+    for opts in ({}, {"channels_last": True, "fuse_qkv": True}):
+        pipe = A.optimize_pipeline(A.load_pipeline(release, controlnet=True), **opts)
+        if pe is None:
+            pe = A.project_face_embs(pipe.text_encoder, pipe.tokenizer,
+                                     np.random.default_rng(1).standard_normal((1, 16)).astype(np.float32))
+        imgs.append(A.render(pipe, pe, [3], steps=STEPS, size=SIZE, control=[_map(7)])[0])
+    assert pipe.controlnet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(imgs[0].astype(int) - imgs[1]).max() <= 2
+
+
 # ----------------------------------------------------------------------------------------
 # pose sources
 # ----------------------------------------------------------------------------------------
