@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
               help="Output folder for the processed images, manifest.jsonl and run.json.")
 @click.option("--op", "ops", multiple=True, required=True, metavar="SPEC",
               help="Operator (repeatable, applied in order): jpeg:q=75, resize:width=413, "
-                   "icao[:width=350,height=450], print-scan[:dpi=300,noise=2,...].")
+                   "icao[:width=350,height=450,fill=background|crop|R,G,B], "
+                   "background[:colour=240,240,240], print-scan[:dpi=300,noise=2,...].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random steps (each image's derives from it and its sha256).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
