@@ -15,9 +15,16 @@ Variants (``variants``, one output each, tagged by name):
 - ``complete``: the whole warped-and-blended frame. Hair, ears, neck and background are
   blends too, so they show the typical double contours ("ghosting").
 - ``spliced``: only the face is morphed; everything else is one contributor's
-  (``splice_into``, default A). The face region is the convex hull of the face
-  landmarks of the morph shape (jaw line and eyebrows: for ``tem189`` the cheek/jaw
-  contour and brows, not the hair line, ears or neck). Because that region has the
+  (``splice_into``, default A). The face region (``splice_region="extended"``, default)
+  is the convex hull of the face landmarks of the morph shape (jaw line and eyebrows:
+  for ``tem189`` the cheek/jaw contour and brows, not the hair line, ears or neck) grown
+  by a forehead band above the brows and a jaw-neck ring (:func:`splice_region_points`;
+  the mediapipe mesh, whose oval already reaches the hair line, gets the ring only).
+  ``splice_region="hull"`` is the landmarks' hull alone, the region before the balance
+  fix: it left A's forehead, jaw and neck (a pale band above the brows, A's jaw shadow
+  below the morph's chin) and measurably leaned towards A (FRLL, 20 same-gender pairs:
+  median dlib distance 0.45 to A vs 0.58 to B; extended: 0.51 vs 0.49;
+  ``benchmarks/spliced_balance.py``). Because that region has the
   morph's shape while the target has its own, the *target is warped too*: its face
   landmarks are moved onto the morph shape while a ring of fixed anchor points
   (the hull scaled by 1.3 about its centre) and the frame stay put. So the target's
@@ -25,7 +32,20 @@ Variants (``variants``, one output each, tagged by name):
   to the face, and pixels outside the ring are exactly the target's. The morphed face
   (colour-matched to the target's face in L*a*b* by default) is then put in with
   Poisson cloning (``blend="poisson"``, ``cv2.seamlessClone``) or a feathered mask
-  (``blend="feather"``) whose transition lies inside the hull.
+  (``blend="feather"``) whose transition lies inside the hull. Poisson cloning takes
+  the low-frequency colour from the target's surroundings (it is what hides the seam),
+  so the spliced face keeps about A's skin tone whatever ``color_match`` says.
+
+FR-guided factor (``alpha="auto"``): per pair and variant, ``alpha_candidates`` factors
+evenly spaced over ``alpha_range`` are tried (each for shape and texture), each morph is
+embedded by the ``selection_systems`` at its known landmarks and compared with A and B
+(embedded once per pair), and the factor with the best mean-over-systems minimum
+similarity wins (:meth:`LandmarkMorph._search`). The manifest line of each morph records
+the chosen factor (``params.shape_alpha``/``texture_alpha``), the selection systems
+(``params.selection_systems``) and every candidate's similarities
+(``extra.alpha_search``). Evaluate with other systems: ``map-score`` warns when a
+selection system is among its evaluation systems. Cost: ``alpha_candidates`` times the
+morphing plus one embedding per candidate, variant and selection system.
 
 Frames: without ``crop`` the morph is made in A's frame. If B's image has another size,
 B is first mapped into A's frame by the least-squares similarity transform of its

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Attack strength of the landmark generator on FRLL (issue 13 items 1-2): complete vs
+# spliced (old 68-point hull vs the extended region), alpha 0.5 vs alpha "auto" (selected
+# with mobilefacenet), MinMax-MMPMR with Wilson 95 % intervals under dlib-resnet, facenet and
+# mobilefacenet, and the A/B balance (morphs accepted as A / as B).
+#
+# Protocol as benchmarks/frll_map_landmark.sh: 40 subjects make same-gender pairs (seed 1),
+# the other 42 are the subject-disjoint calibration set; probes = smiling images.
+# mobilefacenet both selects (alpha auto) and evaluates here: map-score warns that its
+# figures on the auto sets are circular; dlib-resnet and facenet are the fair evaluators.
+# Usage: benchmarks/frll_map_strength.sh [OUT_DIR] [FRLL_DIR] [FMR]   (from the repository root)
+set -euo pipefail
+OUT=${1:-frll_strength}
+FRLL=${2:-../shared/data/frll}
+FMR=${3:-0.001}
+ML=${MORPHLAB:-.venv/bin/morphlab}
+PY=${PYTHON:-.venv/bin/python}
+mkdir -p "$OUT"
+"$PY" - "$FRLL" "$OUT" <<'PYEOF'
+import random, sys
+from pathlib import Path
+frll, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
+ids = sorted(p.stem.split("_")[0] for p in (frll / "neutral").glob("*_03.jpg"))
+random.Random(1).shuffle(ids)
+pair_ids, cal_ids = sorted(ids[:40]), sorted(ids[40:])
+for name, files in (("pair_src", [f"neutral/{i}_03.{s}" for i in pair_ids for s in ("jpg", "tem")]),
+                    ("calibration", [f"{d}/{i}_{c}.jpg" for i in cal_ids
+                                     for d, c in (("neutral", "03"), ("smiling", "08"))])):
+    d = out / name
+    d.mkdir(exist_ok=True)
+    for f in files:
+        link = d / Path(f).name
+        if not link.exists() and (frll / f).exists():
+            link.symlink_to(frll / f)
+PYEOF
+[ -f "$OUT/pairs.csv" ] || $ML pairs "$OUT/pair_src" -o "$OUT/pairs.csv" --strategy same-gender \
+    --capture 03 --metadata "$FRLL/london_info.csv" --meta-id-column face_id --seed 1
+gen() {  # name, then generate options
+  local name=$1; shift
+  [ -f "$OUT/set_$name/manifest.jsonl" ] && return 0
+  $ML generate "$OUT/pairs.csv" -g landmark -o "$OUT/set_$name" "$@" -j 2 --no-progress
+}
+gen alpha05 --alpha 0.5
+gen alpha05_hull --alpha 0.5 --variant spliced --param splice_region=hull
+gen auto --param alpha=auto --param 'selection_systems=["mobilefacenet"]'
+for s in alpha05 alpha05_hull auto; do
+  $ML map-score "$OUT/set_$s" -p "$FRLL/smiling" -o "$OUT/map_$s" --fr dlib-resnet --fr facenet \
+      --fr mobilefacenet --fmr "$FMR" --calibration "$OUT/calibration" -j 2 --no-progress --overwrite
+done
+"$PY" benchmarks/frll_map_strength_table.py "$OUT"
