@@ -142,6 +142,12 @@ class DeepSvm(ScaledSVMMixin, SingleImageDetector):
         self.batch_size = batch_size
         self.random_state = random_state
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # networks do not pickle (joblib workers): reload there
+        state.pop("_systems_obj", None)
+        state.pop("_taps", None)
+        return state
+
     # -- feature extraction -----------------------------------------------------------
     def _check_spec(self) -> None:
         systems, layers = list(self.systems), list(self.layers)

@@ -9,7 +9,7 @@ import pytest
 
 from morphlab.detectors import create_detector, load_detector
 from morphlab.detectors._progress import fit_progress, progress_enabled
-from morphlab.detectors.testing import auc, check_detector, make_synthetic_task
+from morphlab.detectors.testing import check_detector, make_synthetic_task
 
 pytest.importorskip("sklearn", reason="scikit-learn (morphlab[detect])")
 
@@ -42,7 +42,7 @@ def test_separates_sample_morphs_from_bona_fide(mobilefacenet, split_sample, tmp
 def test_features_are_cached_per_crop(mobilefacenet, monkeypatch):
     from morphlab.detectors import deep_svm
 
-    X, y = make_synthetic_task(n=8, size=48, seed=7)
+    X, _ = make_synthetic_task(n=8, size=48, seed=7)
     det = create_detector("deep-svm")
     calls = []
     real = deep_svm.DeepSvm._extract
@@ -116,3 +116,14 @@ def test_detect_train_no_progress_hides_the_fit_bar(split_sample, tmp_path, capf
     r = CliRunner().invoke(main, args + ["-o", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
     assert "training cnn" in r.output + capfd.readouterr().err
+
+
+def test_a_fitted_model_pickles_for_worker_processes(mobilefacenet):
+    """joblib (GridSearchCV(n_jobs=2)) pickles estimators: the networks are left out and
+    reloaded on use."""
+    import pickle
+
+    X, y = make_synthetic_task(n=16, size=48)
+    det = create_detector("deep-svm").fit(X, y)
+    back = pickle.loads(pickle.dumps(det))
+    assert np.array_equal(back.decision_function(X), det.decision_function(X))
