@@ -277,3 +277,29 @@ def test_detection_inputs_name_sets_and_folders_relative(attack_set: Path,
     assert facts["attack set"].startswith(rel(attack_set, out) + " (protocol: none (as generated)")
     assert facts["bona fide images"] == rel(SAMPLE / "neutral", out)
     _assert_no_absolute(json.dumps(facts), tmp_path, SAMPLE)
+
+
+def test_detector_evaluation_report_end_to_end(tmp_path: Path) -> None:
+    """A real (small) evaluation: inputs named relative, histograms, threshold origin."""
+    from morphlab.demo import SAMPLE_PATTERN
+    from morphlab.detect import quick_detector_demo
+
+    ds = load_folder(SAMPLE / "neutral", pattern=SAMPLE_PATTERN,
+                     metadata=SAMPLE / "london_info.csv", meta_id_column="face_id",
+                     meta_gender_column="face_gender")
+    pairs = tmp_path / "pairs.csv"
+    write_pairs(make_pairs(ds, strategy="same-gender", per_subject=1, seed=0), pairs)
+    generate_attack_set(pairs, "landmark", {"variants": ["complete", "spliced"]},
+                        tmp_path / "morphs", image_format="jpg", progress=False)
+    res = quick_detector_demo(tmp_path / "morphs", [SAMPLE / "neutral"], tmp_path / "det",
+                              progress=False)
+    report = tmp_path / "det" / "report"
+    assert (report / "histograms.png").stat().st_size > 0
+    for name in ("report.md", "report.html"):
+        text = (report / name).read_text(encoding="utf-8")
+        _assert_no_absolute(text, tmp_path, SAMPLE)
+        assert "../../morphs (protocol: none (as generated)" in text.replace("\\", "")
+        assert rel(SAMPLE / "neutral", report) in text and "histograms.png" in text
+        assert "training scores" in text
+    assert json.loads((report / "metrics.json").read_text())["info"]["model"] == "../model"
+    assert res["D-EER"] is not None
