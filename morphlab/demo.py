@@ -81,8 +81,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, jobs: int = 1, progress: bool 
     )
     manifest = out / "morphs" / "manifest.jsonl"
     summary.append(["morphs", _run_line(run), _link("morphs/manifest.jsonl")])
-    summary.append(["contact sheet", "every pair: subject A | morphs | subject B (full size "
-                    "on click)", _link("morphs/contact.html")])
+    summary.append(["contact sheet", "every pair: subject A | morphs | subject B (full size on click)",
+                    _link("morphs/contact.html")])
 
     # 3. attack-set report --------------------------------------------------------------
     write_attack_report(manifest, out / "attack_report", title="Demo attack set (landmark morphs)")

@@ -10,8 +10,20 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from morphlab.reports.contact import THUMB_HEIGHT, write_contact_page, write_contact_sheet
-from morphlab.reports.document import Code, Document, Figure, Heading, Link, Paragraph, Table
+from morphlab.reports.contact import (
+    THUMB_HEIGHT,
+    write_contact_page,
+    write_contact_sheet,
+)
+from morphlab.reports.document import (
+    Code,
+    Document,
+    Figure,
+    Heading,
+    Link,
+    Paragraph,
+    Table,
+)
 from morphlab.reports.provenance import attack_set_facts, attack_set_rows
 
 

@@ -29,7 +29,7 @@ def _read_for_thumb(path: str | Path, height: int) -> np.ndarray:
             jpeg = im.format == "JPEG"
         if jpeg:
             flag = next((f for k, f in _REDUCED.items() if min(w, h) // k >= height), flag)
-    except Exception:  # read_image below gives the clear error
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # read_image: clear error
         return read_image(path)
     bgr = cv2.imread(str(path), flag)
     if bgr is None or bgr.ndim != 3:
@@ -151,7 +151,7 @@ def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Pat
         if key not in cache:
             try:
                 cache[key] = thumbnail_uri(path, height)
-            except Exception as exc:  # an unreadable contributor: a text-only tile
+            except (OSError, ValueError, cv2.error) as exc:  # unreadable: a text-only tile
                 logging.getLogger(__name__).info("contact page: no thumbnail of %s (%s)", path, exc)
                 cache[key] = ""
         return cache[key]
@@ -167,7 +167,7 @@ def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Pat
         href = rel(path, base) if (link_contributors and src) else ""
         return Tile(label, src, href, str(sub.get("relpath") or ""))
 
-    by_pair: "OrderedDict[str, list[dict]]" = OrderedDict()
+    by_pair: OrderedDict[str, list[dict]] = OrderedDict()
     for r in records:
         by_pair.setdefault(str(r.get("pair_id")), []).append(r)
     rows = []

@@ -79,7 +79,12 @@ from morphlab.reports.document import (
     Table,
     save_figure,
 )
-from morphlab.reports.provenance import attack_set_facts, attack_set_rows, rel, relative_paths
+from morphlab.reports.provenance import (
+    attack_set_facts,
+    attack_set_rows,
+    rel,
+    relative_paths,
+)
 
 log = logging.getLogger(__name__)
 

@@ -152,8 +152,8 @@ def attack_set_facts(src: PathLike, base: PathLike) -> dict:
 
 def attack_set_rows(facts: dict, what: str = "attack set") -> list[list[str]]:
     """Table rows ``[input, value]`` for :func:`attack_set_facts`."""
-    rows = [[what, f"{facts['path']} ({facts['kind']}; manifest sha256 "
-                   f"{(facts['manifest_sha256'] or '?')[:12]}…)"],
+    sha = (facts["manifest_sha256"] or "?")[:12]
+    rows = [[what, f"{facts['path']} ({facts['kind']}; manifest sha256 {sha}…)"],
             ["post-processing protocol", facts["protocol"]]]
     if facts.get("generated_from"):
         rows.append(["generated set it was processed from", facts["generated_from"]])
