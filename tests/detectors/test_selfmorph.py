@@ -174,3 +174,33 @@ def test_self_morph_model_ranks_real_morphs_above_bona_fide(split_sample, tmp_pa
     scores = det.decision_function(inp.X)
     assert set(te["subjects"]).isdisjoint(det.metadata_["train"]["subjects"])
     assert scores[inp.y == 1].mean() > scores[inp.y == 0].mean()
+    b, a = scores[inp.y == 0], scores[inp.y == 1]
+    auc = (a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean()
+    assert auc > 0.7, f"ROC AUC {auc:.2f} on {a.size} morphs / {b.size} bona fide"
+
+
+#: Fast settings (same code paths): the cnn at 32 px, 2 epochs.
+QUICK = {"cnn": {"epochs": 2, "width": 8, "input_size": 32}}
+
+
+def _single_image_detectors() -> list[str]:
+    from morphlab.detectors.base import DETECTORS, DIFFERENTIAL
+
+    return [n for n in DETECTORS.names() if DETECTORS.get(n).kind != DIFFERENTIAL]
+
+
+@pytest.mark.parametrize("name", _single_image_detectors())
+def test_every_single_image_detector_trains_on_self_morphs(name, split_sample, tmp_path):
+    """Any S-MAD (plug-ins included) trains on bona fide images alone and records the mode."""
+    from morphlab.detect import build_presentations, train_detector
+    from morphlab.detectors.base import load_detector
+
+    pytest.importorskip("sklearn", reason="scikit-learn (morphlab[detect])")
+    if name == "cnn":
+        pytest.importorskip("torch", reason="the cnn detector needs PyTorch (morphlab[torch])")
+    data = build_presentations([split_sample["train"]["neutral"]])
+    s = train_detector(name, data, tmp_path / "m", params=QUICK.get(name), progress=False,
+                       self_morph={"ratio": 1, "seed": 1})
+    assert s["mode"] == "self-morph" and s["n_by_species"] == {"bona fide": 6, SELF_MORPH_SPECIES: 6}
+    det = load_detector(tmp_path / "m")
+    assert det.metadata_["train"]["self_morph"]["seed"] == 1
