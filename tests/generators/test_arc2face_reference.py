@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -441,7 +442,17 @@ def numpy2_python() -> Path:
             tests/generators/test_arc2face_reference.py
 
     If that venv also holds torch, diffusers, transformers and pytest (see
-    :func:`test_arc2face_suite_under_numpy2`), the arc2face test files run in it too.
+    :func:`test_arc2face_suite_under_numpy2`), the arc2face test files run in it too. A
+    cheap way to get one: NumPy 2, a NumPy-2 OpenCV and pytest of its own, the rest of
+    the stack borrowed from the project's venv (a ``.pth`` adds it *after* its own
+    site-packages, so its NumPy 2 and cv2 win)::
+
+        python3 -m venv /tmp/np2full && /tmp/np2full/bin/pip install 'numpy>=2' onnx \
+            onnxruntime pytest pytest-timeout opencv-python-headless
+        echo "import site; site.addsitedir('$PWD/.venv/lib/python3.11/site-packages')" \
+            > /tmp/np2full/lib/python3.11/site-packages/zz_morphlab_venv.pth
+        MORPHLAB_NUMPY2_VENV=/tmp/np2full .venv/bin/python -m pytest -m numpy2 \
+            tests/generators/test_arc2face_reference.py
     Under CI (``CI=true``) without the variable, the small venv is built in the test's
     temporary folder (cheap: three wheels); elsewhere the tests skip, naming the command.
     """
@@ -517,3 +528,5 @@ def test_arc2face_suite_under_numpy2():
          "tests/generators/test_arc2face.py", "tests/generators/test_arc2face_reference.py"],
         capture_output=True, text=True, env=env, cwd=str(REPO))
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", res.stdout)
+    assert passed and int(passed.group(1)) >= 40, res.stdout[-2000:]  # they ran, not skipped
