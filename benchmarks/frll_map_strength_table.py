@@ -1,8 +1,8 @@
 """The table of benchmarks/frll_map_strength.sh: MinMax-MMPMR and the A/B balance per set.
 
-Usage: ``.venv/bin/python benchmarks/frll_map_strength_table.py OUT_DIR``
+Usage: ``.venv/bin/python benchmarks/frll_map_strength_table.py OUT_DIR FMR``
 
-Reads ``OUT_DIR/map_<set>/map.json`` and ``scores.csv``. Per group (landmark/complete,
+Reads ``OUT_DIR/map_<set>_fmr<FMR>/map.json`` and ``scores.csv``. Per group (landmark/complete,
 landmark/spliced) and system: MinMax-MMPMR with its Wilson 95 % interval (map-score's),
 and the rates of morphs accepted as subject A and as subject B (any attempt at or above
 the system's threshold), each with k/n and a Wilson interval; the median similarity to A
@@ -26,12 +26,12 @@ SETS = (("alpha05", "0.5"), ("alpha05_hull", "0.5, old hull region"), ("auto", "
 
 
 def main() -> None:
-    out = Path(sys.argv[1])
+    out, fmr_arg = Path(sys.argv[1]), sys.argv[2]
     print("| set (alpha) | variant | system | MinMax-MMPMR | accepted as A | accepted as B | "
           "median sim A | median sim B |")
     print("|---|---|---|---|---|---|---|---|")
     for name, label in SETS:
-        d = out / f"map_{name}"
+        d = out / f"map_{name}_fmr{fmr_arg}"
         if not (d / "map.json").is_file():
             continue
         doc = json.loads((d / "map.json").read_text())
