@@ -85,7 +85,8 @@ def run(detector: str, halves: dict, out: Path, train_variants: list[str]) -> di
                              overwrite=True)
     res = evaluate_detector(out / tag / "model", test, out / tag / "report", overwrite=True,
                             title=f"{detector}: FRLL, trained on {' + '.join(train_variants)} morphs")
-    return {"train": summary, "metrics": res["metrics"], "info": res["info"], "notes": res["notes"]}
+    return {"train": summary, "metrics": res["metrics"], "info": res["info"], "notes": res["notes"],
+            "folder": tag}
 
 
 def calibration_check(tag: str, halves: dict, out: Path, seed: int) -> dict:
@@ -148,8 +149,8 @@ def main() -> None:
         results[key] = run(det, halves, args.out, args.train_variants)
         results[key]["seconds"] = round(time.perf_counter() - t0, 1)
         if args.calibrate:
-            tag = Path(results[key]["info"]["model"]).parent.name
-            results[key]["calibration_check"] = calibration_check(tag, halves, args.out, args.seed)
+            results[key]["calibration_check"] = calibration_check(results[key]["folder"], halves,
+                                                                  args.out, args.seed)
         results_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
     lines = ["| detector | kind | trained on (bona fide / morphs) | test: complete D-EER | "
