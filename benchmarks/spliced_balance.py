@@ -7,7 +7,7 @@ Usage::
 
 Pairs: subjects sorted by id, split by gender, consecutive subjects of one gender paired
 (``--pairs`` of them, alternating genders). Each pair is morphed (alpha 0.5, dlib
-landmarks, in A's 1350x1350 frame) with every configuration in :data:`CONFIGS` — the
+landmarks by default, in A's 1350x1350 frame) with every configuration in :data:`CONFIGS` — the
 complete morph, the old spliced morph (68-point hull, colour matched to A: the behaviour
 before the balance fix) and the new one (extended region, colour matched) plus the
 single changes in between — and compared with the **smiling** probe image of subject A
@@ -60,6 +60,7 @@ def main() -> None:
                                           / "shared" / "data" / "frll"))
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--systems", default="dlib-resnet,facenet")
+    ap.add_argument("--landmarks", default="dlib", help="face backend of the morphs")
     ap.add_argument("--config", action="append", choices=sorted(CONFIGS),
                     help="configurations to run (default: all)")
     args = ap.parse_args()
@@ -74,7 +75,8 @@ def main() -> None:
     systems = [create_system(s) for s in args.systems.split(",")]
     detector = create_backend("dlib")
     pairs = _pairs(data, args.pairs)
-    gens = {n: LandmarkMorph(alpha=0.5, variants=[CONFIGS[n][0]], **CONFIGS[n][1]) for n in names}
+    gens = {n: LandmarkMorph(alpha=0.5, variants=[CONFIGS[n][0]], landmarks=args.landmarks,
+                             **CONFIGS[n][1]) for n in names}
     probe = {}
     for sid in sorted({s for p in pairs for s in p}):
         path = data / "smiling" / f"{sid}_08.jpg"
@@ -86,7 +88,7 @@ def main() -> None:
     for a, b in pairs:
         pa, pb = data / "neutral" / f"{a}_03.jpg", data / "neutral" / f"{b}_03.jpg"
         ia, ib = read_image(pa), read_image(pb)
-        fa, fb = get_face("dlib", pa, ia), get_face("dlib", pb, ib)
+        fa, fb = get_face(args.landmarks, pa, ia), get_face(args.landmarks, pb, ib)
         for n in names:
             img = gens[n].morph_images(ia, ib, fa, fb)[0].image
             face = detector.landmarks(img)
@@ -94,7 +96,8 @@ def main() -> None:
                 e = s.embed(img, face)
                 sims = [s.compare(e, probe[x][k]) for x in (a, b)]
                 dist[n][s.name].append([1.0 - v for v in sims])
-    print(f"{len(pairs)} same-gender FRLL pairs, alpha 0.5, dlib landmarks, probes = smiling "
+    print(f"{len(pairs)} same-gender FRLL pairs, alpha 0.5, {args.landmarks} landmarks, "
+          "probes = smiling "
           f"images ({time.perf_counter() - t0:.0f} s)\n")
     print("| system | morph | median d(A) | median d(B) | mean d(A) | mean d(B) | median d(B)-d(A) |")
     print("|---|---|---|---|---|---|---|")

@@ -101,8 +101,11 @@ SPLICE_REGIONS = ("extended", "hull")
 #: (the mediapipe mesh's oval) get no forehead lift.
 FOREHEAD_LIFT: dict[str, float] = {"dlib68": 0.3, "fan68": 0.3, "tem189": 0.3,
                                    "mediapipe468": 0.0, "mediapipe478": 0.0}
-#: Outward push of every hull point (fraction of its distance from the hull centre).
-NECK_PUSH = 0.2
+#: Outward push of every hull point (fraction of its distance from the region's
+#: centroid), per scheme; the mediapipe oval already reaches the face's edge.
+NECK_PUSH: dict[str, float] = {"mediapipe468": 0.06, "mediapipe478": 0.06}
+#: ... and for every other scheme.
+DEFAULT_NECK_PUSH = 0.2
 
 
 def _fraction(name: str, value: Any) -> float:
@@ -471,7 +474,8 @@ class LandmarkMorph(Generator):
         if self.splice_region == "extended":
             idx, weights = _extension_weights(shape, region, scheme)
             lift = FOREHEAD_LIFT.get(scheme, 0.0)
-            ext = {k: _extend(p, idx, weights, region, scheme, lift, NECK_PUSH, size)
+            push = NECK_PUSH.get(scheme, DEFAULT_NECK_PUSH)
+            ext = {k: _extend(p, idx, weights, region, scheme, lift, push, size)
                    for k, p in (("a", la), ("b", lb), ("shape", shape))}
             # the face is morphed again with the extension points, so that the forehead
             # and the jaw-neck band of A and B are aligned in it, not only the landmarks
@@ -519,7 +523,7 @@ def splice_region_points(shape: np.ndarray, scheme: str, size: Sequence[int],
         return shape[region]
     idx, weights = _extension_weights(shape, region, scheme)
     ext = _extend(shape, idx, weights, region, scheme, FOREHEAD_LIFT.get(scheme, 0.0),
-                  NECK_PUSH, geo.as_size(size))
+                  NECK_PUSH.get(scheme, DEFAULT_NECK_PUSH), geo.as_size(size))
     return np.vstack([shape[region], ext])
 
 
