@@ -11,6 +11,7 @@ import time
 import types
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -314,3 +315,14 @@ def test_pairs_file_is_not_silently_replaced(sample_dir: Path, tmp_path: Path):
     assert out.read_bytes() == before
     res = CliRunner().invoke(main, base + ["--seed", "2", "--overwrite"])
     assert res.exit_code == 0 and out.read_bytes() != before
+
+
+def test_generate_alpha_accepts_auto_and_numbers():
+    from morphlab.cli.generate import _AlphaType
+    from morphlab.generators.landmark import LandmarkMorph
+
+    t = _AlphaType()
+    assert t.convert("auto", None, None) == "auto" and t.convert("0.4", None, None) == 0.4
+    with pytest.raises(click.BadParameter, match="neither a number nor 'auto'"):
+        t.convert("half", None, None)
+    assert generator_params(LandmarkMorph, alpha="auto")["alpha"] == "auto"

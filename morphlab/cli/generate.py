@@ -19,6 +19,22 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------
 # what every command writing a manifest folder shares (generate, postprocess)
 # ----------------------------------------------------------------------------------------
+class _AlphaType(click.ParamType):
+    """A float, or the word ``auto``."""
+
+    name = "alpha"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or value is None:
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
+
+
 @contextlib.contextmanager
 def folder_writer(out_dir: str) -> Iterator[None]:
     """Ctrl-C / SIGTERM → exit 130 / 143 with a note; a locked folder → ``Error: …``."""
@@ -88,7 +104,7 @@ def _accepts(cls: type, name: str) -> bool:
 def generator_params(
     cls: type,
     *,
-    alpha: Optional[float] = None,
+    alpha: Optional[float | str] = None,
     shape_alpha: Optional[float] = None,
     texture_alpha: Optional[float] = None,
     variants: tuple[str, ...] = (),
@@ -134,7 +150,10 @@ def generator_params(
               help="Generator name (see `morphlab list`).")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Output folder for the morphs, manifest.jsonl and run.json.")
-@click.option("--alpha", type=float, default=None, help="Morphing factor (shape and texture).")
+@click.option("--alpha", type=_AlphaType(), default=None, metavar="A|auto",
+              help="Morphing factor (shape and texture), or 'auto': per pair, the factor "
+                   "that maximises the minimum similarity to both contributors under the "
+                   "selection FR systems (landmark: --param selection_systems=...).")
 @click.option("--shape-alpha", type=float, default=None, help="Shape morphing factor.")
 @click.option("--texture-alpha", type=float, default=None, help="Texture morphing factor.")
 @click.option("--variant", "variants", multiple=True,
