@@ -21,8 +21,8 @@ Usage::
         [--per-subject 2] [--seed 0] [-j 2] [--detectors lbp-svm freq-logreg]
         [--modes real self-morph both] [--ratio 1.0]
 
-Prints a Markdown table (D-EER, BPCER@APCER=10 %, APCER@BPCER=10 % per detector, mode and
-test set, with the numbers of test presentations) and writes it, the models and
+Prints a Markdown table (D-EER, BPCER@APCER=10 %, APCER@BPCER=10 % with Wilson 95 %
+intervals, per detector, mode and test set, with the numbers of test presentations) and writes it, the models and
 ``results.json`` under the output folder. Attack sets and post-processed sets of a
 previous run in the same folder are reused.
 """
@@ -74,13 +74,19 @@ def train(detector: str, mode: str, halves: dict, out: Path, *, ratio: float, se
     attacks = [] if mode == "self-morph" else [tr["attacks"]]
     data = build_presentations([tr["neutral"], tr["smiling"]], attacks)
     sm = {"ratio": ratio, "seed": seed} if mode != "real" else None
-    return train_detector(detector, data, out / f"{detector}-{mode}" / "model", overwrite=True,
+    return train_detector(detector, data, out / tag(detector, mode, ratio) / "model", overwrite=True,
                           self_morph=sm, progress=False)
+
+
+def tag(detector: str, mode: str, ratio: float) -> str:
+    """Model folder name of a detector, mode and self-morph ratio."""
+    return f"{detector}-{mode}" + (f"-r{ratio:g}" if mode != "real" and ratio != 1 else "")
 
 
 def main() -> None:
     from morphlab.detect import build_presentations, prepare_inputs
     from morphlab.detectors.base import load_detector
+    from morphlab.metrics.intervals import rate
     from morphlab.metrics.pad import pad_summary
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -108,7 +114,7 @@ def main() -> None:
         for mode in args.modes:
             t0 = time.perf_counter()
             summary = train(det_name, mode, halves, args.out, ratio=args.ratio, seed=args.seed)
-            det = load_detector(args.out / f"{det_name}-{mode}" / "model")
+            det = load_detector(args.out / tag(det_name, mode, args.ratio) / "model")
             size = int(summary.get("crop_size") or det.metadata_["preprocess"]["crop_size"])
             rows = {}
             for cond, (bona, attacks) in tests.items():
@@ -120,8 +126,9 @@ def main() -> None:
                 b, a = scores[inp.y == 0], scores[inp.y == 1]
                 sp = [it.species.split("/", 1)[-1] for it in inp.items if it.label == 1]
                 rows[cond] = pad_summary(b, a, species=sp)
-            results[f"{det_name} / {mode}"] = {
-                "detector": det_name, "mode": mode, "train": summary, "tests": rows,
+            label = mode + (f" (ratio {args.ratio:g})" if mode != "real" and args.ratio != 1 else "")
+            results[f"{det_name} / {label}"] = {
+                "detector": det_name, "mode": label, "train": summary, "tests": rows,
                 "seconds": round(time.perf_counter() - t0, 1)}
             results_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
             logging.info("%s / %s done (%.0f s)", det_name, mode, time.perf_counter() - t0)
@@ -134,10 +141,13 @@ def main() -> None:
             f"{v} {k.split('/', 1)[-1] if k.startswith('landmark') else 'self-morph'}"
             for k, v in n.items() if k != "bona fide")
         for cond, m in r["tests"].items():
+            nb = m["n_bona_fide"]
             for v, pv in m["per species"].items():
+                bp = rate(round(pv["BPCER@APCER=10%"] * nb), nb)
+                ap = rate(round(pv["APCER@BPCER=10%"] * pv["n"]), pv["n"])
                 lines.append(f"| {r['detector']} | {r['mode']} | {trained} | {cond} | {v} ({pv['n']} "
-                             f"vs {m['n_bona_fide']} bona fide) | {100 * pv['D-EER']:.1f}% | "
-                             f"{100 * pv['BPCER@APCER=10%']:.1f}% | {100 * pv['APCER@BPCER=10%']:.1f}% |")
+                             f"vs {nb} bona fide) | {100 * pv['D-EER']:.1f}% | {bp.format()} | "
+                             f"{ap.format()} |")
     lines += ["", f"Test half: {len(halves['test']['subjects'])} identities, none seen in training "
                   f"({len(halves['train']['subjects'])} training identities)."]
     table = "\n".join(lines)
