@@ -79,6 +79,8 @@ re-run continues. Worker processes end with the run, however it ends
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import errno
 import hashlib
 import json
@@ -95,7 +97,10 @@ import numpy as np
 from morphlab import __version__
 from morphlab.datasets.pairs import Pair, read_pairs
 from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
-from morphlab.io import atomic_write_text, check_image, sha256_file, write_image
+from morphlab.io import (
+    DEFAULT_PNG_COMPRESSION, PNG_FAST, atomic_write_text, check_image, check_png_compression,
+    sha256_file, write_image,
+)
 from morphlab.outdir import check_disjoint, locked_folder
 from morphlab.workers import run_tasks
 
@@ -215,12 +220,33 @@ def _dumps(rec: Mapping[str, Any]) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cls: type, params: dict, out_dir: str, quality: int) -> None:
+def _init_worker(cls: type, params: dict, out_dir: str, quality: int,
+                 png_compression: Any = DEFAULT_PNG_COMPRESSION) -> None:
     if "cv2" in sys.modules:  # one OpenCV thread per worker process: no oversubscription
         sys.modules["cv2"].setNumThreads(1)
     _WORKER.update(
         generator=cls(**params), out_dir=Path(out_dir), quality=quality,
+        png_compression=png_compression,
     )
+
+
+#: Threads that encode, hash and atomically write a process's images (OpenCV's encoder,
+#: hashlib and file writes release the GIL, so they overlap the next pair's morph).
+ENCODE_THREADS = 2
+_ENCODER: dict[int, cf.ThreadPoolExecutor] = {}
+
+
+def _encoder() -> cf.ThreadPoolExecutor:
+    """This process's encode pool (made on first use; a spawned worker gets its own)."""
+    pid = os.getpid()
+    if pid not in _ENCODER:
+        _ENCODER.clear()
+        _ENCODER[pid] = cf.ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="morphlab-encode")
+    return _ENCODER[pid]
+
+
+def _write_output(path: Path, image: np.ndarray, quality: int, png_compression: Any) -> str:
+    return write_image(path, image, quality=quality, png_compression=png_compression)
 
 
 def _check_outputs(outputs: Any, tags: Sequence[str]) -> list[MorphOutput]:
@@ -242,6 +268,16 @@ def _run_batch(tasks: list[dict]) -> list[dict]:
     A result is ``{"pair_id", "outputs": [{"tag", "file", "sha256", "params", "extra"}]}``
     or ``{"pair_id", "error": "Type: message"}``.
     """
+    return _finish_batch(_start_batch(tasks))
+
+
+def _start_batch(tasks: list[dict]) -> list[dict]:
+    """Morph a batch of pairs; their images are handed to the encode pool (:func:`_encoder`).
+
+    Returns what :func:`_finish_batch` turns into :func:`_run_batch`'s results: per task
+    ``{"pair_id", "outputs": [{…, "future"}]}`` (the future's result is the sha256 of the
+    file written) or ``{"pair_id", "error"}``.
+    """
     gen: Generator = _WORKER["generator"]
     out_dir: Path = _WORKER["out_dir"]
     jobs = [
@@ -262,27 +298,58 @@ def _run_batch(tasks: list[dict]) -> list[dict]:
             if isinstance(res, BaseException):
                 raise res
             outputs = _check_outputs(res, list(task["files"]))
-            written = []
-            for o in outputs:
-                name = task["files"][o.tag]
-                rec = {
+            recs = [
+                {
                     "tag": o.tag,
-                    "file": name,
+                    "file": task["files"][o.tag],
                     "params": _jsonable(o.params, f"output {o.tag!r} params"),
                     "extra": _jsonable(o.extra, f"output {o.tag!r} extra"),
                 }
-                rec["sha256"] = write_image(out_dir / name, o.image, quality=_WORKER["quality"])
-                written.append(rec)
-            out.append({"pair_id": task["pair_id"], "outputs": written})
-        except OSError as exc:
-            fatal = fatal_write_error(exc, out_dir)
-            if fatal is not None:
-                raise fatal from None
-            out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {exc}"})
+                for o in outputs
+            ]
         except Exception as exc:
-            msg = str(exc).strip().replace("\n", " ")
-            out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {msg}"})
+            out.append({"pair_id": task["pair_id"], "error": _error_text(exc)})
+            continue
+        for o, rec in zip(outputs, recs):
+            rec["future"] = _encoder().submit(
+                _write_output, out_dir / rec["file"], o.image, _WORKER["quality"],
+                _WORKER.get("png_compression", DEFAULT_PNG_COMPRESSION),
+            )
+        out.append({"pair_id": task["pair_id"], "outputs": recs})
     return out
+
+
+def _error_text(exc: BaseException) -> str:
+    msg = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {msg}"
+
+
+def _finish_batch(started: list[dict]) -> list[dict]:
+    """Wait for a :func:`_start_batch` batch's files; its results, sha256 per output.
+
+    A write that fails fails its pair; a full or read-only disk stops the run
+    (:func:`fatal_write_error`), after every file of the batch has been waited for.
+    """
+    out_dir: Path = _WORKER["out_dir"]
+    fatal: Optional[OSError] = None
+    results = []
+    for res in started:
+        if "error" in res:
+            results.append(res)
+            continue
+        error = None
+        for rec in res["outputs"]:
+            try:
+                rec["sha256"] = rec.pop("future").result()
+            except OSError as exc:
+                fatal = fatal or fatal_write_error(exc, out_dir)
+                error = error or f"{type(exc).__name__}: {exc}"
+            except Exception as exc:
+                error = error or _error_text(exc)
+        results.append({"pair_id": res["pair_id"], "error": error} if error else res)
+    if fatal is not None:
+        raise fatal from None
+    return results
 
 
 # ----------------------------------------------------------------------------------------
@@ -570,6 +637,7 @@ def generate_attack_set(
     quality: int = 95,
     progress: bool = True,
     allow_same_identity: bool = False,
+    executor: Any = None,
 ) -> RunSummary:
     """Morph every pair of a pairs file into ``out_dir`` (see the module docstring).
 
@@ -589,6 +657,9 @@ def generate_attack_set(
         quality: JPEG quality (``image_format="jpg"``).
         progress: show a tqdm progress bar.
         allow_same_identity: accept pairs of two images of one subject (special studies).
+        executor: None (the local process pool, ``jobs`` workers) or a
+            :class:`morphlab.ray_executor.RayExecutor`: Ray actors compute, this process
+            still writes every file; the same bytes either way, and either resumes the other.
 
     Returns:
         A :class:`RunSummary`. Failed pairs are in the manifest; they do not raise.
@@ -657,14 +728,14 @@ def generate_attack_set(
         return _generate_locked(
             pairset, out, config, gen, cls, name, params, full_params, tags,
             jobs=jobs, seed=seed, resume=resume, overwrite=overwrite,
-            image_format=image_format, quality=quality, progress=progress,
+            image_format=image_format, quality=quality, progress=progress, executor=executor,
         )
 
 
 def _generate_locked(
     pairset: Any, out: Path, config: dict, gen: Generator, cls: type, name: str,
     params: dict, full_params: dict, tags: list[str], *, jobs: int, seed: int, resume: bool,
-    overwrite: bool, image_format: str, quality: int, progress: bool,
+    overwrite: bool, image_format: str, quality: int, progress: bool, executor: Any = None,
 ) -> RunSummary:
     """:func:`generate_attack_set` once ``out`` is locked and the arguments are checked."""
     from tqdm import tqdm
@@ -767,22 +838,44 @@ def _generate_locked(
                 _append(fh, lines, manifest)
                 bar.update(1)
 
-        in_process = jobs == 1 or len(batches) <= 1
+        in_process = executor is None and (jobs == 1 or len(batches) <= 1)
+        # the Ray executor takes run_tasks' arguments; its actors compute, this process writes
+        dispatch = (run_tasks if executor is None
+                    else executor.bind(out, IMAGE_FORMATS[image_format]))
+        png = config.get("png_compression")
+        png = DEFAULT_PNG_COMPRESSION if png is None else png
+        fn, on_result = _run_batch, record
+        started: collections.deque = collections.deque()
         if in_process:
-            _WORKER.update(generator=gen, out_dir=out, quality=int(quality))
+            _WORKER.update(generator=gen, out_dir=out, quality=int(quality), png_compression=png)
+
+            # one batch's images encode (in the pool) while the next batch is morphed;
+            # results are recorded in task order, at most two batches in flight
+            def on_result(batch: list[dict]) -> None:
+                started.append(batch)
+                if len(started) > 1:
+                    record(_finish_batch(started.popleft()))
+
+            fn = _start_batch
         else:
             del gen  # workers build their own
         try:
-            run_tasks(
-                _run_batch, batches, record, jobs=1 if in_process else jobs,
-                initializer=_init_worker, initargs=(cls, params, str(out), int(quality)),
+            dispatch(
+                fn, batches, on_result, jobs=1 if in_process else jobs,
+                initializer=_init_worker,
+                initargs=(cls, params, str(out), int(quality), png),
                 crash_message=(
                     f"a worker process died (a crash inside generator {name!r}?); "
                     f"{manifest} keeps what finished and a re-run continues from there; "
                     "run with jobs=1 (-j 1) to see the error"
                 ),
             )
+            while started:
+                record(_finish_batch(started.popleft()))
         finally:
+            # no image may be written after the run (and the folder's lock) ends
+            cf.wait([o["future"] for batch in started for res in batch
+                     for o in res.get("outputs", ()) if "future" in o])
             _WORKER.clear()
             bar.close()
 

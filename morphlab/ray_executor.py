@@ -1,0 +1,260 @@
+"""Run ``morphlab generate`` on a Ray cluster (``--executor ray``), byte-identical to a local run.
+
+The driver (the ``morphlab`` process) keeps every guarantee of the local runner
+(:mod:`morphlab.generators.runner`): it holds the output folder's lock, it alone writes
+images (atomically) and manifest lines (after the image), and the manifest is put in
+pairs-file order when the run ends. Ray only computes: each Ray **actor** builds the
+generator once (a model-based generator loads its model once per actor; ``num_gpus`` per
+actor for GPU generators) and turns batches of pairs into **encoded image bytes** plus the
+outputs' parameters. Encoding happens with the same function and settings as a local run,
+so the images, their hashes and the manifest are the same bytes; a killed Ray run resumes
+locally or on Ray, and the other way round.
+
+Ray is optional (``pip install morphlab[ray]``) and imported only here, only when used.
+With no ``address`` a private local Ray instance is started for the run and stopped after
+it; ``address="auto"`` (or ``HOST:6379``) joins a running cluster (``ray start --head``).
+When Ray is already initialised in this process (a test, a notebook), it is used as is and
+left running.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray")
+#: Batches in flight per actor (one running, one queued: no idle gap between batches).
+IN_FLIGHT_PER_ACTOR = 2
+
+
+class RayUnavailableError(ValueError):
+    """``--executor ray`` without Ray installed (or with a Ray that cannot start)."""
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or :class:`RayUnavailableError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailableError(
+            "--executor ray needs Ray, which is not installed: pip install 'morphlab[ray]'"
+        ) from None
+    return ray
+
+
+class RayExecutor:
+    """Runs the runner's batches on Ray actors; results come back to the driver.
+
+    Args:
+        address: a Ray cluster to join (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
+            None starts a local Ray instance for this run.
+        workers: actors to start (each builds one generator); each takes one CPU.
+        gpus_per_worker: ``num_gpus`` of each actor (e.g. 1 for arc2face on a GPU node;
+            fractions share a GPU).
+    """
+
+    def __init__(self, *, address: Optional[str] = None, workers: int = 1,
+                 gpus_per_worker: float = 0.0) -> None:
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"Ray workers must be an integer >= 1, got {workers!r}")
+        if gpus_per_worker < 0:
+            raise ValueError(f"GPUs per Ray worker must be >= 0, got {gpus_per_worker!r}")
+        self.address = address
+        self.workers = workers
+        self.gpus_per_worker = float(gpus_per_worker)
+        import_ray()  # fail before the run starts, not after the folder is prepared
+
+    def _init(self, ray: Any) -> bool:
+        """Connect to (or start) Ray; True when this call started it (and must stop it)."""
+        if ray.is_initialized():
+            return False
+        try:
+            ray.init(
+                address=self.address, log_to_driver=False, include_dashboard=False,
+                configure_logging=False, logging_level=logging.WARNING,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = self.address or "a local instance"
+            raise RayUnavailableError(f"Ray ({where}) could not start: {exc}") from None
+        return True
+
+    def bind(self, out_dir: Path, image_suffix: str) -> Callable[..., None]:
+        """A :func:`morphlab.workers.run_tasks` stand-in for the runner's batches into
+        ``out_dir`` (``fn``, ``jobs`` and ``initializer`` are the local pool's: unused)."""
+
+        def dispatch(fn: Callable, tasks: Sequence[list[dict]], on_result: Callable, *,
+                     jobs: int = 1, initializer: Any = None, initargs: tuple = (),
+                     crash_message: str = "a Ray worker died") -> None:
+            self.run(tasks, on_result, initargs=initargs, out_dir=Path(out_dir),
+                     image_suffix=image_suffix, crash_message=crash_message)
+
+        return dispatch
+
+    def run(self, batches: Sequence[list[dict]], on_result: Callable[[list[dict]], None], *,
+            initargs: tuple, out_dir: Path, image_suffix: str, crash_message: str) -> None:
+        """Morph ``batches`` on Ray actors; ``on_result`` gets each batch's results here.
+
+        Results are ``{"pair_id", "outputs": [{"tag", "file", "sha256", "params",
+        "extra"}]}`` or ``{"pair_id", "error"}`` (the runner's format) with every image
+        already written into ``out_dir`` (atomically, by this process), in completion order.
+        ``initargs`` are the runner's worker set-up arguments (``runner._init_worker``):
+        each actor builds its generator and encoding settings from them, as a local worker.
+
+        Raises:
+            ChildProcessError: an actor died (``crash_message``).
+            morphlab.workers.Interrupted: Ctrl-C / SIGTERM (the actors are killed first).
+        """
+        from morphlab.workers import interruptible
+
+        if not batches:
+            return
+        ray = import_ray()
+        started = self._init(ray)
+        actors: list = []
+        try:
+            with interruptible():
+                remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker)(_MorphActor)
+                n = min(self.workers, len(batches))
+                actors = [remote.remote(initargs, image_suffix) for _ in range(n)]
+                self._drive(ray, actors, batches, on_result, out_dir, crash_message)
+        finally:
+            for a in actors:
+                try:
+                    ray.kill(a)
+                except Exception:  # already dead
+                    pass
+            if started:
+                ray.shutdown()
+
+    def _drive(self, ray: Any, actors: list, batches: Sequence[list[dict]],
+               on_result: Callable, out_dir: Path, crash_message: str) -> None:
+        queue = iter(batches)
+        pending: dict = {}  # object ref -> actor
+        load = {i: 0 for i in range(len(actors))}
+
+        def submit(i: int) -> bool:
+            batch = next(queue, None)
+            if batch is None:
+                return False
+            pending[actors[i].morph.remote(batch)] = i
+            load[i] += 1
+            return True
+
+        for _ in range(IN_FLIGHT_PER_ACTOR):
+            for i in range(len(actors)):
+                submit(i)
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ref)
+            load[i] -= 1
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                raise ChildProcessError(crash_message) from None
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.as_instanceof_cause()
+                raise cause from None
+            on_result(write_results(results, out_dir))
+            submit(i)
+
+
+def write_results(results: list[dict], out_dir: Path) -> list[dict]:
+    """Write the encoded images of an actor's results (atomically) and hash them.
+
+    Returns the results in the runner's format (``data`` replaced by ``sha256``); a pair
+    whose image could not be written becomes an error result, and a full or read-only
+    disk stops the run (:func:`morphlab.generators.runner.fatal_write_error`).
+    """
+    from morphlab.generators.runner import fatal_write_error
+    from morphlab.io import atomic_write_bytes, sha256_bytes
+
+    out = []
+    for res in results:
+        if "error" in res:
+            out.append(res)
+            continue
+        try:
+            written = []
+            for o in res["outputs"]:
+                data = o.pop("data")
+                atomic_write_bytes(out_dir / o["file"], data)
+                written.append({**o, "sha256": sha256_bytes(data)})
+            out.append({"pair_id": res["pair_id"], "outputs": written})
+        except OSError as exc:
+            fatal = fatal_write_error(exc, out_dir)
+            if fatal is not None:
+                raise fatal from None
+            out.append({"pair_id": res["pair_id"], "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
+#: runner worker settings that are :func:`morphlab.io.encode_image` keywords.
+_ENCODE_KEYS = ("quality", "png_compression")
+
+
+class _MorphActor:
+    """One Ray worker: builds the generator once, returns encoded images (writes nothing)."""
+
+    def __init__(self, initargs: tuple, image_suffix: str) -> None:
+        from morphlab.generators import runner
+
+        # the runner's own worker set-up (one OpenCV thread, the generator built once,
+        # the encoding settings): the same bytes as a local worker's
+        runner._init_worker(*initargs)
+        self.suffix = image_suffix
+        self.encode = {k: runner._WORKER[k] for k in _ENCODE_KEYS if k in runner._WORKER}
+
+    def morph(self, tasks: list[dict]) -> list[dict]:
+        """The runner's ``_run_batch`` contract, with ``data`` (encoded bytes) per output."""
+        from morphlab.generators.base import Contributor
+        from morphlab.generators.runner import _WORKER, _check_outputs, _jsonable
+        from morphlab.io import encode_image
+
+        gen = _WORKER["generator"]
+        jobs = [
+            (Contributor(t["a"][0], Path(t["a"][1])), Contributor(t["b"][0], Path(t["b"][1])),
+             t["seed"])
+            for t in tasks
+        ]
+        try:
+            results = gen.generate_batch(jobs)
+            if len(results) != len(tasks):
+                raise ValueError(
+                    f"generate_batch returned {len(results)} results for {len(tasks)} pairs"
+                )
+        except Exception as exc:  # the whole batch failed: record it for each pair
+            results = [exc] * len(tasks)
+        out = []
+        for task, res in zip(tasks, results):
+            try:
+                if isinstance(res, BaseException):
+                    raise res
+                outputs = []
+                for o in _check_outputs(res, list(task["files"])):
+                    outputs.append({
+                        "tag": o.tag,
+                        "file": task["files"][o.tag],
+                        "params": _jsonable(o.params, f"output {o.tag!r} params"),
+                        "extra": _jsonable(o.extra, f"output {o.tag!r} extra"),
+                        "data": encode_image(o.image, self.suffix, **self.encode),
+                    })
+                out.append({"pair_id": task["pair_id"], "outputs": outputs})
+            except Exception as exc:
+                msg = str(exc).strip().replace("\n", " ")
+                out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {msg}"})
+        return out
+
+
+def make_executor(executor: str, *, address: Optional[str] = None, workers: int = 1,
+                  gpus_per_worker: float = 0.0) -> Optional[RayExecutor]:
+    """``--executor`` → None (the local process pool) or a :class:`RayExecutor`."""
+    if executor == "local":
+        if address is not None or gpus_per_worker:
+            raise ValueError("--ray-address and --ray-gpus-per-worker need --executor ray")
+        return None
+    if executor == "ray":
+        return RayExecutor(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+    raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")

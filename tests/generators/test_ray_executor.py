@@ -1,0 +1,165 @@
+"""``generate`` on Ray (morphlab.ray_executor): the same bytes as a local run, and resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from runner_testgens import HERE, AverageGen, BatchAverageGen, CrashGen, make_dataset
+
+from morphlab.datasets.folder import load_folder
+from morphlab.datasets.pairs import make_pairs, write_pairs
+from morphlab.generators.runner import generate_attack_set
+
+try:
+    import ray
+except ImportError:  # under CI the Ray tests must run: a missing Ray is a failure there
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise ImportError("CI=true but Ray is not installed: pip install -e '.[ray]'") from None
+    pytest.skip("ray is not installed (pip install 'morphlab[ray]')", allow_module_level=True)
+
+from morphlab import ray_executor  # noqa: E402
+from morphlab.ray_executor import RayExecutor, make_executor  # noqa: E402
+
+VARIANTS = {"variants": ["plain", "inverted"]}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private 2-CPU Ray instance; workers import the test generators from this folder."""
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def pairs_csv(tmp_path_factory) -> Path:
+    """6 small subjects, per_subject=2: 6 pairs."""
+    root = make_dataset(tmp_path_factory.mktemp("data") / "ds", n=6)
+    ds = load_folder(root, metadata=root / "london_info.csv", meta_id_column="face_id")
+    ps = make_pairs(ds, per_subject=2, seed=0, capture="03")
+    out = root.parent / "pairs.csv"
+    write_pairs(ps, out)
+    return out
+
+
+def run(pairs_csv: Path, out: Path, params=None, **kw):
+    kw.setdefault("progress", False)
+    return generate_attack_set(pairs_csv, kw.pop("gen", AverageGen), params or {}, out, **kw)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every visible file of an attack-set folder (images, manifest, run.json, contact.html)."""
+    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}
+
+
+@pytest.fixture(scope="module")
+def reference(pairs_csv: Path, tmp_path_factory) -> dict[str, bytes]:
+    """A local run (one process) with two variants."""
+    out = tmp_path_factory.mktemp("ref") / "set"
+    s = run(pairs_csv, out, VARIANTS, seed=7)
+    assert (s.pairs, s.generated, s.failed, s.morphs) == (6, 6, 0, 12)
+    return snapshot(out)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_run_is_byte_identical_to_a_local_run(ray_local, pairs_csv, reference, tmp_path,
+                                                  workers):
+    out = tmp_path / "set"
+    s = run(pairs_csv, out, VARIANTS, seed=7, executor=RayExecutor(workers=workers))
+    assert (s.pairs, s.generated, s.failed, s.morphs) == (6, 6, 0, 12)
+    got = snapshot(out)
+    assert sorted(got) == sorted(reference)
+    for name in reference:
+        assert got[name] == reference[name], name
+
+
+def test_batches_and_failures_on_ray(ray_local, pairs_csv, tmp_path):
+    """Batched generators get their batches on Ray too; a failing pair is recorded."""
+    fail = {"fail_subjects": ["002"]}
+    local = run(pairs_csv, tmp_path / "local", fail, gen=BatchAverageGen, seed=1)
+    on_ray = run(pairs_csv, tmp_path / "ray", fail, gen=BatchAverageGen, seed=1,
+                 executor=RayExecutor(workers=2))
+    assert local.failed == on_ray.failed > 0
+    assert snapshot(tmp_path / "local") == snapshot(tmp_path / "ray")
+
+
+class _Killed(KeyboardInterrupt):
+    pass
+
+
+def _interrupt_after(monkeypatch, n: int) -> None:
+    """The driver is interrupted right after writing ``n`` results (as a kill would)."""
+    real = ray_executor.write_results
+    seen = []
+
+    def write_then_die(results, out_dir):
+        if len(seen) >= n:
+            raise _Killed()
+        seen.append(1)
+        return real(results, out_dir)
+
+    monkeypatch.setattr(ray_executor, "write_results", write_then_die)
+
+
+@pytest.mark.parametrize("resume_on", ["local", "ray"])
+def test_interrupted_ray_run_resumes_to_the_same_folder(ray_local, pairs_csv, reference,
+                                                        tmp_path, monkeypatch, resume_on):
+    out = tmp_path / "set"
+    _interrupt_after(monkeypatch, 3)
+    with pytest.raises(_Killed):
+        run(pairs_csv, out, VARIANTS, seed=7, executor=RayExecutor(workers=2))
+    monkeypatch.undo()
+    partial = snapshot(out)
+    assert len([n for n in partial if n.endswith(".png")]) == 6  # 3 pairs x 2 variants
+    assert partial["manifest.jsonl"].count(b"\n") == 6
+    executor = RayExecutor(workers=2) if resume_on == "ray" else None
+    s = run(pairs_csv, out, VARIANTS, seed=7, resume=True, executor=executor)
+    assert (s.skipped, s.generated, s.failed) == (3, 3, 0)
+    assert snapshot(out) == reference
+
+
+def test_local_run_resumed_on_ray(ray_local, pairs_csv, reference, tmp_path):
+    out = tmp_path / "set"
+    run(pairs_csv, out, VARIANTS, seed=7)
+    for f in sorted(out.glob("*_inverted.png"))[:2]:  # two pairs lost an image
+        f.unlink()
+    s = run(pairs_csv, out, VARIANTS, seed=7, resume=True, executor=RayExecutor(workers=2))
+    assert (s.skipped, s.generated) == (4, 2)
+    assert snapshot(out) == reference
+
+
+def test_a_dead_ray_worker_is_a_clear_error(ray_local, pairs_csv, tmp_path):
+    GENS_CRASH = {"crash_on": "002"}
+    with pytest.raises(ChildProcessError, match="worker process died.*re-run continues"):
+        run(pairs_csv, tmp_path / "set", GENS_CRASH, gen=CrashGen,
+            executor=RayExecutor(workers=2))
+
+
+def test_make_executor():
+    assert make_executor("local") is None
+    assert isinstance(make_executor("ray", workers=2), RayExecutor)
+    with pytest.raises(ValueError, match="need --executor ray"):
+        make_executor("local", address="auto")
+    with pytest.raises(ValueError, match="unknown executor 'dask'"):
+        make_executor("dask")
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        RayExecutor(workers=0)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kw):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ray_executor.RayUnavailableError, match=r"pip install 'morphlab\[ray\]'"):
+        RayExecutor()
