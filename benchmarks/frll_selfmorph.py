@@ -151,8 +151,24 @@ def main() -> None:
     lines += ["", f"Test half: {len(halves['test']['subjects'])} identities, none seen in training "
                   f"({len(halves['train']['subjects'])} training identities)."]
     table = "\n".join(lines)
-    print(table)
     (args.out / "table.md").write_text(table + "\n")
+    print(table)
+    print()
+    print(summary_table(results))
+
+
+def summary_table(results: dict) -> str:
+    """One row per detector and mode: ``D-EER / BPCER@APCER=10% / APCER@BPCER=10%`` (in %)
+    per test set and variant (the intervals and counts are in the long table)."""
+    first = next(iter(results.values()))["tests"]
+    cols = [(c, v) for c in first for v in first[c]["per species"]]
+    lines = ["| detector | trained on | " + " | ".join(f"{c} {v}" for c, v in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for r in results.values():
+        cells = [" / ".join(f"{100 * r['tests'][c]['per species'][v][k]:.1f}" for k in
+                            ("D-EER", "BPCER@APCER=10%", "APCER@BPCER=10%")) for c, v in cols]
+        lines.append(f"| {r['detector']} | {r['mode']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
