@@ -172,7 +172,17 @@ def generator_params(
               help="Any generator parameter (repeatable); VALUE is parsed as JSON when it "
                    "can be (0.3, true, [1,2], \"text\"), else taken as text.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes.")
+              help="Worker processes (with --executor ray: Ray workers).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="Where the morphs are computed: local processes, or Ray workers (pip "
+                   "install 'morphlab[ray]'); this process writes every file either way, "
+                   "so the bytes are the same and each resumes the other.")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster to join (auto, HOST:6379) [default: a local Ray instance "
+                   "for this run].")
+@click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0), default=0.0,
+              help="GPUs each Ray worker reserves (e.g. 1 for arc2face; 0.5 shares one).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Run seed (each pair's seed derives from it and the pair id).")
 @click.option("--resume", is_flag=True,
@@ -196,10 +206,13 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
              resume: bool, overwrite: bool, dataset_dir: Optional[str], image_format: str,
              quality: int, no_progress: bool, weights: Optional[str], mode: Optional[str],
              t: Optional[float], candidates: Optional[int], device: Optional[str],
-             batch_size: Optional[int], allow_same_identity: bool = False) -> None:
+             batch_size: Optional[int], allow_same_identity: bool = False,
+             executor: str = "local", ray_address: Optional[str] = None,
+             ray_gpus_per_worker: float = 0.0) -> None:
     """Morph every pair of PAIRS_CSV into OUT_DIR (resumable)."""
     from morphlab.generators.base import GENERATORS
     from morphlab.generators.runner import generate_attack_set
+    from morphlab.ray_executor import make_executor
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -220,11 +233,14 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
             raise click.BadParameter(f"{key!r} is also given with --param; give it once",
                                      param_hint="--param")
         params[key] = str(Path(value).resolve()) if key == "weights" else value
+    pool = make_executor(executor, address=ray_address, workers=jobs,
+                         gpus_per_worker=ray_gpus_per_worker)
     with folder_writer(out_dir):
         summary = generate_attack_set(
             pairs_csv, generator, params, out_dir, jobs=jobs, seed=seed, resume=resume,
             overwrite=overwrite, dataset_dir=dataset_dir, image_format=image_format,
             quality=quality, progress=not no_progress, allow_same_identity=allow_same_identity,
+            executor=pool,
         )
     click.echo(
         f"{summary.pairs} pairs: {summary.skipped} already done, {summary.generated} "

@@ -163,3 +163,19 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ray_executor.RayUnavailableError, match=r"pip install 'morphlab\[ray\]'"):
         RayExecutor()
+
+
+def test_cli_executor_ray(ray_local, pairs_csv, reference, tmp_path):
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+
+    out = tmp_path / "set"
+    args = ["generate", str(pairs_csv), "-g", "avg-test", "-o", str(out), "--seed", "7",
+            "--variant", "plain", "--variant", "inverted", "--no-progress"]
+    res = CliRunner().invoke(main, [*args, "--executor", "ray", "-j", "2"])
+    assert res.exit_code == 0, res.output
+    assert "6 generated, 0 failed; 12 morphs" in res.output
+    assert snapshot(out) == reference
+    res = CliRunner().invoke(main, [*args, "--ray-address", "auto"])
+    assert res.exit_code == 1 and "need --executor ray" in res.output
