@@ -21,6 +21,7 @@
                        "relpath": "neutral/002_03.jpg", "sha256": "…"},
          "subject_b": {…},
          "landmark_backend": "dlib",  # from the parameters or the output's extra; or null
+         "png_compression": "fast",   # PNG only: zlib level 0-9 or "fast" (lossless)
          "morphlab_version": "0.1.0", "extra": {…whatever the generator reports…}}
 
     A pair that failed (no face, unreadable image…) gets one line instead of its morphs::
@@ -42,7 +43,7 @@
 
 ``run.json``
     the run's configuration: generator name, version and full parameters, ``run_seed``,
-    image format (and JPEG quality), output tags and the sha256 of the pairs file (plus, for information,
+    image format (and JPEG quality or PNG compression), output tags and the sha256 of the pairs file (plus, for information,
     the pairs file and dataset folder paths and the morphlab version).
 
 Re-running and the output folder:
@@ -115,8 +116,12 @@ IMAGE_FORMATS = {"png": ".png", "jpg": ".jpg"}
 #: run.json keys that must agree for a run to be continued.
 CONFIG_KEYS = (
     "generator", "generator_version", "params", "run_seed", "image_format", "jpeg_quality",
-    "output_tags", "pairs_sha256",
+    "png_compression", "output_tags", "pairs_sha256",
 )
+#: PNG compression of new attack sets (lossless; see :data:`morphlab.io.PNG_FAST`).
+PNG_COMPRESSION = PNG_FAST
+#: the PNG level of runs whose run.json records none (morphlab before it was recorded).
+_LEGACY_PNG_COMPRESSION = 3
 #: Parameter / extra keys naming the face (landmark) backend, searched in this order.
 _BACKEND_KEYS = ("landmark_backend", "landmarks", "face_backend", "backend")
 _OK_KEYS = (
@@ -268,18 +273,16 @@ def _run_batch(tasks: list[dict]) -> list[dict]:
     A result is ``{"pair_id", "outputs": [{"tag", "file", "sha256", "params", "extra"}]}``
     or ``{"pair_id", "error": "Type: message"}``.
     """
-    return _finish_batch(_start_batch(tasks))
+    return _finish_batch(_submit_batch(_start_batch(tasks)))
 
 
 def _start_batch(tasks: list[dict]) -> list[dict]:
-    """Morph a batch of pairs; their images are handed to the encode pool (:func:`_encoder`).
+    """Morph a batch of pairs (nothing written yet).
 
-    Returns what :func:`_finish_batch` turns into :func:`_run_batch`'s results: per task
-    ``{"pair_id", "outputs": [{…, "future"}]}`` (the future's result is the sha256 of the
-    file written) or ``{"pair_id", "error"}``.
+    Returns per task ``{"pair_id", "outputs": [{"tag", "file", "params", "extra",
+    "image"}]}`` or ``{"pair_id", "error"}``, for :func:`_submit_batch`.
     """
     gen: Generator = _WORKER["generator"]
-    out_dir: Path = _WORKER["out_dir"]
     jobs = [
         (Contributor(t["a"][0], Path(t["a"][1])), Contributor(t["b"][0], Path(t["b"][1])), t["seed"])
         for t in tasks
@@ -311,12 +314,23 @@ def _start_batch(tasks: list[dict]) -> list[dict]:
             out.append({"pair_id": task["pair_id"], "error": _error_text(exc)})
             continue
         for o, rec in zip(outputs, recs):
-            rec["future"] = _encoder().submit(
-                _write_output, out_dir / rec["file"], o.image, _WORKER["quality"],
-                _WORKER.get("png_compression", DEFAULT_PNG_COMPRESSION),
-            )
+            rec["image"] = o.image
         out.append({"pair_id": task["pair_id"], "outputs": recs})
     return out
+
+
+def _submit_batch(morphed: list[dict]) -> list[dict]:
+    """Hand a :func:`_start_batch` batch's images to the encode pool (:func:`_encoder`):
+    each output's ``"image"`` becomes a ``"future"`` whose result is the written file's
+    sha256 (encode + hash + atomic write, in a thread)."""
+    out_dir: Path = _WORKER["out_dir"]
+    png = _WORKER.get("png_compression", DEFAULT_PNG_COMPRESSION)
+    for res in morphed:
+        for rec in res.get("outputs", ()):
+            rec["future"] = _encoder().submit(
+                _write_output, out_dir / rec["file"], rec.pop("image"), _WORKER["quality"], png,
+            )
+    return morphed
 
 
 def _error_text(exc: BaseException) -> str:
@@ -467,6 +481,8 @@ def _config_diff(
     diffs = []
     for key in keys:
         a, b = old.get(key), new.get(key)
+        if key == "png_compression" and a is None and "png_compression" not in old:
+            a = _legacy_png_compression(old)
         if a == b:
             continue
         if key == "params" and isinstance(a, dict) and isinstance(b, dict):
@@ -478,6 +494,33 @@ def _config_diff(
         else:
             diffs.append(f"{key}: {a!r} → {b!r}")
     return diffs
+
+
+def _legacy_png_compression(run: Mapping[str, Any]) -> Optional[int]:
+    """The PNG level of a run.json written before the level was recorded."""
+    return _LEGACY_PNG_COMPRESSION if run.get("image_format", "png") == "png" else None
+
+
+def _resolve_png_compression(out: Path, config: dict, overwrite: bool) -> None:
+    """Fill ``config["png_compression"]`` when not given: the level of the run continued
+    in ``out`` (so its files and the new ones are encoded alike), else the default."""
+    if config["image_format"] != "png" or config["png_compression"] is not None:
+        return
+    level = PNG_COMPRESSION
+    run_file = out / RUN_NAME
+    if not overwrite and run_file.is_file():
+        try:
+            previous = json.loads(run_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, OSError):
+            previous = None  # _prepare_out_dir reports it
+        if isinstance(previous, dict) and previous.get("image_format", "png") == "png":
+            old = previous.get("png_compression", _legacy_png_compression(previous))
+            try:
+                check_png_compression(old)
+                level = old
+            except ValueError:
+                pass  # not a level: the configurations differ, _prepare_out_dir says so
+    config["png_compression"] = level
 
 
 def check_out_path(out: Path) -> None:
@@ -638,6 +681,7 @@ def generate_attack_set(
     progress: bool = True,
     allow_same_identity: bool = False,
     executor: Any = None,
+    png_compression: Union[None, int, str] = None,
 ) -> RunSummary:
     """Morph every pair of a pairs file into ``out_dir`` (see the module docstring).
 
@@ -655,6 +699,10 @@ def generate_attack_set(
             one its protocol sidecar records, else the pairs file's folder).
         image_format: ``"png"`` or ``"jpg"``.
         quality: JPEG quality (``image_format="jpg"``).
+        png_compression: PNG zlib level 0-9 or ``"fast"`` (:data:`morphlab.io.PNG_FAST`);
+            lossless either way, recorded in run.json and each manifest line. ``None``:
+            the level of the run being continued (3 for a run.json that records none,
+            the level every earlier morphlab used), else :data:`PNG_COMPRESSION`.
         progress: show a tqdm progress bar.
         allow_same_identity: accept pairs of two images of one subject (special studies).
         executor: None (the local process pool, ``jobs`` workers) or a
@@ -685,6 +733,8 @@ def generate_attack_set(
         raise ValueError(
             f"unknown image format {image_format!r}; choose one of {', '.join(IMAGE_FORMATS)}"
         )
+    if png_compression is not None:
+        check_png_compression(png_compression)
     pairs_path = Path(pairs_csv)
     pairset = read_pairs(pairs_path, dataset_dir=dataset_dir,
                          allow_same_identity=allow_same_identity)
@@ -707,6 +757,8 @@ def generate_attack_set(
         "run_seed": int(seed),
         "image_format": image_format,
         "jpeg_quality": int(quality) if image_format == "jpg" else None,
+        # resolved under the folder's lock (a continued run keeps its level)
+        "png_compression": png_compression if image_format == "png" else None,
         "output_tags": tags,
         "pairs_sha256": sha256_file(pairs_path),
         "pairs_file": str(pairs_path.resolve()),
@@ -746,6 +798,7 @@ def _generate_locked(
     batch_size = max(1, int(getattr(gen, "batch_size", 1) or 1))
     files = {p.pair_id: {t: morph_filename(p, t, image_format) for t in tags} for p in pairset.pairs}
     check_outputs(out, [CONTACT_PAGE], overwrite=True)  # a contact.html of the user's: refused
+    _resolve_png_compression(out, config, overwrite)
     previous = _prepare_out_dir(
         out, config, resume=resume, overwrite=overwrite,
         outputs=[*(f for fs in files.values() for f in fs.values()), CONTACT_PAGE],
@@ -753,6 +806,8 @@ def _generate_locked(
     manifest = out / MANIFEST_NAME
 
     # what every pair's lines share, and which pairs the previous run completed
+    encoding = ({"png_compression": config["png_compression"]} if image_format == "png"
+                else {})
     hashes: dict[Path, str] = {}
     base: dict[str, dict] = {}
     for p in pairset.pairs:
@@ -782,6 +837,7 @@ def _generate_locked(
         ):
             for r in recs.values():
                 r["subject_a"], r["subject_b"] = b["subject_a"], b["subject_b"]
+                r.update(encoding)  # the same level (the configurations agree)
                 kept.append(r)
     done = {r["pair_id"] for r in kept}
     dropped = len(previous) - len(kept)
@@ -832,7 +888,7 @@ def _generate_locked(
                         lines.append({
                             **b, "status": "ok", "file": o["file"], "sha256": o["sha256"],
                             "tag": o["tag"], "params": merged, "landmark_backend": backend,
-                            "extra": o["extra"],
+                            "extra": o["extra"], **encoding,
                         })
                     summary.generated += 1
                 _append(fh, lines, manifest)
@@ -850,11 +906,12 @@ def _generate_locked(
             _WORKER.update(generator=gen, out_dir=out, quality=int(quality), png_compression=png)
 
             # one batch's images encode (in the pool) while the next batch is morphed;
-            # results are recorded in task order, at most two batches in flight
+            # results are recorded in task order; a batch is handed to the pool only once
+            # the one before it is written (a full disk stops the run at its first error)
             def on_result(batch: list[dict]) -> None:
-                started.append(batch)
-                if len(started) > 1:
+                if started:
                     record(_finish_batch(started.popleft()))
+                started.append(_submit_batch(batch))
 
             fn = _start_batch
         else:
