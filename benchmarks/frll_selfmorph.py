@@ -135,7 +135,7 @@ def main() -> None:
 
     lines = ["| detector | trained on | bona fide / attacks in training | test set | morphs | "
              "D-EER | BPCER@APCER=10% | APCER@BPCER=10% |", "|---|---|---|---|---|---|---|---|"]
-    for key, r in results.items():
+    for r in results.values():
         n = r["train"]["n_by_species"]
         trained = f"{n.get('bona fide', 0)} / " + " + ".join(
             f"{v} {k.split('/', 1)[-1] if k.startswith('landmark') else 'self-morph'}"

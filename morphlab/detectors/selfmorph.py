@@ -220,7 +220,7 @@ def self_morph(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
     ratio = float(rng.uniform(p["min_ratio"], 1.0))
     if rng.random() < p["poisson"]:
         copy = poisson_composite(copy, image, mask)
-    alpha = feather_mask(mask, int(round(p["feather"] * s * rng.uniform(0.5, 1.0)))) * ratio
+    alpha = feather_mask(mask, round(p["feather"] * s * float(rng.uniform(0.5, 1.0)))) * ratio
     return composite(copy, image, alpha.astype(np.float32))
 
 
@@ -284,7 +284,7 @@ def synthesise(crops: np.ndarray, landmarks: Sequence[np.ndarray], config: dict[
         raise ValueError("self-morph training needs at least one bona fide image with a face")
     if len(landmarks) != n:
         raise ValueError(f"{n} crops but {len(landmarks)} landmark sets")
-    m = max(1, int(round(config["ratio"] * n)))
+    m = max(1, round(config["ratio"] * n))
     src = np.arange(m, dtype=np.int64) % n
     out = np.empty((m, *crops.shape[1:]), np.uint8)
     for j, i in enumerate(src):
