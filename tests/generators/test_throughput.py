@@ -1,0 +1,188 @@
+"""The generate speed-ups keep the output: bounding-box erosion, the encode pool, the
+recorded PNG level, determinism (embedded sample and small generated sets only)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import json
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from runner_testgens import AverageGen, make_dataset
+
+from morphlab import geometry as geo
+from morphlab.datasets.folder import load_folder
+from morphlab.datasets.pairs import make_pairs, write_pairs
+from morphlab.generators import runner
+from morphlab.generators.runner import (
+    MANIFEST_NAME,
+    RUN_NAME,
+    RunConflictError,
+    generate_attack_set,
+    load_manifest,
+)
+from morphlab.io import encode_image, image_from_bytes, read_image, sha256_file
+
+VARIANTS = {"variants": ["plain", "inverted"]}
+
+
+def _full_erosion(mask: np.ndarray, r: int) -> np.ndarray:
+    """The erosion ``erode_mask`` did before: the whole image at once."""
+    if r <= 0:
+        return mask.copy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def test_erode_mask_equals_whole_image_erosion_on_the_sample(sample_faces):
+    """Face hulls of the sample (and the same hull touching the image border), at the
+    feather radii the landmark generator uses: identical to eroding the whole image."""
+    img, face = sample_faces[0][1]
+    h, w = img.shape[:2]
+    hull = geo.hull_mask(face.landmarks, (w, h))
+    shifted = np.roll(hull, -int(face.landmarks[:, 1].min()) - 5, axis=0)  # cut by the top
+    for mask in (hull, shifted, np.zeros_like(hull)):
+        for r in (0, 1, 3, 12, 30):
+            assert np.array_equal(geo.erode_mask(mask, r), _full_erosion(mask, r)), r
+    assert geo.erode_mask(hull, 12).sum() < hull.sum()  # it does erode
+
+
+def test_erode_mask_equals_whole_image_erosion_on_random_masks():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        h, w = rng.integers(3, 60, size=2)
+        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8) * rng.integers(1, 256)
+        mask = mask.astype(np.uint8)
+        r = int(rng.integers(0, 10))
+        assert np.array_equal(geo.erode_mask(mask, r), _full_erosion(mask, r))
+
+
+@pytest.fixture(scope="module")
+def pairs_csv(tmp_path_factory) -> Path:
+    root = make_dataset(tmp_path_factory.mktemp("data") / "ds", n=6)
+    ds = load_folder(root, metadata=root / "london_info.csv", meta_id_column="face_id")
+    out = root.parent / "pairs.csv"
+    write_pairs(make_pairs(ds, per_subject=2, seed=0, capture="03"), out)
+    return out
+
+
+def run(pairs_csv: Path, out: Path, **kw):
+    kw.setdefault("progress", False)
+    return generate_attack_set(pairs_csv, AverageGen, VARIANTS, out, **kw)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}
+
+
+class _Serial:
+    """An executor running each job at once, in the calling thread."""
+
+    def submit(self, fn, *args):
+        fut: cf.Future = cf.Future()
+        fut.set_result(fn(*args))
+        return fut
+
+
+def test_encode_pool_writes_like_a_serial_run(pairs_csv, tmp_path, monkeypatch):
+    """In-process runs write every image in the encode threads, atomically (no temp file
+    left, each file hashes to its line); -j 1 with the pool, -j 1 serial and -j 2 give
+    byte-identical folders."""
+    threads = []
+    real = runner._write_output
+
+    def spy(*args):
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(runner, "_write_output", spy)
+    s = run(pairs_csv, tmp_path / "pool")
+    assert (s.generated, s.failed, s.morphs) == (6, 0, 12)
+    assert len(threads) == 12 and all(t.startswith("morphlab-encode") for t in threads)
+    assert not list((tmp_path / "pool").glob(".*.tmp"))
+    for rec in load_manifest(tmp_path / "pool", verify=True):
+        assert sha256_file(rec["path"]) == rec["sha256"]
+
+    monkeypatch.setattr(runner, "_encoder", lambda: _Serial())
+    run(pairs_csv, tmp_path / "serial")
+    monkeypatch.undo()
+    run(pairs_csv, tmp_path / "j2", jobs=2)
+    assert snapshot(tmp_path / "pool") == snapshot(tmp_path / "serial") == snapshot(tmp_path / "j2")
+
+
+def test_png_level_is_recorded_and_used(pairs_csv, tmp_path):
+    run(pairs_csv, tmp_path / "fast")
+    run(pairs_csv, tmp_path / "six", png_compression=6)
+    for folder, level in ((tmp_path / "fast", "fast"), (tmp_path / "six", 6)):
+        config = json.loads((folder / RUN_NAME).read_text())
+        assert config["png_compression"] == level
+        recs = load_manifest(folder)
+        assert recs and all(r["png_compression"] == level for r in recs)
+        for r in recs:  # the file holds exactly that encoding of its pixels
+            data = Path(r["path"]).read_bytes()
+            assert encode_image(image_from_bytes(data), ".png", png_compression=level) == data
+    fast, six = load_manifest(tmp_path / "fast"), load_manifest(tmp_path / "six")
+    for a, b in zip(fast, six):  # lossless: the same pixels, other bytes
+        assert a["sha256"] != b["sha256"]
+        assert np.array_equal(read_image(a["path"]), read_image(b["path"]))
+    jpg = run(pairs_csv, tmp_path / "jpg", image_format="jpg")
+    assert json.loads((tmp_path / "jpg" / RUN_NAME).read_text())["png_compression"] is None
+    assert all("png_compression" not in r for r in load_manifest(jpg.manifest))
+
+
+def test_bad_png_level_is_refused(pairs_csv, tmp_path):
+    with pytest.raises(ValueError, match="png_compression must be an integer 0-9"):
+        run(pairs_csv, tmp_path / "x", png_compression=12)
+    assert not (tmp_path / "x").exists()
+
+
+def test_another_level_is_refused_on_resume(pairs_csv, tmp_path):
+    run(pairs_csv, tmp_path / "set")
+    with pytest.raises(RunConflictError, match=r"png_compression: 'fast' → 3"):
+        run(pairs_csv, tmp_path / "set", png_compression=3)
+    s = run(pairs_csv, tmp_path / "set")  # the default continues at the recorded level
+    assert (s.skipped, s.generated) == (6, 0)
+
+
+def test_an_older_run_continues_at_level_3(pairs_csv, tmp_path):
+    """A run.json and manifest written before the level was recorded (level 3, the only
+    one then): a plain re-run finishes it at level 3, the same bytes as a fresh level-3
+    run; asking for another level is refused, naming both."""
+    ref = tmp_path / "ref"
+    run(pairs_csv, ref, png_compression=3)
+    old = tmp_path / "old"
+    run(pairs_csv, old, png_compression=3)
+    config = json.loads((old / RUN_NAME).read_text())
+    del config["png_compression"]
+    (old / RUN_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    lines = [json.loads(t) for t in (old / MANIFEST_NAME).read_text().splitlines()]
+    for rec in lines:
+        del rec["png_compression"]
+    (old / MANIFEST_NAME).write_text("".join(runner.dumps_record(r) + "\n" for r in lines[:-4]))
+
+    with pytest.raises(RunConflictError, match=r"png_compression: 3 → 'fast'"):
+        run(pairs_csv, old, png_compression="fast")
+    s = run(pairs_csv, old)
+    assert (s.skipped, s.generated) == (4, 2)
+    assert snapshot(old) == snapshot(ref)
+
+
+def test_landmark_generator_is_deterministic_across_jobs(sample_dir, tmp_path):
+    """The real generator (both variants, dlib) on the embedded sample: the same command
+    twice, and -j 2, give byte-identical folders."""
+    ids = ("002", "003", "004", "005")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("pair_id,subject_a,image_a,subject_b,image_b\n" + "".join(
+        f"{k + 1:04d},{a},neutral/{a}_03.jpg,{b},neutral/{b}_03.jpg\n"
+        for k, (a, b) in enumerate(itertools.pairwise(ids))))
+    kw = {"dataset_dir": sample_dir, "progress": False}
+    generate_attack_set(pairs, "landmark", {}, tmp_path / "a", **kw)
+    generate_attack_set(pairs, "landmark", {}, tmp_path / "b", **kw)
+    generate_attack_set(pairs, "landmark", {}, tmp_path / "c", jobs=2, **kw)
+    a = snapshot(tmp_path / "a")
+    assert sum(n.endswith(".png") for n in a) == 6
+    assert a == snapshot(tmp_path / "b") == snapshot(tmp_path / "c")
