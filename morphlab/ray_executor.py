@@ -66,11 +66,14 @@ class RayExecutor:
         self.workers = workers
         self.gpus_per_worker = float(gpus_per_worker)
         import_ray()  # fail before the run starts, not after the folder is prepared
+        _check_reachable(address)
 
     def _init(self, ray: Any) -> bool:
         """Connect to (or start) Ray; True when this call started it (and must stop it)."""
         if ray.is_initialized():
             return False
+        if log.getEffectiveLevel() > logging.INFO:  # Ray's own notices only with -v
+            logging.getLogger("ray").setLevel(logging.ERROR)
         try:
             ray.init(
                 address=self.address, log_to_driver=False, include_dashboard=False,
@@ -159,6 +162,23 @@ class RayExecutor:
                 raise cause from None
             on_result(write_results(results, out_dir))
             submit(i)
+
+
+def _check_reachable(address: Optional[str], timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` nobody listens on at once (Ray itself retries for minutes)."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayUnavailableError(
+            f"Ray cluster {address}: cannot connect ({exc}); start one with `ray start "
+            "--head` there, or leave out --ray-address for a local Ray instance"
+        ) from None
 
 
 def write_results(results: list[dict], out_dir: Path) -> list[dict]:

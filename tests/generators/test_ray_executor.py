@@ -179,3 +179,13 @@ def test_cli_executor_ray(ray_local, pairs_csv, reference, tmp_path):
     assert snapshot(out) == reference
     res = CliRunner().invoke(main, [*args, "--ray-address", "auto"])
     assert res.exit_code == 1 and "need --executor ray" in res.output
+
+
+def test_unreachable_cluster_is_refused_before_the_run(pairs_csv, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ray_executor.RayUnavailableError, match=f"127.0.0.1:{port}: cannot connect"):
+        RayExecutor(address=f"127.0.0.1:{port}")
