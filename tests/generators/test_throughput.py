@@ -186,3 +186,25 @@ def test_landmark_generator_is_deterministic_across_jobs(sample_dir, tmp_path):
     a = snapshot(tmp_path / "a")
     assert sum(n.endswith(".png") for n in a) == 6
     assert a == snapshot(tmp_path / "b") == snapshot(tmp_path / "c")
+
+
+def test_dlib_quick_pass_falls_back_to_the_full_search(sample_dir):
+    """The quick pass (no upsampling, 480 px) finds a portrait's face; a face too small
+    for it (~90 px in a 1350 px frame) is still found, by the full search."""
+    from morphlab.face import create_backend
+    from morphlab.face.dlib_backend import _run_detector
+
+    img = read_image(sample_dir / "neutral" / "002_03.jpg")
+    quick, full = create_backend("dlib"), create_backend("dlib", fast_side=None)
+    assert quick.cache_key() != full.cache_key() and "fast480" in quick.cache_key()
+    assert len(_run_detector(img, 480, 0, 0.0)) == 1
+    face_q, face_f = quick.detect(img)[0], full.detect(img)[0]
+    assert np.abs(face_q.landmarks - face_f.landmarks).mean() < 3.0  # px, 600 px photo
+
+    small = cv2.resize(img, (200, 200), interpolation=cv2.INTER_AREA)
+    canvas = np.full((1350, 1350, 3), 128, np.uint8)
+    canvas[600:800, 500:700] = small
+    assert _run_detector(canvas, 480, 0, 0.0) == []
+    boxes = quick.boxes(canvas)
+    assert len(boxes) == 1
+    assert np.allclose(boxes[0][0], full.boxes(canvas)[0][0])
