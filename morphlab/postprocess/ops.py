@@ -15,6 +15,8 @@ from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
 import numpy as np
 
+from morphlab.face.segmentation import (BACKGROUND_MODELS, parse_colour, person_mask,
+                                        replace_background)
 from morphlab.io import encode_image, image_from_bytes
 
 PathLike = Union[str, os.PathLike]
@@ -160,14 +162,7 @@ class Resize(Operator):
 
 def _colour(op: str, key: str, value: Any) -> tuple[int, int, int]:
     """``"240,240,240"`` / ``[240, 240, 240]`` → ``(240, 240, 240)``."""
-    parts = value.split(",") if isinstance(value, str) else value
-    try:
-        rgb = tuple(int(str(v).strip()) for v in parts)
-    except (TypeError, ValueError):
-        rgb = ()
-    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-        raise ValueError(f"{op}: {key} must be an RGB colour R,G,B (0-255 each), got {value!r}")
-    return rgb  # type: ignore[return-value]
+    return parse_colour(value, f"{op}: {key}")
 
 
 _BACKENDS: dict[tuple[int, str], Any] = {}
@@ -268,25 +263,6 @@ class Icao(Operator):
                               borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(colour))
 
 
-_SEGMENTERS: dict[tuple[int, int], Any] = {}
-
-
-def _segmenter(model: int):
-    """mediapipe's selfie segmentation (model inside the package: offline), one per process."""
-    key = (os.getpid(), model)
-    if key not in _SEGMENTERS:
-        try:
-            from mediapipe.python.solutions import selfie_segmentation
-        except ImportError as exc:  # pragma: no cover - mediapipe is a core dependency
-            raise ImportError(f"background: needs mediapipe==0.10.21 ({exc})") from None
-        _SEGMENTERS[key] = selfie_segmentation.SelfieSegmentation(model_selection=model)
-    return _SEGMENTERS[key]
-
-
-#: ``background`` segmentation models: mediapipe's ``model_selection`` 0 / 1.
-BACKGROUND_MODELS = {"general": 0, "landscape": 1}
-
-
 @register_op("background")
 @dataclass(frozen=True)
 class Background(Operator):
@@ -315,27 +291,13 @@ class Background(Operator):
 
     def mask(self, image: np.ndarray) -> np.ndarray:
         """``(H, W)`` float32 person mask in [0, 1] (1 = person), feathered and clamped."""
-        import cv2
-
-        res = _segmenter(BACKGROUND_MODELS[self.model]).process(np.ascontiguousarray(image))
-        m = res.segmentation_mask
-        if m is None:
-            raise ValueError("background: the segmentation returned no mask")
-        m = np.clip(np.asarray(m, dtype=np.float32), 0.0, 1.0)
-        sigma = self.feather * min(image.shape[:2])
-        if sigma > 0:
-            m = cv2.GaussianBlur(m, (0, 0), sigma)
-        m[m < 1.0 / 255] = 0.0
-        m[m > 254.0 / 255] = 1.0
-        return m
+        return person_mask(image, model=self.model, feather=self.feather)
 
     def __call__(self, image: np.ndarray, ctx: OpContext) -> np.ndarray:
-        m = self.mask(image)[..., None]
-        colour = np.array(_colour("background", "colour", self.colour), dtype=np.float32)
-        out = m * image.astype(np.float32) + (1.0 - m) * colour
-        ctx.notes.update(colour=[int(v) for v in colour],
-                         foreground_fraction=round(float(m.mean()), 6))
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        out, notes = replace_background(image, _colour("background", "colour", self.colour),
+                                        model=self.model, feather=self.feather)
+        ctx.notes.update(notes)
+        return out
 
 
 def _bayer(n: int) -> np.ndarray:

@@ -368,3 +368,43 @@ def test_cli_pose_file_and_reference_seeds(release, sample_dir, tmp_path):
     failed = [r for r in recs if r["status"] != "ok"]
     assert [r["pair_id"] for r in failed] == ["0002"], res.output
     assert "004_03__005_03.png" in failed[0]["error"] and "1 failed" in res.output
+
+
+# ----------------------------------------------------------------------------------------
+# background (Arc2Morph removes backgrounds): the segmentation the postprocess operator uses
+# ----------------------------------------------------------------------------------------
+def test_background_option_replaces_the_background_of_the_kept_morph(release, pairs,
+                                                                     monkeypatch):
+    from morphlab.face import segmentation
+
+    (plain,) = A.Arc2FaceGenerator(weights=release, **KW).generate(*pairs[0][:2], seed=5)
+    assert "background" not in plain.extra
+
+    def half(image, **kw):  # left half background, right half person
+        m = np.ones(image.shape[:2], np.float32)
+        m[:, : image.shape[1] // 2] = 0.0
+        return m
+
+    monkeypatch.setattr(segmentation, "person_mask", half)
+    gen = A.Arc2FaceGenerator(weights=release, background="10,200,30", **KW)
+    assert gen.get_params()["background"] == "10,200,30"
+    (out,) = gen.generate(*pairs[0][:2], seed=5)
+    left, right = out.image[:, : SIZE // 2], out.image[:, SIZE // 2:]
+    assert (left == np.array([10, 200, 30], np.uint8)).all()
+    assert np.array_equal(right, plain.image[:, SIZE // 2:])
+    assert out.extra["background"]["colour"] == [10, 200, 30]
+    assert out.extra["background"]["foreground_fraction"] == 0.5
+    with pytest.raises(ValueError, match="background must be an RGB colour"):
+        A.Arc2FaceGenerator(weights=release, background="grey", **KW)
+
+
+def test_replace_background_on_a_real_portrait(sample_dir):
+    from morphlab.face.segmentation import replace_background
+
+    img = read_image(sample_dir / "neutral" / "002_03.jpg")
+    out, notes = replace_background(img, (0, 0, 255))
+    assert 0.1 < notes["foreground_fraction"] < 0.9
+    for corner in (out[0, 0], out[0, -1]):  # the top corners are background
+        assert tuple(corner) == (0, 0, 255)
+    again, _ = replace_background(img, (0, 0, 255))
+    assert np.array_equal(out, again)

@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from morphlab.face.base import FaceError, FaceBackend, create_backend
+from morphlab.face.segmentation import parse_colour, replace_background
 from morphlab.generators.arc2face._deps import _torch
 from morphlab.generators.arc2face.identity import DEFAULT_MODE, MODES, morph_prompt_embeds
 from morphlab.generators.arc2face.layout import (
@@ -133,6 +134,10 @@ class Arc2FaceGenerator(Generator):
             from ``pose_dir``; Arc2Face's ControlNet, ``DIR/controlnet/``), a registered
             source name or a callable ``(a, b) -> PoseMap``.
         pose_dir: the folder of normal maps for ``pose=file``.
+        background: ``R,G,B`` — replace each kept morph's background with this uniform
+            colour (:mod:`morphlab.face.segmentation`, the same code as the
+            ``background`` post-processing operator, so bona fide images can get the
+            same treatment); default: keep the model's background.
         seed_mode: ``pair`` (default: each pair's own seed from the run seed and pair id,
             CPU generators, so images do not depend on batching or device) or
             ``reference`` (seed 23 for every pair, generator on the pipeline's device,
@@ -187,6 +192,7 @@ class Arc2FaceGenerator(Generator):
         pose: Union[str, PoseSource, None] = "none",
         pose_dir: Optional[PathLike] = None,
         seed_mode: str = "pair",
+        background: Optional[str] = None,
     ) -> None:
         if weights in (None, ""):
             raise ValueError(
@@ -216,6 +222,10 @@ class Arc2FaceGenerator(Generator):
         self.scheduler = "lcm" if self.lcm_lora else "dpm-solver++-multistep"
         self.guidance = (DEFAULT_GUIDANCE[self.scheduler] if guidance in (None, "")
                          else float(guidance))
+        #: uniform background colour (R,G,B) put behind every kept morph, as Arc2Morph
+        #: removes backgrounds; None keeps the model's own background
+        self.background = (None if background in (None, "", "none")
+                           else ",".join(map(str, parse_colour(background, "background"))))
         self.seed_mode = str(seed_mode).strip().lower()
         if self.seed_mode not in SEED_MODES:
             raise ValueError(f"unknown seed_mode {seed_mode!r}; choose one of {', '.join(SEED_MODES)}")
@@ -284,6 +294,7 @@ class Arc2FaceGenerator(Generator):
             "pose": self.pose,
             "pose_dir": str(self.pose_dir) if self.pose_dir else None,
             "seed_mode": self.seed_mode,
+            "background": self.background,
             "device": self.device,
             "dtype": self.dtype,
             "lcm_lora": str(self.lcm_lora) if self.lcm_lora else None,
@@ -585,8 +596,13 @@ class Arc2FaceGenerator(Generator):
                 }
                 if np.all(np.isnan(sim_a)):
                     extra["selection"]["note"] = "no face found in any candidate; kept the first"
+            image = images[row, chosen]
+            if self.background is not None:
+                image, notes = replace_background(image, parse_colour(self.background))
+                extra["background"] = {"source": "mediapipe selfie segmentation (general)",
+                                       **notes}
             results[i] = [MorphOutput(
-                image=images[row, chosen],
+                image=image,
                 tag=TAG,
                 params={"candidate": chosen, "candidate_seed": cand_seeds[chosen]},
                 extra=extra,
