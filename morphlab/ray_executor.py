@@ -158,8 +158,7 @@ class RayExecutor:
             except ray.exceptions.RayActorError:
                 raise ChildProcessError(crash_message) from None
             except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
-                raise cause from None
+                raise (getattr(exc, "cause", None) or exc) from None
             on_result(write_results(results, out_dir))
             submit(i)
 
@@ -266,6 +265,75 @@ class _MorphActor:
                 msg = str(exc).strip().replace("\n", " ")
                 out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {msg}"})
         return out
+
+
+class _ScoreActor:
+    """One Ray worker of ``detect score``: scores chunks of images with one model folder."""
+
+    def __init__(self, model_dir: str) -> None:
+        self.model_dir = model_dir
+
+    def score(self, images: list[str], live: Optional[list[str]]) -> list[dict]:
+        from morphlab.detect import score_files
+
+        return score_files(self.model_dir, images, live=live, progress=False)
+
+
+def score_files_ray(model_dir: Any, images: Sequence[Any], *, live: Optional[Sequence[Any]] = None,
+                    executor: RayExecutor, progress: bool = True) -> list[dict]:
+    """:func:`morphlab.detect.score_files` with the images scored by Ray workers.
+
+    The images go out in contiguous chunks (a few per worker; each worker loads the model
+    per chunk) and the rows come back in the input order: the same rows as a local
+    :func:`~morphlab.detect.score_files`, except that a score's last digit may differ
+    (floating-point sums depend on the batch scored; a local run split the same way
+    differs the same way).
+    """
+    from tqdm import tqdm
+
+    from morphlab.detect import score_files
+    from morphlab.workers import interruptible
+
+    images = [str(p) for p in images]
+    live_l = [str(p) for p in live] if live else None
+    if not images or (live_l and len(live_l) not in (1, len(images))):
+        return score_files(model_dir, images, live=live_l, progress=False)  # its own errors
+    ray = import_ray()
+    n_chunks = min(len(images), executor.workers * 4)
+    bounds = [round(i * len(images) / n_chunks) for i in range(n_chunks + 1)]
+    chunks = [(bounds[i], bounds[i + 1]) for i in range(n_chunks)]
+    started = executor._init(ray)
+    actors: list = []
+    try:
+        with interruptible():
+            remote = ray.remote(num_cpus=1, num_gpus=executor.gpus_per_worker)(_ScoreActor)
+            actors = [remote.remote(str(model_dir)) for _ in range(min(executor.workers, n_chunks))]
+            refs = []
+            for k, (lo, hi) in enumerate(chunks):
+                part = None if live_l is None else (live_l if len(live_l) == 1 else live_l[lo:hi])
+                refs.append(actors[k % len(actors)].score.remote(images[lo:hi], part))
+            rows: dict[int, list[dict]] = {}
+            index = {r: k for k, r in enumerate(refs)}
+            pending = list(refs)
+            with tqdm(total=len(images), disable=not progress, unit="image") as bar:
+                while pending:
+                    [ref], pending = ray.wait(pending, num_returns=1)
+                    try:
+                        rows[index[ref]] = ray.get(ref)
+                    except ray.exceptions.RayActorError:
+                        raise ChildProcessError("a Ray worker died while scoring") from None
+                    except ray.exceptions.RayTaskError as exc:
+                        raise (getattr(exc, "cause", None) or exc) from None
+                    bar.update(len(rows[index[ref]]))
+    finally:
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+        if started:
+            ray.shutdown()
+    return [row for k in range(len(chunks)) for row in rows[k]]
 
 
 def make_executor(executor: str, *, address: Optional[str] = None, workers: int = 1,

@@ -140,7 +140,16 @@ def _check_score_csv(csv, overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace a CSV that morphlab wrote there before (never a file it did not write).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def detect_score(model_dir, images, live, output, overwrite, no_progress) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Score here, or on Ray workers (pip install "
+              "'morphlab[ray]'): the same rows, a score's last digit may differ "
+              "(floating-point sums depend on the batch each worker scores).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="Ray cluster to join (auto, HOST:6379) [default: a local Ray instance].")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Ray workers (with --executor ray).")
+def detect_score(model_dir, images, live, output, overwrite, no_progress, executor="local",
+                 ray_address=None, ray_workers=2) -> None:
     """Score IMAGES (files or folders) with a trained model: higher = more likely a morph.
 
     Exits 1 when no image could be scored; otherwise the last line counts the failures.
@@ -155,6 +164,9 @@ def detect_score(model_dir, images, live, output, overwrite, no_progress) -> Non
     from morphlab.io import atomic_write_text
     from morphlab.outdir import locked_folder, record_owned
 
+    from morphlab.ray_executor import make_executor, score_files_ray
+
+    pool = make_executor(executor, address=ray_address, workers=ray_workers)
     files = expand_images(images)
     csv = Path(output) if output else None
     if csv:  # never write the CSV over an input or into the model
@@ -169,7 +181,12 @@ def detect_score(model_dir, images, live, output, overwrite, no_progress) -> Non
         if csv:  # the CSV's folder is locked from the check to the write
             stack.enter_context(locked_folder(csv.parent))
             _check_score_csv(csv, overwrite)
-        rows = score_files(model_dir, files, live=list(live) or None, progress=not no_progress)
+        if pool is None:
+            rows = score_files(model_dir, files, live=list(live) or None,
+                               progress=not no_progress)
+        else:
+            rows = score_files_ray(model_dir, files, live=list(live) or None, executor=pool,
+                                   progress=not no_progress)
         if csv:
             atomic_write_text(csv, rows_to_csv(rows))
             record_owned(csv.parent, [csv.name])

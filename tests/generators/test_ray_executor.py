@@ -189,3 +189,52 @@ def test_unreachable_cluster_is_refused_before_the_run(pairs_csv, tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(ray_executor.RayUnavailableError, match=f"127.0.0.1:{port}: cannot connect"):
         RayExecutor(address=f"127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="module")
+def small_model(sample_dir, tmp_path_factory) -> tuple[Path, list[Path]]:
+    """A freq-logreg model of 6 sample identities (4 landmark morphs) and images to score."""
+    pytest.importorskip("sklearn", reason="scikit-learn (morphlab[detect])")
+    from morphlab.detect import attack_presentations, bona_fide_presentations, train_detector
+
+    root = tmp_path_factory.mktemp("ray-detect")
+    ds = load_folder(sample_dir / "neutral")
+    pairs = root / "pairs.csv"
+    write_pairs(make_pairs(ds, per_subject=1, n_pairs=4, seed=0), pairs)
+    generate_attack_set(pairs, "landmark", {}, root / "attacks", image_format="jpg",
+                        quality=90, progress=False)
+    bona = sorted((sample_dir / "neutral").glob("*.jpg"))
+    listing = root / "bona.txt"
+    listing.write_text("".join(f"{p}\n" for p in bona[:6]))
+    train_detector("freq-logreg", bona_fide_presentations([listing])
+                   + attack_presentations([root / "attacks"]), root / "model",
+                   params={"size": 48, "grid": 2, "n_bins": 8}, crop_size=64, progress=False)
+    (root / "broken.jpg").write_bytes(b"not an image")
+    images = [*bona, *sorted((root / "attacks").glob("*.jpg")), root / "broken.jpg"]
+    return root / "model", images
+
+
+def test_detect_score_on_ray_gives_the_same_rows(ray_local, small_model, tmp_path):
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+    from morphlab.detect import score_files
+
+    model, images = small_model
+    local = score_files(model, images, progress=False)
+    on_ray = ray_executor.score_files_ray(model, images, executor=RayExecutor(workers=2),
+                                          progress=False)
+    # the same rows; a score's last digit may differ (floating-point sums depend on the
+    # batch a worker scores, as they do for a local run split the same way)
+    assert [{k: v for k, v in r.items() if k != "score"} for r in on_ray] == \
+        [{k: v for k, v in r.items() if k != "score"} for r in local]
+    assert [r.get("score", 0.0) for r in on_ray] == pytest.approx(
+        [r.get("score", 0.0) for r in local], rel=1e-12, abs=1e-12)
+    assert sum("error" in r for r in local) == 1 and sum("score" in r for r in local) > 10
+    res = CliRunner().invoke(main, ["detect", "score", str(model), *map(str, images),
+                                    "-o", str(tmp_path / "ray.csv"), "--no-progress",
+                                    "--executor", "ray", "--ray-workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert f"{len(images) - 1} scores written" in res.output
+    lines = (tmp_path / "ray.csv").read_text().splitlines()
+    assert len(lines) == len(images) + 1 and "broken.jpg" in lines[-1]
