@@ -133,9 +133,9 @@ def test_local_run_resumed_on_ray(ray_local, pairs_csv, reference, tmp_path):
 
 
 def test_a_dead_ray_worker_is_a_clear_error(ray_local, pairs_csv, tmp_path):
-    GENS_CRASH = {"crash_on": "002"}
+    crash = {"crash_on": "002"}
     with pytest.raises(ChildProcessError, match="worker process died.*re-run continues"):
-        run(pairs_csv, tmp_path / "set", GENS_CRASH, gen=CrashGen,
+        run(pairs_csv, tmp_path / "set", crash, gen=CrashGen,
             executor=RayExecutor(workers=2))
 
 
