@@ -68,6 +68,14 @@ Re-running and the output folder:
   which writes the run next to the folder's files but never replaces one of them (a file
   named like one of the run's outputs is refused).
 
+Speed: in one process (``jobs=1``) a pair's images are encoded, hashed and written by a
+small thread pool (:data:`ENCODE_THREADS`; OpenCV's encoder, hashlib and file writes
+release the GIL) while the next pair is morphed, at most one batch behind; its manifest
+lines follow in pairs-file order as before. Each worker process of ``jobs > 1`` encodes
+its pair's images in the same pool. PNGs use the speed preset ``"fast"`` unless
+``png_compression`` says otherwise (lossless either way; recorded in run.json and every
+manifest line, and a continued run keeps the level it started with).
+
 Crash safety: each image is written atomically (temp file + rename) before its manifest
 lines are appended (by the parent process only, one write + fsync per pair). On start,
 temp files ``.<name>.*.tmp`` of the run's files are removed, a partial last manifest line is dropped, and lines
