@@ -71,6 +71,7 @@ import numpy as np
 
 from morphlab import geometry as geo
 from morphlab.face import eye_centres, get_face, icao_crop, transform_points
+from morphlab.face.align import estimate_background
 from morphlab.face.align import ICAO_OUT_SIZE, estimate_similarity
 from morphlab.face.base import FACE_BACKENDS, Face, LandmarkError, validate_landmarks
 from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
@@ -142,10 +143,13 @@ def _icao(image: np.ndarray, face: Face, out_size: tuple[int, int]) -> tuple[np.
     """ICAO crop of an image and its landmarks; strong downscales go through INTER_AREA."""
     eyes = eye_centres(face)
     pts = np.asarray(face.landmarks, dtype=np.float64)
-    crop, M = icao_crop(image, eyes, out_size)
+    # outside the photo: its own background colour, never replicated edge pixels (a
+    # cue detectors would learn; see the icao post-processing operator)
+    fill = dict(border="constant", border_value=estimate_background(image))
+    crop, M = icao_crop(image, eyes, out_size, **fill)
     small, pts_s, s = _shrink_for(image, pts, M)
     if s != 1.0:
-        crop, M = icao_crop(small, geo.scale_points(eyes, s, s), out_size)
+        crop, M = icao_crop(small, geo.scale_points(eyes, s, s), out_size, **fill)
     return crop, transform_points(pts_s, M)
 
 
