@@ -499,11 +499,12 @@ class LandmarkMorph(Generator):
         face_size = float(np.sqrt(max(1.0, float((mask > 0).sum()))))
         radius = max(1, int(round(self.feather * face_size)))
         face = morph_img
+        core = (geo.erode_mask(mask, radius)
+                if self.color_match or self.blend == "poisson" else None)  # once per morph
         if self.color_match:
-            face = geo.match_colour(morph_img, background, geo.erode_mask(mask, radius),
-                                    apply_to=mask)
+            face = geo.match_colour(morph_img, background, core, apply_to=mask)
         if self.blend == "poisson":
-            return geo.poisson_composite(face, background, geo.erode_mask(mask, radius))
+            return geo.poisson_composite(face, background, core)
         return geo.composite(face, background, geo.feather_mask(mask, radius))
 
 
