@@ -188,7 +188,9 @@ class LandmarkMorph(Generator):
     """
 
     name = "landmark"
-    version = "1"
+    #: 2: extended splice region, ICAO padding with the photo's background, dlib's quick
+    #: detection pass (a folder made by version 1 is not continued with version 2 morphs)
+    version = "2"
 
     def __init__(
         self,
