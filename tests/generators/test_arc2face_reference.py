@@ -92,7 +92,6 @@ def explicit_text_transformer(text_encoder, token_embs):
     state after the final layer norm, with the causal mask and no padding mask (as
     Arc2Face's ``CLIPTextModelWrapper``, which passes no attention mask)."""
     import torch
-    import torch.nn.functional as F
 
     tm = getattr(text_encoder, "text_model", text_encoder)  # transformers 4 wraps it
     cfg = text_encoder.config
