@@ -311,6 +311,24 @@ def model_path(name: str) -> Path:
     return p
 
 
+def model_file(name: str, given=None, what: str = "model") -> Path:
+    """``given`` (a user's file, which must exist) or the installed file of ``name``.
+
+    Raises:
+        FileNotFoundError: ``given`` does not exist (the message names the install
+            command of the file morphlab uses).
+        ModelNotInstalledError: nothing given and ``name`` is not installed.
+    """
+    if given is None:
+        return model_path(name)
+    path = Path(given).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: {what} model not found; install the one morphlab uses with "
+            f"`{install_command(name)}`")
+    return path
+
+
 # -- fetching ---------------------------------------------------------------------------
 def manual_steps(name: str) -> str:
     """How to get the registry model ``name`` by hand, checked, into the cache."""

@@ -228,24 +228,11 @@ class _MorphActor:
 
     def morph(self, tasks: list[dict]) -> list[dict]:
         """The runner's ``_run_batch`` contract, with ``data`` (encoded bytes) per output."""
-        from morphlab.generators.base import Contributor
-        from morphlab.generators.runner import _WORKER, _check_outputs, _jsonable
+        from morphlab.generators.runner import _WORKER, _check_outputs, _jsonable, generate_tasks
         from morphlab.io import encode_image
 
         gen = _WORKER["generator"]
-        jobs = [
-            (Contributor(t["a"][0], Path(t["a"][1])), Contributor(t["b"][0], Path(t["b"][1])),
-             t["seed"])
-            for t in tasks
-        ]
-        try:
-            results = gen.generate_batch(jobs)
-            if len(results) != len(tasks):
-                raise ValueError(
-                    f"generate_batch returned {len(results)} results for {len(tasks)} pairs"
-                )
-        except Exception as exc:  # the whole batch failed: record it for each pair
-            results = [exc] * len(tasks)
+        results = generate_tasks(gen, tasks)
         out = []
         for task, res in zip(tasks, results):
             try:

@@ -284,13 +284,12 @@ def _run_batch(tasks: list[dict]) -> list[dict]:
     return _finish_batch(_submit_batch(_start_batch(tasks)))
 
 
-def _start_batch(tasks: list[dict]) -> list[dict]:
-    """Morph a batch of pairs (nothing written yet).
+def generate_tasks(gen: Generator, tasks: Sequence[dict]) -> list:
+    """``gen.generate_batch`` over worker tasks (``{"a": (id, path), "b": …, "seed"}``).
 
-    Returns per task ``{"pair_id", "outputs": [{"tag", "file", "params", "extra",
-    "image"}]}`` or ``{"pair_id", "error"}``, for :func:`_submit_batch`.
+    Returns one entry per task: its outputs, or the exception when the whole batch
+    failed (recorded for each pair). Shared by the local pool and the Ray workers.
     """
-    gen: Generator = _WORKER["generator"]
     jobs = [
         (Contributor(t["a"][0], Path(t["a"][1])), Contributor(t["b"][0], Path(t["b"][1])), t["seed"])
         for t in tasks
@@ -303,6 +302,17 @@ def _start_batch(tasks: list[dict]) -> list[dict]:
             )
     except Exception as exc:  # the whole batch failed: record it for each pair
         results = [exc] * len(tasks)
+    return list(results)
+
+
+def _start_batch(tasks: list[dict]) -> list[dict]:
+    """Morph a batch of pairs (nothing written yet).
+
+    Returns per task ``{"pair_id", "outputs": [{"tag", "file", "params", "extra",
+    "image"}]}`` or ``{"pair_id", "error"}``, for :func:`_submit_batch`.
+    """
+    gen: Generator = _WORKER["generator"]
+    results = generate_tasks(gen, tasks)
     out = []
     for task, res in zip(tasks, results):
         try:

@@ -88,17 +88,9 @@ class FaceNet(CropRecognitionSystem):
 
     def __init__(self, model_path: Optional[str | Path] = None, *, crop: str = "box",
                  margin: float = 0.0) -> None:
-        from morphlab.models import model_path as installed
+        from morphlab.models import model_file
 
-        if model_path is None:
-            self.model_path = installed(MODEL_NAME)
-        else:
-            self.model_path = Path(model_path).expanduser()
-            if not self.model_path.is_file():
-                raise FileNotFoundError(
-                    f"{self.model_path}: FaceNet model not found; install the one morphlab "
-                    f"uses with `morphlab models install {MODEL_NAME}`"
-                )
+        self.model_path = model_file(MODEL_NAME, model_path, "FaceNet")
         if crop not in CROPS:
             raise ValueError(f"facenet: crop must be one of {', '.join(CROPS)}, got {crop!r}")
         self.crop = crop

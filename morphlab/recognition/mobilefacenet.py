@@ -73,17 +73,9 @@ class MobileFaceNet(CropRecognitionSystem):
 
     def __init__(self, model_path: Optional[str | Path] = None, *,
                  threads: Optional[int] = None) -> None:
-        from morphlab.models import model_path as installed
+        from morphlab.models import model_file
 
-        if model_path is None:
-            self.model_path = installed(MODEL_NAME)
-        else:
-            self.model_path = Path(model_path).expanduser()
-            if not self.model_path.is_file():
-                raise FileNotFoundError(
-                    f"{self.model_path}: MobileFaceNet model not found; install the one "
-                    f"morphlab uses with `morphlab models install {MODEL_NAME}`"
-                )
+        self.model_path = model_file(MODEL_NAME, model_path, "MobileFaceNet")
         self.threads = threads
         self._interp = None
 
