@@ -22,24 +22,7 @@ FR=${FR:-"--fr dlib-resnet --fr facenet --fr mobilefacenet"}
 mkdir -p "$OUT"
 
 # the subject split: symlink folders pair_src/ (40 subjects, neutral + .tem) and calibration/
-"$PY" - "$FRLL" "$OUT" <<'EOF'
-import random, sys
-from pathlib import Path
-frll, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
-ids = sorted(p.stem.split("_")[0] for p in (frll / "neutral").glob("*_03.jpg"))
-random.Random(1).shuffle(ids)
-pair_ids, cal_ids = sorted(ids[:40]), sorted(ids[40:])
-for name, files in (("pair_src", [f"neutral/{i}_03.{s}" for i in pair_ids for s in ("jpg", "tem")]),
-                    ("calibration", [f"{d}/{i}_{c}.jpg" for i in cal_ids
-                                     for d, c in (("neutral", "03"), ("smiling", "08"))])):
-    d = out / name
-    d.mkdir(exist_ok=True)
-    for f in files:
-        link = d / Path(f).name
-        if not link.exists() and (frll / f).exists():
-            link.symlink_to(frll / f)
-print(f"{len(pair_ids)} subjects for pairs, {len(cal_ids)} for calibration")
-EOF
+"$PY" benchmarks/frll_subject_split.py "$FRLL" "$OUT"
 
 for strategy in same-gender similar; do
   [ -f "$OUT/pairs_$strategy.csv" ] ||  # a re-run keeps the pairs (and so the morphs)

@@ -20,23 +20,7 @@ FMR=${3:-0.001}
 ML=${MORPHLAB:-.venv/bin/morphlab}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
-"$PY" - "$FRLL" "$OUT" <<'PYEOF'
-import random, sys
-from pathlib import Path
-frll, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
-ids = sorted(p.stem.split("_")[0] for p in (frll / "neutral").glob("*_03.jpg"))
-random.Random(1).shuffle(ids)
-pair_ids, cal_ids = sorted(ids[:40]), sorted(ids[40:])
-for name, files in (("pair_src", [f"neutral/{i}_03.{s}" for i in pair_ids for s in ("jpg", "tem")]),
-                    ("calibration", [f"{d}/{i}_{c}.jpg" for i in cal_ids
-                                     for d, c in (("neutral", "03"), ("smiling", "08"))])):
-    d = out / name
-    d.mkdir(exist_ok=True)
-    for f in files:
-        link = d / Path(f).name
-        if not link.exists() and (frll / f).exists():
-            link.symlink_to(frll / f)
-PYEOF
+"$PY" benchmarks/frll_subject_split.py "$FRLL" "$OUT"
 [ -f "$OUT/pairs.csv" ] || $ML pairs "$OUT/pair_src" -o "$OUT/pairs.csv" --strategy same-gender \
     --capture 03 --metadata "$FRLL/london_info.csv" --meta-id-column face_id --seed 1
 gen() {  # name, then generate options
