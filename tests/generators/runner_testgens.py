@@ -165,3 +165,16 @@ def make_dataset(root: Path, n: int = 6, size: int = 64) -> Path:
             write_image(root / sub / f"{sid}_{cap}.png", small)
     shutil.copy(SAMPLE / "london_info.csv", root / "london_info.csv")
     return root
+
+
+def run_set(pairs_csv: Path, out: Path, params=None, **kw):
+    """``generate_attack_set`` with :class:`AverageGen` (or ``gen=``), no progress bars."""
+    from morphlab.generators.runner import generate_attack_set
+
+    kw.setdefault("progress", False)
+    return generate_attack_set(pairs_csv, kw.pop("gen", AverageGen), params or {}, out, **kw)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every visible file of an attack-set folder, by name."""
+    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}

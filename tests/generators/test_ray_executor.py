@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from runner_testgens import HERE, AverageGen, BatchAverageGen, CrashGen, make_dataset
+from runner_testgens import (
+    HERE,
+    BatchAverageGen,
+    CrashGen,
+    snapshot,
+)
+from runner_testgens import run_set as run
 
 from morphlab.datasets.folder import load_folder
 from morphlab.datasets.pairs import make_pairs, write_pairs
@@ -34,26 +40,6 @@ def ray_local():
     yield
     ray.shutdown()
 
-
-@pytest.fixture(scope="module")
-def pairs_csv(tmp_path_factory) -> Path:
-    """6 small subjects, per_subject=2: 6 pairs."""
-    root = make_dataset(tmp_path_factory.mktemp("data") / "ds", n=6)
-    ds = load_folder(root, metadata=root / "london_info.csv", meta_id_column="face_id")
-    ps = make_pairs(ds, per_subject=2, seed=0, capture="03")
-    out = root.parent / "pairs.csv"
-    write_pairs(ps, out)
-    return out
-
-
-def run(pairs_csv: Path, out: Path, params=None, **kw):
-    kw.setdefault("progress", False)
-    return generate_attack_set(pairs_csv, kw.pop("gen", AverageGen), params or {}, out, **kw)
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    """Every visible file of an attack-set folder (images, manifest, run.json, contact.html)."""
-    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +181,11 @@ def test_unreachable_cluster_is_refused_before_the_run(pairs_csv, tmp_path):
 def small_model(sample_dir, tmp_path_factory) -> tuple[Path, list[Path]]:
     """A freq-logreg model of 6 sample identities (4 landmark morphs) and images to score."""
     pytest.importorskip("sklearn", reason="scikit-learn (morphlab[detect])")
-    from morphlab.detect import attack_presentations, bona_fide_presentations, train_detector
+    from morphlab.detect import (
+        attack_presentations,
+        bona_fide_presentations,
+        train_detector,
+    )
 
     root = tmp_path_factory.mktemp("ray-detect")
     ds = load_folder(sample_dir / "neutral")

@@ -7,17 +7,20 @@ import logging
 from pathlib import Path
 
 import pytest
-from runner_testgens import AverageGen, BatchAverageGen, CrashGen, make_dataset
+from runner_testgens import (
+    AverageGen,
+    BatchAverageGen,
+    CrashGen,
+    snapshot,
+)
+from runner_testgens import run_set as run
 
 from morphlab import __version__
-from morphlab.datasets.folder import load_folder
-from morphlab.datasets.pairs import make_pairs, write_pairs
 from morphlab.generators.base import Generator, MorphOutput
 from morphlab.generators.runner import (
     MANIFEST_NAME,
     RUN_NAME,
     RunConflictError,
-    generate_attack_set,
     load_manifest,
     pair_seed,
 )
@@ -25,27 +28,6 @@ from morphlab.io import read_image, sha256_file, write_image
 
 VARIANTS = {"variants": ["plain", "inverted"]}
 
-
-@pytest.fixture(scope="module")
-def pairs_csv(tmp_path_factory) -> Path:
-    """6 small subjects, per_subject=2: 6 pairs."""
-    root = make_dataset(tmp_path_factory.mktemp("data") / "ds", n=6)
-    ds = load_folder(root, metadata=root / "london_info.csv", meta_id_column="face_id")
-    ps = make_pairs(ds, per_subject=2, seed=0, capture="03")
-    assert len(ps) == 6
-    out = root.parent / "pairs.csv"
-    write_pairs(ps, out)
-    return out
-
-
-def run(pairs_csv: Path, out: Path, params=None, **kw):
-    kw.setdefault("progress", False)
-    return generate_attack_set(pairs_csv, kw.pop("gen", AverageGen), params or {}, out, **kw)
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    """Every visible file of an attack-set folder, by name."""
-    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}
 
 
 @pytest.fixture(scope="module")

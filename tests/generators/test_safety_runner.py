@@ -21,8 +21,6 @@ from click.testing import CliRunner
 from runner_testgens import AverageGen, make_dataset
 
 from morphlab.cli import main
-from morphlab.datasets.folder import load_folder
-from morphlab.datasets.pairs import make_pairs, write_pairs
 from morphlab.generators.runner import (
     MANIFEST_NAME,
     RUN_NAME,
@@ -34,16 +32,6 @@ from morphlab.outdir import LOCK_NAME, locked_folder
 
 TESTGENS = Path(__file__).resolve().parent
 CLI = [sys.executable, "-c", "import runner_testgens; from morphlab.cli import main; main()"]
-
-
-@pytest.fixture(scope="module")
-def pairs_csv(tmp_path_factory) -> Path:
-    """6 small subjects, per_subject=2: 6 pairs."""
-    root = make_dataset(tmp_path_factory.mktemp("data") / "ds", n=6)
-    ds = load_folder(root, metadata=root / "london_info.csv", meta_id_column="face_id")
-    out = root.parent / "pairs.csv"
-    write_pairs(make_pairs(ds, per_subject=2, seed=0, capture="03"), out)
-    return out
 
 
 def _dataset_dir(pairs_csv: Path) -> Path:

@@ -12,11 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from runner_testgens import AverageGen, make_dataset
+from runner_testgens import AverageGen, snapshot
 
 from morphlab import geometry as geo
-from morphlab.datasets.folder import load_folder
-from morphlab.datasets.pairs import make_pairs, write_pairs
 from morphlab.generators import runner
 from morphlab.generators.runner import (
     MANIFEST_NAME,
@@ -61,22 +59,9 @@ def test_erode_mask_equals_whole_image_erosion_on_random_masks():
         assert np.array_equal(geo.erode_mask(mask, r), _full_erosion(mask, r))
 
 
-@pytest.fixture(scope="module")
-def pairs_csv(tmp_path_factory) -> Path:
-    root = make_dataset(tmp_path_factory.mktemp("data") / "ds", n=6)
-    ds = load_folder(root, metadata=root / "london_info.csv", meta_id_column="face_id")
-    out = root.parent / "pairs.csv"
-    write_pairs(make_pairs(ds, per_subject=2, seed=0, capture="03"), out)
-    return out
-
-
 def run(pairs_csv: Path, out: Path, **kw):
     kw.setdefault("progress", False)
     return generate_attack_set(pairs_csv, AverageGen, VARIANTS, out, **kw)
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if not f.name.startswith(".")}
 
 
 class _Serial:
