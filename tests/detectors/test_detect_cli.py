@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -45,6 +46,10 @@ def test_detect_train_score_eval(split_sample, no_face_image, tmp_path):
     r = cli.invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "landmark/spliced" in r.output and (report / "report.html").is_file()
+    # every rate of the summary with its count and 95 % interval, e.g. "12.5 % [3.5, 36.0] (2/16)"
+    summary = r.output.splitlines()[0]
+    assert re.search(r"BPCER@APCER=10% \d+\.\d % \[\d+\.\d, \d+\.\d\] \(\d+/\d+\)", summary), summary
+    assert re.search(r"D-EER [\d.]+ % \(APCER [\d.]+ % \[.*\] \(\d+/\d+\), BPCER", summary), summary
 
     # the training identities as test data: a one-line error, unless allowed
     overlap = ["detect", "eval", str(model), "--bona-fide", str(tr["neutral"]), "--attacks",
