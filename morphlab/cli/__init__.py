@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 from typing import Any
 
 import click
 
 from morphlab import __version__
+from morphlab.cli._conventions import Group, configure_logging
 from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,17 @@ _REGISTRY_MODULES = (
 )
 
 
+def _debug(ctx: click.Context) -> bool:
+    return bool((ctx.find_root().obj or {}).get("debug"))
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     return str(exc) or type(exc).__name__
 
 
-class _Group(click.Group):
+class _Group(Group):
     """Turns library errors into ``Error: message`` (exit 1) unless ``--debug``.
 
     Ctrl-C (and SIGTERM where a command turns it into ``KeyboardInterrupt``) ends any
@@ -74,14 +78,14 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
-            if (ctx.obj or {}).get("debug"):
+            if _debug(ctx):
                 raise
             signum = int(getattr(exc, "signum", 2))
             click.echo("Interrupted: what finished is kept; the same command continues it",
                        err=True)
             raise click.exceptions.Exit(128 + signum) from None
         except _USER_ERRORS as exc:
-            if (ctx.obj or {}).get("debug"):
+            if _debug(ctx):
                 raise
             raise click.ClickException(_message(exc)) from None
 
@@ -93,20 +97,7 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, verbose: int, debug: bool) -> None:
     """morphlab: make, detect and measure face morphing attacks."""
-    ctx.obj = {"debug": debug}
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    if debug:
-        level = min(level, logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if not debug:
-        warnings.showwarning = _show_warning
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Library warnings as one plain line on stderr (``--debug`` keeps Python's format)."""
-    click.echo(f"Warning: {message}", err=True)
-
-
+    configure_logging(ctx, verbose=verbose, debug=debug)
 
 
 # The commands live one group per file; importing them registers them on ``main``.
