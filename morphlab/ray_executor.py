@@ -110,19 +110,44 @@ class RayExecutor:
             ChildProcessError: an actor died (``crash_message``).
             morphlab.workers.Interrupted: Ctrl-C / SIGTERM (the actors are killed first).
         """
+        self.map(_MorphActor, (initargs, image_suffix), "morph", batches,
+                 lambda _i, results: on_result(write_results(results, Path(out_dir))),
+                 crash_message=crash_message)
+
+    def map(self, actor_class: type, actor_args: tuple, method: str, chunks: Sequence[Any],
+            on_result: Callable[[int, Any], None], *,
+            crash_message: str = "a Ray worker died") -> None:
+        """Call ``actor_class(*actor_args).<method>(chunk)`` for every chunk, on Ray actors.
+
+        The one way morphlab uses Ray (``generate``, ``postprocess``, ``map-score``,
+        ``detect score``): ``min(workers, len(chunks))`` actors are built once each (a
+        model loads once per actor; ``num_gpus`` per actor), every actor keeps
+        :data:`IN_FLIGHT_PER_ACTOR` chunks queued, and ``on_result(index, result)`` runs
+        **here, on the driver**, in completion order (``index`` is the chunk's position in
+        ``chunks``). Workers only compute and return values; the driver writes.
+
+        Ray is started for the call (and stopped after it) unless it is already
+        initialised in this process; the actors are killed at the end, on error and on
+        Ctrl-C.
+
+        Raises:
+            ChildProcessError: an actor died (``crash_message``).
+            Exception: the exception an actor's method raised, as it was raised there.
+            morphlab.workers.Interrupted: Ctrl-C / SIGTERM (the actors are killed first).
+        """
         from morphlab.workers import interruptible
 
-        if not batches:
+        if not chunks:
             return
         ray = import_ray()
         started = self._init(ray)
         actors: list = []
         try:
             with interruptible():
-                remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker)(_MorphActor)
-                n = min(self.workers, len(batches))
-                actors = [remote.remote(initargs, image_suffix) for _ in range(n)]
-                self._drive(ray, actors, batches, on_result, out_dir, crash_message)
+                remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker)(actor_class)
+                n = min(self.workers, len(chunks))
+                actors = [remote.remote(*actor_args) for _ in range(n)]
+                self._drive(ray, actors, method, chunks, on_result, crash_message)
         finally:
             for a in actors:
                 try:
@@ -132,34 +157,30 @@ class RayExecutor:
             if started:
                 ray.shutdown()
 
-    def _drive(self, ray: Any, actors: list, batches: Sequence[list[dict]],
-               on_result: Callable, out_dir: Path, crash_message: str) -> None:
-        queue = iter(batches)
-        pending: dict = {}  # object ref -> actor
-        load = {i: 0 for i in range(len(actors))}
+    def _drive(self, ray: Any, actors: list, method: str, chunks: Sequence[Any],
+               on_result: Callable[[int, Any], None], crash_message: str) -> None:
+        queue = iter(enumerate(chunks))
+        pending: dict = {}  # object ref -> (actor index, chunk index)
 
-        def submit(i: int) -> bool:
-            batch = next(queue, None)
-            if batch is None:
-                return False
-            pending[actors[i].morph.remote(batch)] = i
-            load[i] += 1
-            return True
+        def submit(i: int) -> None:
+            item = next(queue, None)
+            if item is not None:
+                k, chunk = item
+                pending[getattr(actors[i], method).remote(chunk)] = (i, k)
 
         for _ in range(IN_FLIGHT_PER_ACTOR):
             for i in range(len(actors)):
                 submit(i)
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ref)
-            load[i] -= 1
+            i, k = pending.pop(ref)
             try:
-                results = ray.get(ref)
+                result = ray.get(ref)
             except ray.exceptions.RayActorError:
                 raise ChildProcessError(crash_message) from None
             except ray.exceptions.RayTaskError as exc:
                 raise (getattr(exc, "cause", None) or exc) from None
-            on_result(write_results(results, out_dir))
+            on_result(k, result)
             submit(i)
 
 
@@ -260,9 +281,10 @@ class _ScoreActor:
     def __init__(self, model_dir: str) -> None:
         self.model_dir = model_dir
 
-    def score(self, images: list[str], live: Optional[list[str]]) -> list[dict]:
+    def score(self, chunk: tuple[list[str], Optional[list[str]]]) -> list[dict]:
         from morphlab.detect import score_files
 
+        images, live = chunk
         return score_files(self.model_dir, images, live=live, progress=False)
 
 
@@ -279,47 +301,25 @@ def score_files_ray(model_dir: Any, images: Sequence[Any], *, live: Optional[Seq
     from tqdm import tqdm
 
     from morphlab.detect import score_files
-    from morphlab.workers import interruptible
 
     images = [str(p) for p in images]
     live_l = [str(p) for p in live] if live else None
     if not images or (live_l and len(live_l) not in (1, len(images))):
         return score_files(model_dir, images, live=live_l, progress=False)  # its own errors
-    ray = import_ray()
     n_chunks = min(len(images), executor.workers * 4)
     bounds = [round(i * len(images) / n_chunks) for i in range(n_chunks + 1)]
-    chunks = [(bounds[i], bounds[i + 1]) for i in range(n_chunks)]
-    started = executor._init(ray)
-    actors: list = []
-    try:
-        with interruptible():
-            remote = ray.remote(num_cpus=1, num_gpus=executor.gpus_per_worker)(_ScoreActor)
-            actors = [remote.remote(str(model_dir)) for _ in range(min(executor.workers, n_chunks))]
-            refs = []
-            for k, (lo, hi) in enumerate(chunks):
-                part = None if live_l is None else (live_l if len(live_l) == 1 else live_l[lo:hi])
-                refs.append(actors[k % len(actors)].score.remote(images[lo:hi], part))
-            rows: dict[int, list[dict]] = {}
-            index = {r: k for k, r in enumerate(refs)}
-            pending = list(refs)
-            with tqdm(total=len(images), disable=not progress, unit="image") as bar:
-                while pending:
-                    [ref], pending = ray.wait(pending, num_returns=1)
-                    try:
-                        rows[index[ref]] = ray.get(ref)
-                    except ray.exceptions.RayActorError:
-                        raise ChildProcessError("a Ray worker died while scoring") from None
-                    except ray.exceptions.RayTaskError as exc:
-                        raise (getattr(exc, "cause", None) or exc) from None
-                    bar.update(len(rows[index[ref]]))
-    finally:
-        for a in actors:
-            try:
-                ray.kill(a)
-            except Exception:
-                pass
-        if started:
-            ray.shutdown()
+    chunks = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        part = None if live_l is None else (live_l if len(live_l) == 1 else live_l[lo:hi])
+        chunks.append((images[lo:hi], part))
+    rows: dict[int, list[dict]] = {}
+    with tqdm(total=len(images), disable=not progress, unit="image") as bar:
+        def done(k: int, result: list[dict]) -> None:
+            rows[k] = result
+            bar.update(len(result))
+
+        executor.map(_ScoreActor, (str(model_dir),), "score", chunks, done,
+                     crash_message="a Ray worker died while scoring")
     return [row for k in range(len(chunks)) for row in rows[k]]
 
 
