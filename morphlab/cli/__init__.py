@@ -106,6 +106,7 @@ from morphlab.cli import generate as _generate  # noqa: E402,F401
 from morphlab.cli import info as _info  # noqa: E402,F401
 from morphlab.cli import mapscore as _mapscore  # noqa: E402,F401
 from morphlab.cli import run as _run  # noqa: E402,F401
+from morphlab.cli import postprocess as _postprocess  # noqa: E402,F401
 from morphlab.cli import detect as _detect  # noqa: E402,F401
 from morphlab.cli import models as _models  # noqa: E402,F401
 from morphlab.cli import split as _split  # noqa: E402,F401
