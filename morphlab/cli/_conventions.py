@@ -258,3 +258,24 @@ def quality_option(help: str = "JPEG quality (with --format jpg).", *,
     """``--quality Q`` (1–100)."""
     return click.option("--quality", type=click.IntRange(1, 100), default=default,
                         show_default=True, help=help)
+
+
+def executor_options(*, gpus: bool = False) -> Callable:
+    """``--executor local|ray`` and ``--ray-address ADDR`` (and, with ``gpus``,
+    ``--ray-gpus-per-worker G``): one spelling for every command that can run on Ray.
+    ``-j/--jobs`` is the number of Ray workers with ``--executor ray``."""
+    def decorator(f: Callable) -> Callable:
+        if gpus:
+            f = click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0), default=0.0,
+                             help="GPUs each Ray worker reserves (e.g. 1 for arc2face; 0.5 "
+                                  "shares one).")(f)
+        f = click.option("--ray-address", default=None, metavar="ADDR",
+                         help="Ray cluster to join (auto, HOST:6379) [default: a local Ray "
+                              "instance for this run].")(f)
+        return click.option(
+            "--executor", type=click.Choice(["local", "ray"]), default="local",
+            show_default=True,
+            help="Compute here (local processes) or on Ray workers (pip install "
+                 "'morphlab[ray]'; -j is then the number of Ray workers); this process "
+                 "writes every file either way.")(f)
+    return decorator
