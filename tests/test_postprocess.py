@@ -84,19 +84,19 @@ def attack_set(photos: Path, tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------------------
 def test_specs_round_trip_and_errors():
     assert {"jpeg", "resize", "icao", "print-scan", "background"} <= set(OPS)
-    op = parse_op("jpeg:q=75")
-    assert op.q == 75 and op.spec() == "jpeg:q=75" and parse_op(op.spec()) == op
+    op = parse_op("jpeg:quality=75")
+    assert op.quality == 75 and op.spec() == "jpeg:quality=75" and parse_op(op.spec()) == op
     ps = parse_op("print-scan:dpi=200,noise=0")
     assert parse_op(ps.spec()) == ps and "dpi=200" in ps.spec() and "keep_size=true" in ps.spec()
     assert parse_op("resize:width=100").spec() == "resize:interpolation=area,width=100"
     with pytest.raises(KeyError, match="unknown post-processing operator 'blur'.*valid names: background, icao, jpeg"):
         parse_op("blur:sigma=2")
-    with pytest.raises(ValueError, match="jpeg has no parameter 'quality'; valid parameters: q"):
-        parse_op("jpeg:quality=75")
-    for bad, msg in (("jpeg:q=0", r"in \[1, 100\]"), ("jpeg:q=101", r"in \[1, 100\]"),
-                     ("jpeg:q=high", "an integer"), ("jpeg:q=true", "an integer"),
-                     ("jpeg:q=7.5", "an integer"), ("jpeg:q", "expected name:key=value"),
-                     ("jpeg:q=1,q=2", "given twice"), ("resize", "give width and/or height"),
+    with pytest.raises(ValueError, match="jpeg has no parameter 'level'; valid parameters: quality"):
+        parse_op("jpeg:level=75")
+    for bad, msg in (("jpeg:quality=0", r"in \[1, 100\]"), ("jpeg:quality=101", r"in \[1, 100\]"),
+                     ("jpeg:quality=high", "an integer"), ("jpeg:quality=true", "an integer"),
+                     ("jpeg:quality=7.5", "an integer"), ("jpeg:quality", "expected name:key=value"),
+                     ("jpeg:quality=1,quality=2", "given twice"), ("resize", "give width and/or height"),
                      ("resize:scale=0.5,width=3", "not both"), ("print-scan:keep_size=1", "true or false"),
                      ("resize:width=9,interpolation=nearest", "interpolation must be one of")):
         with pytest.raises(ValueError, match=msg):
@@ -125,7 +125,7 @@ def test_resize_and_icao_geometry(photos: Path):
 def test_jpeg_quality_is_what_was_asked(photos: Path, tmp_path: Path):
     sizes = {}
     for q in (20, 50, 75, 95):
-        s = postprocess_set(photos / "neutral", tmp_path / f"q{q}", [f"jpeg:q={q}"], progress=False)
+        s = postprocess_set(photos / "neutral", tmp_path / f"q{q}", [f"jpeg:quality={q}"], progress=False)
         assert s.processed == 2
         f = tmp_path / f"q{q}" / "002_03.jpg"  # the last jpeg IS the file: no second encoding
         with Image.open(f) as im:
@@ -138,7 +138,7 @@ def test_jpeg_quality_is_what_was_asked(photos: Path, tmp_path: Path):
     assert sizes[20] < sizes[50] < sizes[75] < sizes[95]
     assert sizes[20, "err"] > sizes[50, "err"] > sizes[75, "err"] > sizes[95, "err"]
     # an op list not ending with jpeg writes lossless PNG
-    postprocess_set(photos / "neutral", tmp_path / "png", ["jpeg:q=30", "resize:scale=1.0"],
+    postprocess_set(photos / "neutral", tmp_path / "png", ["jpeg:quality=30", "resize:scale=1.0"],
                     progress=False)
     assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["002_03.png", "004_03.png"]
 
@@ -170,7 +170,7 @@ def test_print_scan_is_deterministic_for_a_seed(photos: Path):
 
 
 def test_print_scan_sets_same_bytes_any_jobs_other_seed_other_bytes(photos: Path, tmp_path: Path):
-    ops = ["print-scan", "jpeg:q=90"]
+    ops = ["print-scan", "jpeg:quality=90"]
     postprocess_set(photos, tmp_path / "a", ops, seed=3, progress=False)
     postprocess_set(photos, tmp_path / "b", ops, seed=3, jobs=2, progress=False)
     postprocess_set(photos, tmp_path / "c", ops, seed=4, progress=False)
@@ -201,11 +201,11 @@ def test_attack_set_manifest_chains_back(attack_set: Path, tmp_path: Path):
         assert step["source"]["path"] == o["path"]
         assert r["sha256"] == sha256_file(r["path"]) != o["sha256"]
     # processing the processed set again extends the chain back to the morph
-    s2 = postprocess_set(tmp_path / "ps", tmp_path / "jpg", ["jpeg:q=75"], progress=False)
+    s2 = postprocess_set(tmp_path / "ps", tmp_path / "jpg", ["jpeg:quality=75"], progress=False)
     assert s2.processed == 2
     r = load_set(tmp_path / "jpg")[0]
     chain = source_chain(r)
-    assert [c["ops"] for c in chain] == [["jpeg:q=75"], [parse_op("print-scan").spec()]]
+    assert [c["ops"] for c in chain] == [["jpeg:quality=75"], [parse_op("print-scan").spec()]]
     assert chain[0]["path"] == str(tmp_path / "ps" / "0001_002_004_blend.png")
     assert chain[1]["path"] == str(attack_set / "0001_002_004_blend.png")
     assert r["file"] == "0001_002_004_blend.jpg" and r["pair_id"] == "0001"
@@ -221,7 +221,7 @@ def test_attack_set_manifest_chains_back(attack_set: Path, tmp_path: Path):
 
 def test_resume_conflicts_and_failures(photos: Path, tmp_path: Path):
     out = tmp_path / "out"
-    ops = ["icao:width=140,height=180", "jpeg:q=80"]
+    ops = ["icao:width=140,height=180", "jpeg:quality=80"]
     s = postprocess_set(photos, out, ops, progress=False)
     assert (s.processed, s.skipped) == (4, 0)
     first = (out / "manifest.jsonl").read_bytes()
@@ -236,8 +236,8 @@ def test_resume_conflicts_and_failures(photos: Path, tmp_path: Path):
     assert (out / "manifest.jsonl").read_bytes() == first
     # another configuration is refused, naming the difference, unless overwrite
     with pytest.raises(RunConflictError, match="ops: "):
-        postprocess_set(photos, out, ["jpeg:q=50"], progress=False)
-    s = postprocess_set(photos, out, ["jpeg:q=50"], progress=False, overwrite=True)
+        postprocess_set(photos, out, ["jpeg:quality=50"], progress=False)
+    s = postprocess_set(photos, out, ["jpeg:quality=50"], progress=False, overwrite=True)
     assert s.processed == 4 and not (out / "run.json").read_text().count("icao")
     # an image without a face fails alone, as a manifest line
     write_image(photos / "blank.png", np.full((120, 100, 3), 200, np.uint8))
@@ -278,12 +278,12 @@ def test_cli_postprocess(attack_set: Path, tmp_path: Path):
 
     out = tmp_path / "cli"
     res = CliRunner().invoke(main, ["postprocess", str(attack_set / "manifest.jsonl"), "-o", str(out),
-                                    "--op", "print-scan:noise=1", "--op", "jpeg:q=75", "--seed", "5",
+                                    "--op", "print-scan:noise=1", "--op", "jpeg:quality=75", "--seed", "5",
                                     "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "2 images: 0 done before, 2 processed, 0 failed" in res.output
     run = json.loads((out / "run.json").read_text())
-    assert run["ops"][1] == "jpeg:q=75" and run["seed"] == 5 and run["input_kind"] == "attack-set"
+    assert run["ops"][1] == "jpeg:quality=75" and run["seed"] == 5 and run["input_kind"] == "attack-set"
     res = CliRunner().invoke(main, ["postprocess", str(attack_set), "-o", str(out), "--op", "sharpen"])
     assert res.exit_code == 1 and "unknown post-processing operator 'sharpen'" in res.output
 

@@ -5,10 +5,13 @@ through on its way to a document (cropping to passport geometry, printing and sc
 JPEG compression) is applied, with the same parameters, to the bona fide images it is
 compared with. Operators are written as ``name[:key=value,...]`` specs:
 
-``jpeg:q=75``
-    JPEG re-compression at quality ``q`` (1–100; libjpeg's standard tables scaled by
-    ``q``, 4:2:0 chroma subsampling). When it is the **last** operator, the file written
-    *is* that JPEG (``.jpg``, no second encoding), so its quantisation tables say ``q``.
+``jpeg:quality=75``
+    JPEG re-compression at ``quality`` (1–100; libjpeg's standard tables scaled by it,
+    4:2:0 chroma subsampling). When it is the **last** operator, the file written *is*
+    that JPEG (``.jpg``, no second encoding), so its quantisation tables say ``quality``.
+    ``jpeg:q=75`` is the deprecated spelling (one warning): the same operator, recorded
+    as ``jpeg:quality=75``; a set whose ``run.json`` recorded ``jpeg:q=75`` is continued
+    as it is (its records keep that spelling).
 ``resize:width=413,height=531`` / ``resize:scale=0.5``
     plain resampling (``interpolation=area|linear|cubic``, default area); one of
     ``width``/``height`` alone keeps the aspect ratio.
@@ -58,7 +61,7 @@ sorted, ``file`` relative to the folder, ``sha256``; crash-safe and resumable th
 way — :func:`morphlab.generators.runner.prepare_out_dir`). Each line points back to its
 source through ``postprocess``, a list with one entry per processing step::
 
-    "postprocess": [{"ops": ["icao:…", "print-scan:…", "jpeg:q=75"], "seed": 0,
+    "postprocess": [{"ops": ["icao:…", "print-scan:…", "jpeg:quality=75"], "seed": 0,
                      "image_seed": 123456,
                      "op_notes": [{"op": "icao:…", "fill": "background",
                                    "colour": [240, 240, 240], "padded_fraction": 0.21}],
@@ -92,11 +95,13 @@ from morphlab.postprocess.ops import (
     PrintScan,
     Resize,
     apply_ops,
+    cache_spec,
     image_seed,
     output_suffix,
     parse_op,
     parse_ops,
     register_op,
+    same_ops,
 )
 from morphlab.postprocess.sets import (
     ATTACK_SET,
@@ -116,6 +121,7 @@ from morphlab.postprocess.sets import (
 __all__ = [
     "ATTACK_SET", "BONA_FIDE", "CONFIG_KEYS", "IMAGES", "MORPH", "OPS", "SET_FORMAT", "Background",
     "Icao", "Jpeg", "OpContext", "Operator", "PostprocessSummary", "PrintScan", "Resize", "apply_ops",
+    "cache_spec",
     "check_chain", "image_items", "image_seed", "load_set", "output_suffix", "parse_op",
-    "parse_ops", "postprocess_set", "register_op", "source_chain",
+    "parse_ops", "postprocess_set", "register_op", "same_ops", "source_chain",
 ]

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, Sequence, Union
@@ -80,6 +81,9 @@ class Operator:
     """
 
     name: ClassVar[str] = ""
+    #: Old parameter spellings → their current names (deprecated aliases: parsed with a
+    #: warning, recorded under the current name; :func:`cache_spec` keys them as before).
+    renamed: ClassVar[dict[str, str]] = {}
 
     def params(self) -> dict[str, Any]:
         """Every parameter, defaults included."""
@@ -98,15 +102,21 @@ class Operator:
 @register_op("jpeg")
 @dataclass(frozen=True)
 class Jpeg(Operator):
-    """JPEG re-compression at quality ``q`` (the last one is the file written)."""
+    """JPEG re-compression at ``quality`` (the last one is the file written).
 
-    q: int = 75
+    ``q`` is the deprecated spelling of ``quality`` (``jpeg:q=75``): it parses to the same
+    operator, with the same recorded spec ``jpeg:quality=75``.
+    """
+
+    renamed: ClassVar[dict[str, str]] = {"q": "quality"}
+
+    quality: int = 75
 
     def __post_init__(self) -> None:
-        _number("jpeg", "q", self.q, lo=1, hi=100, integer=True)
+        _number("jpeg", "quality", self.quality, lo=1, hi=100, integer=True)
 
     def encode(self, image: np.ndarray) -> bytes:
-        return encode_image(image, ".jpg", quality=self.q)
+        return encode_image(image, ".jpg", quality=self.quality)
 
     def __call__(self, image: np.ndarray, ctx: OpContext) -> np.ndarray:
         return image_from_bytes(self.encode(image), "jpeg")
@@ -386,6 +396,8 @@ class PrintScan(Operator):
 
 
 _NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]*)?$")
+#: Deprecated parameter spellings already warned about in this process (each once).
+_WARNED: set[str] = set()
 
 
 def _parse_value(raw: str) -> Any:
@@ -395,17 +407,10 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def parse_op(spec: Union[str, Operator]) -> Operator:
-    """``"jpeg:q=75"`` → :class:`Jpeg` ``(q=75)``; an :class:`Operator` is returned as is.
-
-    Raises:
-        KeyError: unknown operator name (the message lists the valid ones).
-        ValueError: malformed spec, unknown parameter (valid ones listed), bad value.
-    """
-    if isinstance(spec, Operator):
-        return spec
+def _split(spec: str) -> tuple[type["Operator"], list[str]]:
+    """``"name:k=v,..."`` → (operator class, its ``k=v`` items); colours ``R,G,B`` stay one."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a post-processing operator is a spec like 'jpeg:q=75', got {spec!r}")
+        raise ValueError(f"a post-processing operator is a spec like 'jpeg:quality=75', got {spec!r}")
     name, _, body = spec.strip().partition(":")
     name = name.strip()
     if name not in OPS:
@@ -413,29 +418,113 @@ def parse_op(spec: Union[str, Operator]) -> Operator:
             f"unknown post-processing operator {name!r} in {spec!r}; valid names: "
             f"{', '.join(sorted(OPS))}"
         )
-    cls = OPS[name]
-    valid = [f.name for f in fields(cls)]
-    params: dict[str, Any] = {}
     items: list[str] = []
     for item in filter(None, (x.strip() for x in body.split(","))):
         if "=" not in item and items and _NUMBER.match(item):
             items[-1] += "," + item  # a colour R,G,B continues the previous value
         else:
             items.append(item)
+    return OPS[name], items
+
+
+def _key(item: str) -> str:
+    return item.partition("=")[0].strip().replace("-", "_")
+
+
+def _warn_renamed(op: str, old: str, new: str) -> None:
+    """One warning per process: ``jpeg:q= is deprecated …: use jpeg:quality=``."""
+    if f"{op}:{old}" in _WARNED:
+        return
+    _WARNED.add(f"{op}:{old}")
+    warnings.warn(f"{op}:{old}= is deprecated and will be removed in the next release: use "
+                  f"{op}:{new}=", FutureWarning, stacklevel=4)
+
+
+def parse_op(spec: Union[str, Operator], *, warn: bool = True) -> Operator:
+    """``"jpeg:quality=75"`` → :class:`Jpeg` ``(quality=75)``; an :class:`Operator` is
+    returned as is.
+
+    A deprecated parameter spelling (``jpeg:q=75``, see :attr:`Operator.renamed`) gives
+    the same operator, with a :class:`FutureWarning` (once per process; none with
+    ``warn=False``, for specs read back from a run's records).
+
+    Raises:
+        KeyError: unknown operator name (the message lists the valid ones).
+        ValueError: malformed spec, unknown parameter (valid ones listed), bad value.
+    """
+    if isinstance(spec, Operator):
+        return spec
+    cls, items = _split(spec)
+    valid = [f.name for f in fields(cls)]
+    params: dict[str, Any] = {}
+    given: dict[str, str] = {}  # current name → the deprecated spelling used
     for item in items:
         key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
+        key = _key(item)
         if not sep or not key:
             raise ValueError(f"{spec!r}: expected name:key=value,key=value; got {item!r}")
+        if key in cls.renamed:
+            if warn:
+                _warn_renamed(cls.name, key, cls.renamed[key])
+            given[cls.renamed[key]] = key
+            key = cls.renamed[key]
         if key not in valid:
             raise ValueError(
-                f"{spec!r}: {name} has no parameter {key!r}; valid parameters: "
+                f"{spec!r}: {cls.name} has no parameter {key!r}; valid parameters: "
                 f"{', '.join(valid) or '(none)'}"
             )
         if key in params:
             raise ValueError(f"{spec!r}: parameter {key!r} given twice")
         params[key] = _parse_value(raw.strip())
-    return cls(**params)
+    try:
+        return cls(**params)
+    except ValueError as exc:  # a bad value is named as the user spelled its parameter
+        msg = str(exc)
+        for new, old in given.items():
+            msg = msg.replace(f"{cls.name}: {new} ", f"{cls.name}: {old} ", 1)
+        raise ValueError(msg) from None
+
+
+def same_ops(recorded: Sequence[Any], specs: Sequence[str]) -> bool:
+    """Do the specs a run recorded (``run.json``'s ``ops``) mean the canonical ``specs``?
+
+    True also when they were recorded in a deprecated spelling (``jpeg:q=75`` for
+    ``jpeg:quality=75``); False for anything unparsable.
+    """
+    if not isinstance(recorded, (list, tuple)) or len(recorded) != len(specs):
+        return False
+    try:
+        return [parse_op(str(r), warn=False).spec() for r in recorded] == list(specs)
+    except (KeyError, ValueError, TypeError):
+        return False
+
+
+def cache_spec(spec: str) -> str:
+    """The text a cache keys ``spec`` under: ``spec`` itself, with each renamed parameter
+    written under its original name (``jpeg:quality=75`` → ``jpeg:q=75``).
+
+    So a cache keyed before a parameter was renamed stays valid whichever spelling a
+    configuration now uses; anything else in the text is kept as it is (a changed
+    spelling of another parameter is another key, as before).
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        return spec
+    try:
+        cls, _ = _split(spec)
+    except (KeyError, ValueError):
+        return spec
+    old_of = {new: old for old, new in cls.renamed.items()}
+    if not old_of:
+        return spec
+    head, _, body = spec.partition(":")
+    pieces = []
+    for piece in body.split(","):
+        key_text, sep, rest = piece.partition("=")
+        key = key_text.strip().replace("-", "_")
+        if sep and key in old_of:
+            piece = key_text.replace(key_text.strip(), old_of[key], 1) + sep + rest
+        pieces.append(piece)
+    return f"{head}:{','.join(pieces)}"
 
 
 def parse_ops(specs: Sequence[Union[str, Operator]]) -> list[Operator]:

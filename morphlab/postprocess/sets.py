@@ -10,7 +10,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from morphlab import __version__
 from morphlab.generators.runner import (
@@ -42,8 +42,12 @@ from morphlab.postprocess.ops import (
     image_seed,
     output_suffix,
     parse_ops,
+    same_ops,
 )
 from morphlab.workers import run_tasks
+
+if TYPE_CHECKING:
+    from morphlab.ray_executor import RayExecutor
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +88,20 @@ class _Item:
     source_ref: dict  # {"file"|"relpath", "path", "sha256"?, "manifest"?}
 
 
-def _process(task: tuple) -> dict:
-    """Worker: read, process, write one image; ``{"name", "sha256", "image_seed"}`` or error."""
+def _error(exc: Exception, name: str) -> dict:
+    msg = str(exc).strip().replace("\n", " ")
+    return {"name": name, "error": f"{type(exc).__name__}: {msg}"}
+
+
+def compute(task: tuple) -> dict:
+    """Read and process one image, writing nothing: the result with its encoded ``data``.
+
+    Returns ``{"name", "data", "source_sha256", "image_seed", "op_notes"}`` or ``{"name",
+    "error"}`` — what a local worker (:func:`_process`) and a Ray worker
+    (:class:`morphlab.postprocess.ray_actor.PostprocessActor`) compute alike.
+    """
     src, dst, ops, seed, expected = task
+    name = Path(dst).name
     try:
         data = Path(src).read_bytes()
         sha = sha256_bytes(data)
@@ -98,15 +113,37 @@ def _process(task: tuple) -> dict:
         image, encoded = apply_ops(image, ops, seed=iseed, source=src, notes=notes)
         if encoded is None:
             encoded = encode_image(image, Path(dst).suffix)
-        atomic_write_bytes(dst, encoded)
-        return {"name": Path(dst).name, "sha256": sha256_bytes(encoded),
-                "source_sha256": sha, "image_seed": iseed, "op_notes": notes}
+        return {"name": name, "data": encoded, "source_sha256": sha, "image_seed": iseed,
+                "op_notes": notes}
     except Exception as exc:  # recorded as a failed line, the run goes on
-        fatal = fatal_write_error(exc, Path(dst).parent) if isinstance(exc, OSError) else None
-        if fatal is not None:  # a full or read-only disk stops the run
+        return _error(exc, name)
+
+
+def write_result(res: dict, dst: PathLike) -> dict:
+    """Write a :func:`compute` result's image to ``dst`` (atomically) and hash it.
+
+    Returns the result with ``data`` replaced by ``sha256`` (or an error result if the
+    file could not be written); a full or read-only disk stops the run
+    (:func:`~morphlab.generators.runner.fatal_write_error`).
+    """
+    if "error" in res:
+        return res
+    res = dict(res)
+    data = res.pop("data")
+    try:
+        atomic_write_bytes(dst, data)
+    except OSError as exc:
+        fatal = fatal_write_error(exc, Path(dst).parent)
+        if fatal is not None:
             raise fatal from None
-        msg = str(exc).strip().replace("\n", " ")
-        return {"name": Path(dst).name, "error": f"{type(exc).__name__}: {msg}"}
+        return _error(exc, res["name"])
+    res["sha256"] = sha256_bytes(data)
+    return res
+
+
+def _process(task: tuple) -> dict:
+    """Local worker: :func:`compute` one image and write it (:func:`write_result`)."""
+    return write_result(compute(task), task[1])
 
 
 def _read_run(folder: Path) -> dict:
@@ -227,6 +264,7 @@ def postprocess_set(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    executor: Optional["RayExecutor"] = None,
 ) -> PostprocessSummary:
     """Apply ``ops`` to every image of ``source`` and write a new set in ``out_dir``.
 
@@ -237,10 +275,14 @@ def postprocess_set(
         out_dir: the output folder (module docstring: layout, manifest).
         ops: operator specs, applied in order (at least one).
         seed: the set's seed (per-image draws: :func:`image_seed`).
-        jobs: worker processes.
+        jobs: worker processes (ignored with ``executor``: its workers).
         resume: require a previous run with the same configuration in ``out_dir``.
         overwrite: delete the previous run in ``out_dir`` (the files its manifest lists).
         progress: show a tqdm progress bar.
+        executor: a :class:`~morphlab.ray_executor.RayExecutor`: the images are processed
+            by its Ray workers (:mod:`morphlab.postprocess.ray_actor`), this process
+            writes them; the folder is byte for byte what a local run writes, and either
+            continues the other. None: local worker processes.
 
     Returns:
         A :class:`PostprocessSummary`; images that failed (no face for ``icao``,
@@ -257,7 +299,7 @@ def postprocess_set(
     """
     ops = parse_ops(ops)
     if not ops:
-        raise ValueError("no post-processing operator given (e.g. --op jpeg:q=75)")
+        raise ValueError("no post-processing operator given (e.g. --op jpeg:quality=75)")
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if resume and overwrite:
@@ -279,7 +321,8 @@ def postprocess_set(
     }
     with locked_folder(out):
         return _postprocess_locked(items, carried, out, ops, config, seed=int(seed), jobs=jobs,
-                                   resume=resume, overwrite=overwrite, progress=progress)
+                                   resume=resume, overwrite=overwrite, progress=progress,
+                                   executor=executor)
 
 
 def _file_sha256(path: Path) -> Optional[str]:
@@ -292,7 +335,8 @@ def _file_sha256(path: Path) -> Optional[str]:
 
 def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops: list[Operator],
                         config: dict, *, seed: int, jobs: int, resume: bool, overwrite: bool,
-                        progress: bool) -> PostprocessSummary:
+                        progress: bool, executor: Optional["RayExecutor"] = None
+                        ) -> PostprocessSummary:
     """:func:`postprocess_set` once ``out`` is locked and the arguments are checked."""
     from tqdm import tqdm
 
@@ -300,6 +344,10 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
     from morphlab.reports.contact import CONTACT_PAGE
 
     check_outputs(out, [CONTACT_PAGE], overwrite=True)  # a contact.html of the user's: refused
+    if not overwrite:  # a run recorded in a deprecated spelling (jpeg:q=75) is the same run
+        recorded = _read_run(out).get("ops")
+        if recorded != config["ops"] and same_ops(recorded, config["ops"]):
+            config = {**config, "ops": list(recorded)}
     previous = prepare_out_dir(out, config, resume=resume, overwrite=overwrite, keys=CONFIG_KEYS,
                                outputs=[*(it.name for it in items), CONTACT_PAGE])
     manifest = out / MANIFEST_NAME
@@ -357,10 +405,15 @@ def _postprocess_locked(items: list[_Item], carried: list[dict], out: Path, ops:
             append_records(fh, [line], manifest)
             bar.update(1)
 
+        crash = (f"a worker {'on Ray ' if executor is not None else 'process '}died; "
+                 f"{manifest} keeps what finished and a re-run continues from there")
         try:
-            run_tasks(_process, tasks, record, jobs=jobs,
-                      crash_message=f"a worker process died; {manifest} keeps what finished "
-                                    "and a re-run continues from there")
+            if executor is None:
+                run_tasks(_process, tasks, record, jobs=jobs, crash_message=crash)
+            else:
+                from morphlab.postprocess.ray_actor import process_on_ray
+
+                process_on_ray(executor, tasks, record, crash_message=crash)
         finally:
             bar.close()
 
