@@ -46,7 +46,8 @@ def invoke(*args: str, ok: bool = True):
 def small(tmp_path_factory, testgens) -> Path:
     """A small dataset (6 subjects, 64 px) and its pairs (per subject 2: 6 pairs)."""
     root = testgens.make_dataset(tmp_path_factory.mktemp("cli") / "ds", n=6)
-    invoke("pairs", root, "-o", root.parent / "pairs.csv", "--per-subject", 2, "--capture", "03")
+    invoke("pairs", root, "--pairs-file", root.parent / "pairs.csv", "--per-subject", 2,
+           "--capture", "03")
     return root.parent / "pairs.csv"
 
 
@@ -60,25 +61,27 @@ def test_version_and_help():
 def test_pairs_command_frll(frll_set: Path, frll_set_subjects: int, tmp_path: Path):
     """The embedded sample (6 women, 6 men) and, with MORPHLAB_TEST_DATA, the full set."""
     args = [
-        "pairs", frll_set, "-o", tmp_path / "p.csv", "--strategy", "same-gender", "--seed", 4,
+        "pairs", frll_set, "-o", tmp_path / "p", "--strategy", "same-gender", "--seed", 4,
         "--metadata", frll_set / "london_info.csv", "--meta-id-column", "face_id",
         "--meta-gender-column", "face_gender", "--capture", "03",
     ]
     res = invoke(*args)
     counts = {12: "6 pairs (12 of 12 subjects", 82: "40 pairs (80 of 82 subjects"}
     assert f"wrote {counts[frll_set_subjects]}, strategy same-gender, seed 4)" in res.output
-    first = (tmp_path / "p.csv").read_bytes()
-    proto = json.loads((tmp_path / "p.csv.json").read_text())
+    assert f"to {tmp_path / 'p' / 'pairs.csv'}; protocol in {tmp_path / 'p' / 'pairs.csv.json'}" \
+        in res.output
+    first = (tmp_path / "p" / "pairs.csv").read_bytes()
+    proto = json.loads((tmp_path / "p" / "pairs.csv.json").read_text())
     assert proto["protocol"] == "same-gender" and proto["seed"] == 4
     assert proto["dataset"]["params"]["meta_gender_column"] == "face_gender"
     invoke(*args)
-    assert (tmp_path / "p.csv").read_bytes() == first  # reproducible
+    assert (tmp_path / "p" / "pairs.csv").read_bytes() == first  # reproducible
     rows = [r.split(",") for r in first.decode().splitlines()[1:]]
     assert all(r[5] == r[6] for r in rows)
 
 
 def test_pairs_command_options(sample_dir: Path, tmp_path: Path):
-    res = invoke("pairs", sample_dir / "neutral", "-o", tmp_path / "p.csv", "-n", 5,
+    res = invoke("pairs", sample_dir / "neutral", "--pairs-file", tmp_path / "p.csv", "-n", 5,
                  "--per-subject", 2, "--pattern", r"(?P<subject>\d+)_(?P<capture>\d+)")
     assert "wrote 5 pairs" in res.output
     res = invoke("pairs", sample_dir, "--strategy", "nope", ok=False)
@@ -89,7 +92,7 @@ def test_pairs_command_options(sample_dir: Path, tmp_path: Path):
 
 def test_library_errors_are_one_line(tmp_path: Path):
     (tmp_path / "empty").mkdir()
-    res = invoke("pairs", tmp_path / "empty", "-o", tmp_path / "p.csv", ok=False)
+    res = invoke("pairs", tmp_path / "empty", "-o", tmp_path / "p", ok=False)
     assert res.exit_code == 1
     assert res.output.startswith("Error: ") and "no image files found" in res.output
     assert "Traceback" not in res.output
@@ -281,15 +284,23 @@ def test_landmark_end_to_end(sample_dir: Path, tmp_path: Path):
 
 def test_pairs_similar_with_chosen_system(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "pairs.csv"
-    args = ["pairs", str(sample_dir / "neutral"), "-o", str(out), "--strategy", "similar",
+    args = ["pairs", str(sample_dir / "neutral"), "-o", str(tmp_path), "--strategy", "similar",
             "--fr", "lbph", "--metadata", str(sample_dir / "london_info.csv"),
             "--meta-id-column", "face_id", "--per-subject", "1"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     side = json.loads((tmp_path / "pairs.csv.json").read_text())
     assert side["protocol"] == "similar" and side["parameters"]["system"] == "lbph"
+    assert "jobs" not in side["parameters"]  # how fast is no protocol parameter
     rows = out.read_text().splitlines()[1:]
     assert len(rows) == 6 and all(r.split(",")[5] == r.split(",")[6] for r in rows)  # same gender
+    # -j 2: the same pairs, the same protocol file, byte for byte
+    before = out.read_bytes(), (tmp_path / "pairs.csv.json").read_bytes()
+    j2 = args[:2] + ["--pairs-file", str(tmp_path / "j2.csv")] + args[4:] + ["-j", "2"]
+    res = CliRunner().invoke(main, j2)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "j2.csv").read_bytes() == before[0]
+    assert json.loads((tmp_path / "j2.csv.json").read_text()) == json.loads(before[1])
     res = CliRunner().invoke(main, args[:-2] + ["--strategy", "random"])
     assert res.exit_code != 0 and "--fr" in res.output
 
@@ -303,7 +314,7 @@ def test_list_shows_loaders_and_operators():
 
 def test_pairs_file_is_not_silently_replaced(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "pairs.csv"
-    base = ["pairs", str(sample_dir / "neutral"), "-o", str(out)]
+    base = ["pairs", str(sample_dir / "neutral"), "-o", str(tmp_path)]
     assert CliRunner().invoke(main, base + ["--seed", "1"]).exit_code == 0
     before = out.read_bytes()
     # the same settings again: allowed (same bytes)

@@ -75,6 +75,9 @@ REQUIRED_COLUMNS = ("pair_id", "subject_a", "image_a", "subject_b", "image_b")
 OPTIONAL_COLUMNS = ("gender_a", "gender_b", "similarity")
 #: Significant digits kept of a similarity (in the pairs file and in :class:`Pair`).
 _SIMILARITY_DIGITS = 6
+#: The pairs file in a pairs folder (``morphlab pairs -o DIR`` writes ``DIR/pairs.csv``
+#: and its protocol ``DIR/pairs.csv.json``; :func:`resolve_pairs_path`).
+PAIRS_FILE = "pairs.csv"
 #: Pair ids are used in file names.
 PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
 _MAX_LISTED = 10  # problems listed in one error message
@@ -129,12 +132,12 @@ def _same_gender(samples: Sequence[Sample], rng: np.random.Generator) -> list[tu
 @register_strategy("similar")
 def _similar(samples: Sequence[Sample], rng: np.random.Generator, *,
              system: str = "dlib-resnet",
-             same_gender: bool = True) -> list[tuple[int, int, float]]:
+             same_gender: bool = True, jobs: int = 1) -> list[tuple[int, int, float]]:
     """Most similar pairs first under a face recognition system (same gender by default)."""
     from morphlab.recognition.similarity import pairwise_similarity
 
     cand = _same_gender(samples, rng) if same_gender else _random(samples, rng)
-    sim = pairwise_similarity([s.path for s in samples], system=system)
+    sim = pairwise_similarity([s.path for s in samples], system=system, workers=jobs)
     cand = [(i, j, float(sim[i, j])) for i, j in cand if np.isfinite(sim[i, j])]
     return sorted(cand, key=lambda c: -c[2])  # stable: ties keep the random order
 
@@ -262,6 +265,7 @@ def make_pairs(
     n_pairs: Optional[int] = None,
     seed: int = 0,
     capture: Optional[str] = None,
+    jobs: int = 1,
     **options: Any,
 ) -> PairSet:
     """Choose contributor pairs from a dataset.
@@ -274,6 +278,9 @@ def make_pairs(
         n_pairs: stop after this many pairs (default: as many as the bound allows).
         seed: the same dataset, parameters and seed give the same pairs.
         capture: capture label of the enrolment image (default: each subject's first).
+        jobs: worker processes for a strategy that computes (``similar`` embeds the
+            faces); passed to strategies with a ``jobs`` option. It is no protocol
+            parameter: the pairs and the protocol are the same for every value.
         **options: passed to the strategy function (recorded with its defaults in the
             protocol's ``parameters``).
 
@@ -300,7 +307,11 @@ def make_pairs(
             f"{dataset.root}: {len(samples)} subject(s) with an enrolment image; a pair "
             "needs two different subjects"
         )
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     options = {**_option_defaults(STRATEGIES[strategy]), **options}
+    takes_jobs = _RUNTIME_OPTION in inspect.signature(STRATEGIES[strategy]).parameters
+    extra = {_RUNTIME_OPTION: jobs} if takes_jobs else {}
     rng = np.random.default_rng(seed)
     bound = len(samples) if per_subject is None else per_subject
     uses = [0] * len(samples)
@@ -308,7 +319,7 @@ def make_pairs(
     scores: list[Optional[float]] = []
     hashes: dict[Path, str] = {}
     identical: dict[frozenset, str] = {}  # pairs of subjects refused, with why
-    for cand in STRATEGIES[strategy](samples, rng, **options):
+    for cand in STRATEGIES[strategy](samples, rng, **options, **extra):
         i, j = cand[0], cand[1]
         if i == j or uses[i] >= bound or uses[j] >= bound:
             continue
@@ -378,11 +389,16 @@ def make_pairs(
     return PairSet(tuple(pairs), dataset.root, protocol)
 
 
+#: A strategy option that changes how fast, not which pairs: never in the protocol.
+_RUNTIME_OPTION = "jobs"
+
+
 def _option_defaults(fn: Strategy) -> dict[str, Any]:
-    """The keyword-only options of a strategy function with their defaults."""
+    """The keyword-only options of a strategy function with their defaults (but ``jobs``)."""
     return {
         name: prm.default for name, prm in inspect.signature(fn).parameters.items()
         if prm.kind is inspect.Parameter.KEYWORD_ONLY and prm.default is not inspect.Parameter.empty
+        and name != _RUNTIME_OPTION
     }
 
 
@@ -394,6 +410,25 @@ def _relpath(path: Path, root: Path) -> str:
     if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
         raise ValueError(f"{path}: not inside the dataset folder {root}")
     return Path(rel).as_posix()
+
+
+def resolve_pairs_path(path: PathLike) -> Path:
+    """The pairs file ``path`` names: a folder (``morphlab pairs -o DIR``) → its
+    :data:`PAIRS_FILE`; anything else is returned as it is.
+
+    Raises:
+        FileNotFoundError: a folder without a pairs file.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    f = p / PAIRS_FILE
+    if not f.is_file():
+        raise FileNotFoundError(
+            f"{p}: folder without a pairs file {PAIRS_FILE}; pass the pairs CSV itself, or "
+            f"the folder `morphlab pairs ... -o {p}` wrote"
+        )
+    return f
 
 
 def write_pairs(pairset: PairSet, path: PathLike) -> Path:
@@ -477,7 +512,8 @@ def read_pairs(
     same unordered pair of images.
 
     Args:
-        path: the pairs CSV.
+        path: the pairs CSV, or the folder holding it as ``pairs.csv``
+            (:func:`resolve_pairs_path`).
         dataset_dir: the folder its image paths are relative to (see above).
         allow_same_identity: accept pairs whose two subjects are the same identity
             (two images of one person), for studies that need them.
@@ -487,7 +523,7 @@ def read_pairs(
         PairsError: (a ValueError) any problem above; the message names the file and
             the line of each problem (up to 10 listed).
     """
-    p = Path(path)
+    p = resolve_pairs_path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: pairs file not found")
     protocol: dict[str, Any] = {}

@@ -28,6 +28,7 @@ def pairwise_similarity(
     backend: Union[str, FaceBackend] = "dlib",
     cache_dir: Optional[PathLike] = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> np.ndarray:
     """Similarity of every pair of images under one recognition system.
 
@@ -37,6 +38,8 @@ def pairwise_similarity(
         backend: landmark backend (landmarks and embeddings are cached).
         cache_dir: cache root.
         progress: tqdm bar while embedding.
+        workers: processes embedding the images not in the cache (1 = this process;
+            the scores are the same either way).
 
     Returns:
         ``(N, N)`` float64, higher = more similar; rows and columns of images in which no
@@ -47,7 +50,8 @@ def pairwise_similarity(
     """
     sys_ = system if isinstance(system, RecognitionSystem) else system_from_spec(system)
     keys = [str(p) for p in paths]
-    res = embed_files(sys_, keys, backend=backend, cache_dir=cache_dir, progress=progress)
+    res = embed_files(sys_, keys, backend=backend, cache_dir=cache_dir, progress=progress,
+                      workers=workers)
     for p, why in res.failures.items():
         log.warning("%s: left out of the similarity ranking (%s)", p, why)
     ok = [i for i, k in enumerate(keys) if k in res.embeddings]

@@ -151,13 +151,15 @@ def test_cli_pairs_with_loader(frll_set: Path, tmp_path: Path):
     from morphlab.cli import main
 
     out = tmp_path / "pairs.csv"
-    res = CliRunner().invoke(main, ["pairs", "--loader", "frll", str(frll_set), "-o", str(out),
+    res = CliRunner().invoke(main, ["pairs", "--loader", "frll", str(frll_set),
+                                    "--pairs-file", str(out),
                                     "--strategy", "same-gender", "-n", "5"])
     assert res.exit_code == 0, res.output
     lines = out.read_text().splitlines()
     assert len(lines) == 6 and all("neutral/" in ln for ln in lines[1:])
-    res = CliRunner().invoke(main, ["pairs", "--loader", "fei", str(frll_set), "-o", str(out)])
+    res = CliRunner().invoke(main, ["pairs", "--loader", "fei", str(frll_set),
+                                    "--pairs-file", str(out)])
     assert res.exit_code == 1 and "no FEI image found" in res.output
     res = CliRunner().invoke(main, ["pairs", "--loader", "frll", "--loader-param", "layout=release",
-                                    str(frll_set), "-o", str(out)])
+                                    str(frll_set), "--pairs-file", str(out)])
     assert res.exit_code == 1 and "neutral_front" in res.output

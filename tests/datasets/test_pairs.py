@@ -18,6 +18,7 @@ from morphlab.datasets.pairs import (
     make_pairs,
     read_pairs,
     register_strategy,
+    resolve_pairs_path,
     sidecar_path,
     write_pairs,
 )
@@ -251,3 +252,42 @@ def test_dataset_dir_resolution(frll, frll_set: Path, tmp_path: Path):
         read_pairs(tmp_path / "p.csv")
     with pytest.raises(FileNotFoundError, match="pairs file not found"):
         read_pairs(tmp_path / "nope.csv")
+
+
+def test_a_pairs_folder_resolves_to_its_pairs_file(sample_dir: Path, tmp_path: Path):
+    """``morphlab pairs -o DIR`` writes DIR/pairs.csv; a folder stands for that file."""
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"folder without a pairs file pairs\.csv"):
+        resolve_pairs_path(folder)
+    with pytest.raises(FileNotFoundError, match="folder without a pairs file"):
+        read_pairs(folder)
+    ps = make_pairs(load_folder(sample_dir / "neutral"), n_pairs=3, seed=0)
+    write_pairs(ps, folder / "pairs.csv")
+    assert resolve_pairs_path(folder) == folder / "pairs.csv"
+    assert resolve_pairs_path(folder / "pairs.csv") == folder / "pairs.csv"
+    assert resolve_pairs_path(tmp_path / "other.csv") == tmp_path / "other.csv"  # as it is
+    assert read_pairs(folder).pairs == read_pairs(folder / "pairs.csv").pairs == ps.pairs
+
+
+def test_jobs_reach_the_strategy_but_not_the_protocol(sample_dir: Path):
+    seen = []
+
+    @register_strategy("jobs-test")
+    def _jobs_test(samples, rng, *, reverse: bool = False, jobs: int = 1):
+        seen.append(jobs)
+        return [(0, 1)]
+
+    try:
+        ds = load_folder(sample_dir / "neutral")
+        one = make_pairs(ds, strategy="jobs-test")
+        three = make_pairs(ds, strategy="jobs-test", jobs=3)
+        make_pairs(ds, strategy="random", jobs=3)  # a strategy without the option: fine
+    finally:
+        del STRATEGIES["jobs-test"]
+    assert seen == [1, 3]
+    assert one.protocol == three.protocol and one.pairs == three.pairs
+    assert one.protocol["parameters"] == {"per_subject": 1, "n_pairs": None, "capture": None,
+                                          "reverse": False}
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        make_pairs(ds, jobs=0)

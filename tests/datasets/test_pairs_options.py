@@ -41,7 +41,8 @@ def _unordered(rows: list[dict]) -> list[frozenset]:
 
 def test_all_same_gender_pairs(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "all.csv"
-    res = _pairs(sample_dir, "--loader", "frll", "--strategy", "same-gender", "--all", "-o", out)
+    res = _pairs(sample_dir, "--loader", "frll", "--strategy", "same-gender", "--all",
+                 "--pairs-file", out)
     gender = _genders(sample_dir)
     expected = {frozenset(ab) for ab in combinations(sorted(gender), 2)
                 if gender[ab[0]] == gender[ab[1]]}
@@ -54,13 +55,13 @@ def test_all_same_gender_pairs(sample_dir: Path, tmp_path: Path):
     # the same set as guessing a large enough --per-subject
     guessed = tmp_path / "guessed.csv"
     _pairs(sample_dir, "--loader", "frll", "--strategy", "same-gender", "--per-subject", 11,
-           "-o", guessed)
+           "--pairs-file", guessed)
     assert set(_unordered(_rows(guessed))) == expected
 
 
 def test_all_random_is_every_pair(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "all.csv"
-    _pairs(sample_dir, "--loader", "frll", "--all", "-o", out)
+    _pairs(sample_dir, "--loader", "frll", "--all", "--pairs-file", out)
     got = _unordered(_rows(out))
     assert len(got) == len(set(got)) == 66  # 12 choose 2
 
@@ -68,7 +69,7 @@ def test_all_random_is_every_pair(sample_dir: Path, tmp_path: Path):
 @pytest.mark.parametrize("extra", [["-n", "3"], ["--per-subject", "2"], ["--n-pairs", "1"]])
 def test_all_excludes_bounds(sample_dir: Path, tmp_path: Path, extra):
     out = tmp_path / "p.csv"
-    res = _pairs(sample_dir, "--loader", "frll", "--all", *extra, "-o", out, ok=False)
+    res = _pairs(sample_dir, "--loader", "frll", "--all", *extra, "--pairs-file", out, ok=False)
     assert res.exit_code == 2
     assert "--all" in res.output and "excludes --per-subject and -n" in res.output
     assert not out.exists()
@@ -76,7 +77,7 @@ def test_all_excludes_bounds(sample_dir: Path, tmp_path: Path, extra):
 
 def test_default_is_still_one_pair_per_subject(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "p.csv"
-    _pairs(sample_dir, "--loader", "frll", "-o", out)
+    _pairs(sample_dir, "--loader", "frll", "--pairs-file", out)
     subjects = [s for pair in _unordered(_rows(out)) for s in pair]
     assert len(subjects) == len(set(subjects)) == 12
 
@@ -86,7 +87,7 @@ def test_similar_records_the_similarity(sample_dir: Path, tmp_path: Path):
 
     out = tmp_path / "similar.csv"
     res = _pairs(sample_dir, "--loader", "frll", "--strategy", "similar", "--fr", "lbph",
-                 "--all", "-o", out)
+                 "--all", "--pairs-file", out)
     assert "by lbph similarity" in res.output
     rows = _rows(out)
     assert list(rows[0]) == ["pair_id", "subject_a", "image_a", "subject_b", "image_b",
@@ -111,7 +112,7 @@ def test_similar_records_the_similarity(sample_dir: Path, tmp_path: Path):
 
 def test_similar_default_system_is_recorded(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "similar.csv"
-    _pairs(sample_dir, "--loader", "frll", "--strategy", "similar", "-n", 2, "-o", out)
+    _pairs(sample_dir, "--loader", "frll", "--strategy", "similar", "-n", 2, "--pairs-file", out)
     side = json.loads(out.with_name(out.name + ".json").read_text())
     assert side["parameters"]["system"] == "dlib-resnet" == side["similarity"]["system"]
     assert all(r["similarity"] for r in _rows(out))
@@ -119,7 +120,7 @@ def test_similar_default_system_is_recorded(sample_dir: Path, tmp_path: Path):
 
 def test_random_pairs_have_no_similarity_column(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "p.csv"
-    _pairs(sample_dir, "--loader", "frll", "-o", out)
+    _pairs(sample_dir, "--loader", "frll", "--pairs-file", out)
     assert "similarity" not in out.read_text().splitlines()[0]
     assert "similarity" not in json.loads(out.with_name(out.name + ".json").read_text())
     assert all(p.similarity is None for p in read_pairs(out).pairs)
@@ -128,7 +129,7 @@ def test_random_pairs_have_no_similarity_column(sample_dir: Path, tmp_path: Path
 def test_generate_accepts_a_similarity_column(sample_dir: Path, tmp_path: Path):
     out = tmp_path / "similar.csv"
     _pairs(sample_dir, "--loader", "frll", "--strategy", "similar", "--fr", "lbph", "-n", 1,
-           "-o", out)
+           "--pairs-file", out)
     res = CliRunner().invoke(main, ["generate", str(out), "-o", str(tmp_path / "morphs")])
     assert res.exit_code == 0, res.output
     assert "1 generated, 0 failed" in res.output
@@ -173,14 +174,15 @@ def test_metadata_with_more_subjects_is_one_line(sample_dir: Path, tmp_path: Pat
     ds = _subset(sample_dir, tmp_path / "subset", ["002", "003", "004"])
     with caplog.at_level(logging.INFO, logger="morphlab"):
         res = _pairs(ds, "--loader", "frll", "--strategy", "same-gender", "--all",
-                     "-o", tmp_path / "p.csv")
+                     "--pairs-file", tmp_path / "p.csv")
     notes = [line for line in res.output.splitlines() if line.startswith("metadata:")]
     assert notes == [(f"metadata: 9 of 12 subjects have no images in {ds} "
                       "(e.g. 005, 006, 007, 008, 009, …)")]
     assert _metadata_warnings(caplog) == []
     # the folder loader, metadata given: the same one line, naming the folder given
     with caplog.at_level(logging.INFO, logger="morphlab"):
-        res = _pairs(ds / "neutral", "--metadata", ds / "london_info.csv", "-o", tmp_path / "q.csv")
+        res = _pairs(ds / "neutral", "--metadata", ds / "london_info.csv",
+                     "--pairs-file", tmp_path / "q.csv")
     notes = [line for line in res.output.splitlines() if line.startswith("metadata:")]
     assert notes == [(f"metadata: 9 of 12 subjects have no images in {ds / 'neutral'} "
                       "(e.g. 005, 006, 007, 008, 009, …)")]
@@ -196,7 +198,7 @@ def test_subjects_without_metadata_stay_a_warning(sample_dir: Path, tmp_path: Pa
         shutil.copy(sample_dir / "neutral" / f"{src}_03.jpg", folder / f"{s}_03.jpg")
     with caplog.at_level(logging.WARNING, logger="morphlab"):
         res = _pairs(folder, "--metadata", sample_dir / "london_info.csv", "--all",
-                     "-o", tmp_path / "p.csv")
+                     "--pairs-file", tmp_path / "p.csv")
     assert [line for line in res.output.splitlines() if line.startswith("metadata:")] == [
         f"metadata: 9 of 12 subjects have no images in {folder} (e.g. 005, 006, 007, 008, 009, …)"]
     warned = _metadata_warnings(caplog)
@@ -205,5 +207,114 @@ def test_subjects_without_metadata_stay_a_warning(sample_dir: Path, tmp_path: Pa
 
 
 def test_no_note_when_every_metadata_subject_has_images(sample_dir: Path, tmp_path: Path):
-    res = _pairs(sample_dir, "--loader", "frll", "-o", tmp_path / "p.csv")
+    res = _pairs(sample_dir, "--loader", "frll", "--pairs-file", tmp_path / "p.csv")
     assert "metadata:" not in res.output
+
+
+# ----------------------------------------------------------------------------------------
+# -o DIR (a folder), --pairs-file FILE, the old -o FILE.csv / --output, -j
+# ----------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    """Each deprecation warning is printed once per process: start from none printed."""
+    from morphlab.cli import _conventions
+
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+
+
+def test_out_is_a_folder_of_pairs_csv_and_its_protocol(sample_dir: Path, tmp_path: Path):
+    out = tmp_path / "work" / "pairs"
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 3, "-o", out)
+    assert res.output.strip().endswith(f"to {out / 'pairs.csv'}; protocol in "
+                                       f"{out / 'pairs.csv.json'}")
+    assert sorted(p.name for p in out.iterdir()) == [".morphlab.lock", "pairs.csv",
+                                                     "pairs.csv.json"]
+    assert "Warning" not in res.output
+    assert json.loads((out / "pairs.csv.json").read_text())["counts"]["pairs"] == 3
+    assert len(read_pairs(out)) == 3  # the folder stands for its pairs file
+    # the same as --pairs-file DIR/pairs.csv, byte for byte
+    _pairs(sample_dir, "--loader", "frll", "-n", 3, "--pairs-file", tmp_path / "f.csv")
+    assert (tmp_path / "f.csv").read_bytes() == (out / "pairs.csv").read_bytes()
+    assert (tmp_path / "f.csv.json").read_bytes() == (out / "pairs.csv.json").read_bytes()
+
+
+def test_default_is_pairs_csv_in_the_current_folder(sample_dir: Path, tmp_path: Path,
+                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 2)
+    assert "to pairs.csv; protocol in pairs.csv.json" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv", "pairs.csv.json"]
+
+
+def test_a_locked_pairs_folder_is_refused(sample_dir: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "pairs"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from morphlab.outdir import locked_folder\n"
+         f"with locked_folder({str(out)!r}):\n print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = _pairs(sample_dir, "--loader", "frll", "-o", out, ok=False)
+    finally:
+        holder.communicate("")
+    assert res.exit_code == 1 and "another morphlab process is writing" in res.output
+    assert not (out / "pairs.csv").exists()
+
+
+def test_old_dash_o_file_csv_still_works_and_warns(sample_dir: Path, tmp_path: Path,
+                                                   fresh_warnings):
+    out = tmp_path / "old.csv"
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, "-o", out)
+    assert res.output.startswith("Warning: -o FILE.csv is deprecated and will be removed in "
+                                 "the next release: use --pairs-file FILE or -o FOLDER\n")
+    assert len(_rows(out)) == 2 and (tmp_path / "old.csv.json").is_file()
+    assert not (tmp_path / ".morphlab.lock").exists() and not out.is_dir()
+    # an existing old.csv is no folder either: the same again is the same file
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, "-o", out)
+    assert "Warning" not in res.output  # once per process
+
+
+def test_old_output_option_still_works_and_warns(sample_dir: Path, tmp_path: Path,
+                                                 fresh_warnings):
+    out = tmp_path / "old.csv"
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, "--output", out)
+    assert res.output.startswith("Warning: --output is deprecated and will be removed in "
+                                 "the next release: use --pairs-file FILE or -o FOLDER\n")
+    assert len(_rows(out)) == 2
+    assert "--output" not in _pairs("--help").output  # hidden
+
+
+@pytest.mark.parametrize("spelling", [
+    ["-o", "dir", "--pairs-file", "f.csv"],
+    ["-o", "old.csv", "--pairs-file", "f.csv"],
+    ["--output", "old.csv", "--pairs-file", "f.csv"],
+])
+def test_one_destination_only(sample_dir: Path, tmp_path: Path, spelling):
+    args = [str(tmp_path / a) if not a.startswith("-") else a for a in spelling]
+    res = _pairs(sample_dir, "--loader", "frll", *args, ok=False)
+    assert res.exit_code == 2 and "give only one of them" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jobs_reach_the_embedding_workers(sample_dir: Path, tmp_path: Path, monkeypatch):
+    import morphlab.recognition.similarity as similarity
+
+    workers = []
+    real = similarity.embed_files
+
+    def spy(*args, **kwargs):
+        workers.append(kwargs.get("workers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(similarity, "embed_files", spy)
+    _pairs(sample_dir, "--loader", "frll", "--strategy", "similar", "--fr", "lbph", "-j", 2,
+           "-n", 2, "-o", tmp_path / "j2")
+    _pairs(sample_dir, "--loader", "frll", "--strategy", "similar", "--fr", "lbph",
+           "-n", 2, "-o", tmp_path / "j1")
+    assert workers == [2, 1]
+    for name in ("pairs.csv", "pairs.csv.json"):
+        assert (tmp_path / "j1" / name).read_bytes() == (tmp_path / "j2" / name).read_bytes()
