@@ -132,7 +132,7 @@ def test_pairs_cli_bomb_is_one_line_naming_the_file(tmp_path: Path):
     for s in ("001", "002", "003"):
         _img(data / f"{s}_03.png")
     bomb = png_bomb(data / "004_03.png")
-    res = CliRunner().invoke(main, ["pairs", str(data), "-o", str(tmp_path / "p.csv")])
+    res = CliRunner().invoke(main, ["pairs", str(data), "--pairs-file", str(tmp_path / "p.csv")])
     assert res.exit_code == 1, res.output
     assert isinstance(res.exception, SystemExit)  # a ClickException, not a traceback
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
@@ -209,7 +209,7 @@ def test_pairs_cli_with_non_utf8_name_writes_a_valid_file(tmp_path: Path, caplog
         fh.write((data / "001_03.png").read_bytes()[:-1] + b"\x00")
     out = tmp_path / "p.csv"
     with caplog.at_level(logging.WARNING, logger="morphlab"):
-        res = CliRunner().invoke(main, ["pairs", str(data), "-o", str(out), "--per-subject", "2"])
+        res = CliRunner().invoke(main, ["pairs", str(data), "--pairs-file", str(out), "--per-subject", "2"])
     assert res.exit_code == 0, res.output  # was: UnicodeEncodeError writing the CSV
     assert "\\xff\\xfe_03.png" in caplog.text
     out.read_text(encoding="utf-8")
