@@ -91,7 +91,7 @@ def test_generate_cli_allow_same_identity(data: Path, tmp_path: Path):
 
     p = _pairs(data, "s1,a,a_1.png,a,a_2.png\n")
     args = ["generate", str(p), "-g", "landmark", "-o", str(tmp_path / "out"),
-            "--dataset-dir", str(data), "--no-progress", "--param", "landmarks=file"]
+            "--dataset-dir", str(data), "--no-progress", "--landmarks", "file"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 1 and "the same identity" in res.output
     res = CliRunner().invoke(main, args + ["--allow-same-identity"])

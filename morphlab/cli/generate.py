@@ -13,6 +13,15 @@ from typing import Any, Callable, Iterator, Optional
 import click
 
 from morphlab.cli import main
+from morphlab.cli._conventions import (
+    deprecation,
+    executor_options,
+    jobs_option,
+    landmarks_option,
+    out_option,
+    quality_option,
+    seed_option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +153,41 @@ def generator_params(
     return params
 
 
-@main.command()
-@click.argument("pairs_csv", type=click.Path(dir_okay=False, exists=True))
+def set_writer_options(*, out_help: str, seed_help: str, gpus: bool = False) -> Callable:
+    """The options of every command that writes a resumable manifest folder (``generate``,
+    ``postprocess``), one definition for both: ``-o/--out``, ``-j/--jobs``, ``--seed``,
+    ``--executor``/``--ray-address`` (:func:`~morphlab.cli._conventions.executor_options`),
+    ``--resume``, ``--overwrite``, ``--no-progress``."""
+    def decorator(f: Callable) -> Callable:
+        for deco in reversed((
+            out_option(out_help),
+            jobs_option("Worker processes (with --executor ray: Ray workers)."),
+            executor_options(gpus=gpus),
+            seed_option(seed_help),
+            click.option("--resume", is_flag=True,
+                         help="Continue the run in the output folder; refused if its "
+                              "configuration differs."),
+            click.option("--overwrite", is_flag=True,
+                         help="Delete the previous run in the output folder (the files its "
+                              "manifest lists) first."),
+            click.option("--no-progress", is_flag=True, help="No progress bar."),
+        )):
+            f = deco(f)
+        return f
+    return decorator
+
+
+@main.command(example="""\
+morphlab pairs morphlab/sample/frll --loader frll -o work/pairs
+morphlab generate work/pairs -g landmark --landmarks dlib --alpha 0.5 -o work/morphs -j 2
+morphlab generate work/pairs -g landmark -o work/morphs -j 2 --resume   # continue it
+morphlab generate work/pairs -g landmark --format jpg --quality 90 -p crop=icao \\
+    -o work/morphs_jpg""")
+@click.argument("pairs_csv", metavar="PAIRS", type=click.Path(exists=True))
 @click.option("-g", "--generator", default="landmark", show_default=True,
               help="Generator name (see `morphlab list`).")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder for the morphs, manifest.jsonl and run.json.")
+@landmarks_option("Landmark backend of a generator that takes one (landmark: see "
+                  "`morphlab list`) [default: the generator's own].", default=None)
 @click.option("--alpha", type=_AlphaType(), default=None, metavar="A|auto",
               help="Morphing factor (shape and texture), or 'auto': per pair, the factor "
                    "that maximises the minimum similarity to both contributors under the "
@@ -168,35 +206,18 @@ def generator_params(
 @click.option("--device", default=None, help="Torch device, e.g. cpu, cuda, cuda:1.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Pairs per generator call (batched generators).")
-@click.option("--param", "extra", multiple=True, metavar="KEY=VALUE",
+@click.option("-p", "--param", "extra", multiple=True, metavar="KEY=VALUE",
               help="Any generator parameter (repeatable); VALUE is parsed as JSON when it "
                    "can be (0.3, true, [1,2], \"text\"), else taken as text.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes (with --executor ray: Ray workers).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True,
-              help="Where the morphs are computed: local processes, or Ray workers (pip "
-                   "install 'morphlab[ray]'); this process writes every file either way, "
-                   "so the bytes are the same and each resumes the other.")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="Ray cluster to join (auto, HOST:6379) [default: a local Ray instance "
-                   "for this run].")
-@click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0), default=0.0,
-              help="GPUs each Ray worker reserves (e.g. 1 for arc2face; 0.5 shares one).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Run seed (each pair's seed derives from it and the pair id).")
-@click.option("--resume", is_flag=True,
-              help="Continue the run in OUT_DIR; refused if its configuration differs.")
-@click.option("--overwrite", is_flag=True,
-              help="Delete the previous run in OUT_DIR (the files its manifest lists) first.")
+@set_writer_options(
+    out_help="Output folder for the morphs, manifest.jsonl and run.json.",
+    seed_help="Run seed (each pair's seed derives from it and the pair id).", gpus=True)
 @click.option("--dataset-dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Folder the pairs' image paths are relative to [default: from the "
                    "pairs file's .json sidecar, else the pairs file's folder].")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png",
               show_default=True, help="Image format of the morphs.")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-              help="JPEG quality (with --format jpg).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@quality_option("JPEG quality of the morphs (with --format jpg).", default=95)
 @click.option("--allow-same-identity", is_flag=True,
               help="Accept pairs whose two images show one subject (special studies); "
                    "two copies of one image are always refused.")
@@ -208,21 +229,26 @@ def generate(pairs_csv: str, generator: str, out_dir: str, alpha: Optional[float
              t: Optional[float], candidates: Optional[int], device: Optional[str],
              batch_size: Optional[int], allow_same_identity: bool = False,
              executor: str = "local", ray_address: Optional[str] = None,
-             ray_gpus_per_worker: float = 0.0) -> None:
-    """Morph every pair of PAIRS_CSV into OUT_DIR (resumable)."""
+             ray_gpus_per_worker: float = 0.0, landmarks: Optional[str] = None) -> None:
+    """Morph every pair of PAIRS (a pairs CSV, or the folder `morphlab pairs -o` wrote)
+    into the output folder (resumable)."""
+    from morphlab.datasets.pairs import resolve_pairs_path
     from morphlab.generators.base import GENERATORS
     from morphlab.generators.runner import generate_attack_set
     from morphlab.ray_executor import make_executor
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    pairs_csv = str(resolve_pairs_path(pairs_csv))
     cls = GENERATORS.get(generator)
+    if any(parse_param(spec)[0] == "landmarks" for spec in extra):
+        deprecation("--param landmarks=NAME", "--landmarks NAME")
     params = generator_params(
         cls, alpha=alpha, shape_alpha=shape_alpha, texture_alpha=texture_alpha,
         variants=variants, extra=extra,
     )
-    shortcuts = {"weights": weights, "mode": mode, "t": t, "candidates": candidates,
-                 "device": device, "batch_size": batch_size}
+    shortcuts = {"landmarks": landmarks, "weights": weights, "mode": mode, "t": t,
+                 "candidates": candidates, "device": device, "batch_size": batch_size}
     for key, value in shortcuts.items():
         if value is None:
             continue
