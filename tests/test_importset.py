@@ -203,6 +203,6 @@ def test_map_score_and_detect_eval_on_an_imported_set(tmp_path, sample_dir) -> N
 def test_map_score_without_contributor_images_is_a_named_error(morphs, sample_dir, tmp_path) -> None:
     res = CliRunner().invoke(main, ["import", str(morphs), "-o", str(tmp_path / "set")])
     assert res.exit_code == 0 and "map-score cannot" in res.output
-    res = CliRunner().invoke(main, ["map-score", str(tmp_path / "set"), "-p", str(sample_dir / "smiling"),
+    res = CliRunner().invoke(main, ["map-score", str(tmp_path / "set"), "--probes", str(sample_dir / "smiling"),
                                     "-o", str(tmp_path / "map"), "--fr", "lbph"])
     assert res.exit_code == 1 and "re-import with" in res.output, res.output

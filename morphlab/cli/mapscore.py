@@ -8,19 +8,31 @@ from typing import Optional
 import click
 
 from morphlab.cli import main
+from morphlab.cli._conventions import (
+    deprecated_alias,
+    executor_options,
+    jobs_option,
+    landmarks_option,
+    out_option,
+    seed_option,
+)
 
 log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------
 # map-score
 # ----------------------------------------------------------------------------------------
-@main.command(name="map-score")
+@main.command(name="map-score", example="""\
+morphlab map-score work/morphs --probes data/frll/smiling -o work/map \\
+    --fr dlib-resnet --fr facenet -j 2
+morphlab map-score --scores work/scores --frs-info work/scores/frs_info.json -o work/map2""")
 @click.argument("attack_set", required=False, type=click.Path(exists=True))
-@click.option("-p", "--probes", type=click.Path(file_okay=False, exists=True),
+@click.option("--probes", type=click.Path(file_okay=False, exists=True),
               help="Folder of bona fide probe images of the contributors (not the images "
                    "the morphs were made from), e.g. FRLL smiling/. Required with ATTACK_SET.")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Report folder to write.")
+@deprecated_alias("-p", dest="probes", new="--probes",
+                  type=click.Path(file_okay=False, exists=True))
+@out_option("Report folder to write.")
 @click.option("--fr", "systems", multiple=True, metavar="NAME[=MODEL]",
               help="Face recognition system, repeatable: dlib-resnet, facenet, mobilefacenet, "
                    "lbph, arcface-onnx=PATH, sface-onnx=PATH [default: every embedded deep "
@@ -55,16 +67,16 @@ log = logging.getLogger(__name__)
               help="Truncate every subject to its first R probes (sorted by name).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Subject-bootstrap replicates (threshold and MAP resampled together).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--backend", default="dlib", show_default=True, help="Landmark backend.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes for embedding.")
+@seed_option("Bootstrap seed.")
+@landmarks_option("Landmark backend of every image (see `morphlab list`).")
+@jobs_option("Worker processes for embedding (with --executor ray: Ray workers).")
+@executor_options()
 @click.option("--allow-missing-probes", is_flag=True,
               help="Skip (and list) morphs whose contributor has no probe image.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace a previous map-score result in OUT_DIR (only files morphlab wrote).")
+              help="Replace a previous map-score result in the -o folder (only files morphlab wrote).")
 @click.option("--scores", "scores_dir", type=click.Path(file_okay=False, exists=True),
-              default=None, help="Instead of ATTACK_SET and -p: MAP from score files of the "
+              default=None, help="Instead of ATTACK_SET and --probes: MAP from score files of the "
                                  "MAP authors' format, one <system>.txt per FR system "
                                  "(lines 'morphID subjectID score1 … scoreN'); needs --frs-info.")
 @click.option("--frs-info", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -81,10 +93,10 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
                       calibration_pattern: Optional[str], allow_calibration_overlap: bool,
                       impostors: str, metadata: Optional[str], meta_id_column: Optional[str],
                       meta_gender_column: Optional[str], attempts: Optional[int],
-                      bootstrap: int, seed: int, backend: str, jobs: int,
-                      allow_missing_probes: bool, overwrite: bool, scores_dir: Optional[str],
-                      frs_info: Optional[str], scores_out: Optional[str], no_cache: bool,
-                      no_progress: bool) -> None:
+                      bootstrap: int, seed: int, landmarks: str, jobs: int, executor: str,
+                      ray_address: Optional[str], allow_missing_probes: bool, overwrite: bool,
+                      scores_dir: Optional[str], frs_info: Optional[str],
+                      scores_out: Optional[str], no_cache: bool, no_progress: bool) -> None:
     """Morphing Attack Potential of ATTACK_SET (a `morphlab generate` folder), or of
     score files (--scores DIR --frs-info FILE)."""
     if scores_dir is not None or frs_info is not None:
@@ -93,12 +105,13 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
         raise click.UsageError("missing ATTACK_SET (a `morphlab generate` folder), or give "
                                "--scores DIR --frs-info FILE")
     if probes is None:
-        raise click.UsageError("ATTACK_SET needs -p/--probes (bona fide probe images)")
+        raise click.UsageError("ATTACK_SET needs --probes (bona fide probe images)")
     from morphlab._registry import parse_spec
     from morphlab.datasets.folder import DEFAULT_PATTERN
     from morphlab.mapscore import DEFAULT_SYSTEMS, MapScoreError, map_score
     from morphlab.mapscore.calibration import parse_threshold
     from morphlab.outdir import FolderLockedError, ForeignFileError, OutputExistsError
+    from morphlab.ray_executor import make_executor
 
     fixed: dict[str, str] = {}
     for spec in thresholds:
@@ -112,6 +125,7 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
         fixed[name] = value
     if (meta_id_column or meta_gender_column) and not metadata:
         raise click.UsageError("--meta-id-column/--meta-gender-column need --metadata")
+    pool = make_executor(executor, address=ray_address, workers=jobs)
     try:
         res = map_score(
             attack_set, probes, out_dir, systems=list(systems) or list(DEFAULT_SYSTEMS),
@@ -121,7 +135,7 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
             allow_calibration_overlap=allow_calibration_overlap, impostors=impostors,
             metadata=metadata, meta_id_column=meta_id_column,
             meta_gender_column=meta_gender_column, attempts=attempts, bootstrap=bootstrap,
-            seed=seed, backend=backend, use_cache=not no_cache, workers=jobs,
+            seed=seed, backend=landmarks, use_cache=not no_cache, workers=jobs, executor=pool,
             allow_missing_probes=allow_missing_probes, overwrite=overwrite,
             progress=not no_progress, scores_out=scores_out,
         )
@@ -133,7 +147,8 @@ def map_score_command(attack_set: str, probes: str, out_dir: str, systems: tuple
 
 
 #: Parameters that apply with --scores (everything else belongs to the image path).
-_SCORE_FILE_PARAMS = frozenset({"scores_dir", "frs_info", "out_dir", "overwrite", "no_progress"})
+_SCORE_FILE_PARAMS = frozenset({"scores_dir", "frs_info", "out_dir", "overwrite", "no_progress",
+                                "verbose", "debug"})
 
 
 def _from_score_files(scores_dir: Optional[str], frs_info: Optional[str], out_dir: str,
@@ -151,6 +166,7 @@ def _from_score_files(scores_dir: Optional[str], frs_info: Optional[str], out_di
         raise click.UsageError("--scores needs --frs-info FILE (JSON {\"<system>\": "
                                "[threshold, is_similarity]})")
     given = [p for p in ctx.command.params if p.name not in _SCORE_FILE_PARAMS
+             and getattr(p, "alias_of", None) not in _SCORE_FILE_PARAMS
              and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)]
     if given:
         names = ", ".join(p.human_readable_name if isinstance(p, click.Argument) else p.opts[-1]
@@ -201,10 +217,27 @@ def summary_lines(rep: dict) -> list[str]:
     lines.append(f"  {cells} (unconditional, no-face morphs as failed attacks: "
                  f"{format_rate(unc[0][0])}" + (f", {format_rate(unc[0][-1])}" if C > 1 else "")
                  + ")")
+    lines.extend(embedding_lines(c.get("embedding")))
     inputs = rep.get("inputs") or {}
     aset = inputs.get("attack_set")
     if aset:
         lines.append(f"post-processing protocol of the set: {aset['protocol']}")
+    return lines
+
+
+def embedding_lines(emb: Optional[dict]) -> list[str]:
+    """The summary of ``counts["embedding"]``: per system, faces embedded (cache misses)
+    and faces/s of one worker, and faces taken from the cache."""
+    if not emb:
+        return []
+    who = f"{emb['workers']} {emb['executor']} worker{'s' if emb['workers'] != 1 else ''}"
+    lines = [f"embedding: {emb['images']} images in {emb['wall_seconds']:.1f} s ({who}; "
+             f"reading images and finding faces {emb['prepare_seconds']:.1f} s)"]
+    for label, s in emb["per_system"].items():
+        speed = ("" if s["faces_per_s"] is None
+                 else f" in {s['seconds']:.1f} s, {s['faces_per_s']:.1f} faces/s per worker")
+        lines.append(f"  {label}: {s['computed']} faces embedded{speed}; "
+                     f"{s['from_cache']} from the cache")
     return lines
 
 

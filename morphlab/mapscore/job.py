@@ -11,7 +11,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from morphlab.mapscore.inputs import (
 )
 from morphlab.metrics.thresholds import DEFAULT_TARGET_FMR
 from morphlab.recognition.base import RecognitionSystem, system_from_spec
-from morphlab.recognition.cache import EmbedResult, embed_files
+from morphlab.recognition.cache import DEFAULT_BATCH, EmbedRun, embed_many
 from morphlab.reports.map_report import MapScores, write_map_report
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,8 @@ def map_score(
     cache_dir: Optional[PathLike] = None,
     use_cache: bool = True,
     workers: int = 1,
+    executor: Any = None,
+    batch_size: int = DEFAULT_BATCH,
     allow_missing_probes: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -143,7 +145,11 @@ def map_score(
         seed: the bootstrap's seed.
         backend: landmark backend for every image.
         cache_dir, use_cache: the landmark and embedding caches.
-        workers: processes for embedding.
+        workers: processes for embedding (ignored with ``executor``).
+        executor: a :class:`morphlab.ray_executor.RayExecutor` to embed on Ray actors
+            (each loads the systems once); this process writes the caches and the
+            report, so the scores and MAP are those of a local run.
+        batch_size: images per worker task and faces per model call.
         allow_missing_probes: skip (and list) morphs whose contributor has no probe.
         overwrite: replace a previous map-score result in ``out_dir`` (only what
             morphlab wrote is removed).
@@ -189,8 +195,8 @@ def map_score(
             allow_overlap=allow_calibration_overlap, impostors=impostors,
             genders_from=(metadata, meta_id_column, meta_gender_column), attempts=attempts,
             bootstrap=bootstrap, seed=seed, backend=backend, cache_dir=cache_dir,
-            use_cache=use_cache, workers=workers, allow_missing_probes=allow_missing_probes,
-            progress=progress)
+            use_cache=use_cache, workers=workers, executor=executor, batch_size=batch_size,
+            allow_missing_probes=allow_missing_probes, progress=progress)
         if scores_out is not None:
             from morphlab.scorefiles import write_score_files
 
@@ -203,8 +209,8 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
            thresholds: dict, *, probe_pattern: str, target_fmr: float,
            calibration: Optional[Probes], calibration_pattern: str, allow_overlap: bool,
            impostors: str, genders_from: tuple, attempts: Optional[int], bootstrap: int,
-           seed: int, backend: str, cache_dir, use_cache: bool, workers: int,
-           allow_missing_probes: bool, progress: bool) -> MapScores:
+           seed: int, backend: str, cache_dir, use_cache: bool, workers: int, executor: Any,
+           batch_size: int, allow_missing_probes: bool, progress: bool) -> MapScores:
     records, skipped, manifest = read_attack_set(src)
     n_read = len(records) + sum(1 for s in skipped if not s["reason"].startswith("generation"))
     probe_map = find_probes(probes, pattern=probe_pattern)
@@ -289,10 +295,10 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
     # -- embed with every system, through the cache
     cal_paths = sorted({p for _, p in cal.images})
     all_paths = list(dict.fromkeys(morph_paths + probe_paths + cal_paths))
-    results: list[EmbedResult] = [
-        embed_files(system, all_paths, backend=backend, cache_dir=cache_dir, use_cache=use_cache,
-                    workers=workers, progress=progress, sha256s=shas)
-        for system in systems_]
+    run = embed_many(systems_, all_paths, backend=backend, cache_dir=cache_dir,
+                     use_cache=use_cache, workers=workers, executor=executor,
+                     batch_size=batch_size, progress=progress, sha256s=shas)
+    results = run.results
     scores, att, probe_names, embedded = _morph_scores(records, probes_by_subject, systems_,
                                                       labels, results, skipped)
     if not embedded.all(axis=1).any():
@@ -361,6 +367,8 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
         "embeddings_from_cache": {lab: r.hits for lab, r in zip(labels, results)},
         "embeddings_computed": {lab: r.computed for lab, r in zip(labels, results)},
         "images_not_embedded": {lab: len(r.failures) for lab, r in zip(labels, results)},
+        "embedding": embedding_counts(run, labels, images=len(all_paths), workers=workers,
+                                      executor=executor, batch_size=batch_size),
     }
     if counts["morphs_skipped"]:
         log.warning("%d morph(s) skipped (see map.json 'skipped')", counts["morphs_skipped"])
@@ -374,6 +382,31 @@ def _score(src: Path, probes: Probes, systems_: list[RecognitionSystem], labels:
         calibration={lab: {"genuine": c.genuine, "impostor": c.impostor} for lab, c in comps.items()},
         settings=settings, counts=counts, skipped=skipped, attempts=att, embedded=embedded,
         bootstrap=boot, warnings=notes)
+
+
+def embedding_counts(run: EmbedRun, labels: Sequence[str], *, images: int, workers: int,
+                     executor: Any, batch_size: int) -> dict:
+    """``counts["embedding"]`` of ``map.json``: faces embedded (cache misses), taken from the
+    cache, seconds and faces/s per system, and the time shared by the systems.
+
+    ``seconds`` of a system is its alignment + network time summed over the workers, so
+    ``faces_per_s`` is the speed of one worker; ``prepare_seconds`` (reading images,
+    finding faces) is shared by the systems; ``wall_seconds`` is the whole embedding step.
+    """
+    ray = executor is not None
+    return {
+        "images": images,
+        "executor": "ray" if ray else "local",
+        "workers": int(getattr(executor, "workers", workers) if ray else workers),
+        "batch_size": batch_size,
+        "per_system": {lab: {"computed": r.computed, "from_cache": r.hits,
+                             "seconds": round(r.seconds, 3),
+                             "faces_per_s": (None if r.faces_per_second is None
+                                             else round(r.faces_per_second, 2))}
+                       for lab, r in zip(labels, run.results)},
+        "prepare_seconds": round(run.prepare_seconds, 3),
+        "wall_seconds": round(run.wall_seconds, 3),
+    }
 
 
 def selection_overlap(records: Sequence[Mapping], systems_: Sequence[RecognitionSystem]) -> str:

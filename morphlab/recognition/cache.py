@@ -14,9 +14,12 @@ interrupted run leaves only complete rows (and re-running fills in the rest). A 
 that cannot be opened (corrupt) is moved aside with a warning and started afresh; a row
 whose size does not match its dimension is ignored and recomputed.
 
-:func:`embed_files` is the one entry point most code needs: embeddings for a list of
-image files, through the cache, with the face found by a landmark backend (itself cached
-by :mod:`morphlab.face.cache`).
+:func:`embed_many` is the one entry point most code needs: embeddings of a list of image
+files by several systems, through their caches, with the face found by a landmark backend
+(itself cached by :mod:`morphlab.face.cache`); each image is read and its face found once
+for all the systems, and each system embeds in batches. :func:`embed_files` is the same
+for one system. Work runs here, in local worker processes or on Ray actors
+(:class:`Embedder`); this process alone writes the embedding cache.
 """
 
 from __future__ import annotations
@@ -26,10 +29,9 @@ import os
 import re
 import sqlite3
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Bump when the table layout changes (old databases are then simply not found).
 CACHE_FORMAT = 1
 _SQL_CHUNK = 500
+#: Images per worker task, faces per model call and per cache transaction.
+DEFAULT_BATCH = 16
 
 
 def default_cache_root() -> Path:
@@ -175,7 +179,7 @@ class EmbeddingCache:
 
 @dataclass
 class EmbedResult:
-    """Embeddings of a list of files.
+    """Embeddings of a list of files by one system.
 
     Attributes:
         embeddings: ``{path: (D,) float32}`` for every file that could be embedded.
@@ -183,6 +187,9 @@ class EmbedResult:
         sha256: ``{path: hex sha256}`` of every file read.
         hits: embeddings taken from the cache.
         computed: embeddings computed (and stored) in this call.
+        seconds: time this system spent computing them (alignment + network, summed over
+            workers; image reading and landmarks are not in it, see
+            :attr:`EmbedRun.prepare_seconds`).
     """
 
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
@@ -190,6 +197,12 @@ class EmbedResult:
     sha256: dict[str, str] = field(default_factory=dict)
     hits: int = 0
     computed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def faces_per_second(self) -> Optional[float]:
+        """``computed / seconds`` (faces per second of one worker), None when none computed."""
+        return self.computed / self.seconds if self.computed and self.seconds > 0 else None
 
     def merge(self, other: "EmbedResult") -> None:
         self.embeddings.update(other.embeddings)
@@ -197,6 +210,23 @@ class EmbedResult:
         self.sha256.update(other.sha256)
         self.hits += other.hits
         self.computed += other.computed
+        self.seconds += other.seconds
+
+
+@dataclass
+class EmbedRun:
+    """What :func:`embed_many` did: one :class:`EmbedResult` per system, and its time.
+
+    Attributes:
+        results: per system, in the order given.
+        prepare_seconds: reading images and finding their faces (shared by the systems,
+            summed over workers).
+        wall_seconds: the whole call, hashing and cache queries included.
+    """
+
+    results: list[EmbedResult]
+    prepare_seconds: float = 0.0
+    wall_seconds: float = 0.0
 
 
 def _resolve_backend(backend: Union[FaceBackend, str]) -> FaceBackend:
@@ -211,36 +241,70 @@ def embed_files(
     cache_dir: Optional[PathLike] = None,
     use_cache: bool = True,
     multiple: MultiplePolicy = "largest",
-    batch_size: int = 16,
+    batch_size: int = DEFAULT_BATCH,
     workers: int = 1,
     progress: bool = False,
     sha256s: Optional[dict[str, str]] = None,
+    executor: Any = None,
 ) -> EmbedResult:
-    """Embeddings of image files through the cache.
+    """Embeddings of image files through the cache (:func:`embed_many` with one system)."""
+    return embed_many([system], paths, backend=backend, cache_dir=cache_dir,
+                      use_cache=use_cache, multiple=multiple, batch_size=batch_size,
+                      workers=workers, progress=progress, sha256s=sha256s,
+                      executor=executor).results[0]
 
-    Files whose ``(sha256, landmark backend)`` is cached are not even read. The others are
-    read, their face found by ``backend`` (through the landmark cache), embedded in
-    batches of ``batch_size`` and stored after each batch, so an interrupted run keeps
-    what it finished.
+
+def embed_many(
+    systems: Sequence[RecognitionSystem],
+    paths: Sequence[PathLike],
+    *,
+    backend: Union[FaceBackend, str] = "dlib",
+    cache_dir: Optional[PathLike] = None,
+    use_cache: bool = True,
+    multiple: MultiplePolicy = "largest",
+    batch_size: int = DEFAULT_BATCH,
+    workers: int = 1,
+    progress: bool = False,
+    sha256s: Optional[dict[str, str]] = None,
+    executor: Any = None,
+) -> EmbedRun:
+    """Embeddings of image files by several systems, through their caches.
+
+    Files whose ``(sha256, landmark backend)`` every system has cached are not even read.
+    The others are read **once** for all the systems that miss them, their face found by
+    ``backend`` (through the landmark cache), and embedded by each of those systems in
+    batches of ``batch_size`` (:meth:`RecognitionSystem.embed_batch`: one model call per
+    batch where the model takes batches). This process stores each batch's embeddings
+    in one transaction as it arrives, so an interrupted run keeps what it finished;
+    workers (local processes or Ray actors) only compute.
 
     Args:
-        system: the recognition system.
+        systems: the recognition systems.
         paths: image files (duplicates are embedded once).
         backend: landmark backend instance or registered name.
         cache_dir: cache root (default ``$MORPHLAB_CACHE`` or ``~/.cache/morphlab``).
         use_cache: False to compute everything and store nothing.
         multiple: several faces in an image → ``"largest"`` or ``"error"``.
-        batch_size: faces per model call and per cache transaction.
-        workers: processes for the misses (1 = in this process).
+        batch_size: images per worker task, faces per model call and per cache transaction.
+        workers: local processes for the misses (1 = in this process; ignored with
+            ``executor``).
         progress: show a tqdm bar.
         sha256s: ``{str(path): sha256}`` already known (e.g. from a manifest) to skip hashing.
+        executor: a :class:`morphlab.ray_executor.RayExecutor` to embed on Ray actors
+            (each loads the systems once); None = local.
 
     Returns:
-        :class:`EmbedResult`; a file that fails (no face, unreadable) is in ``failures``
-        with the reason, never silently dropped.
+        :class:`EmbedRun`; a file that fails (no face, unreadable) is in each system's
+        ``failures`` with the reason, never silently dropped. The embeddings are the
+        same whether computed here, in worker processes or on Ray.
     """
     from tqdm.auto import tqdm
 
+    t_start = time.perf_counter()
+    if not systems:
+        raise ValueError("embed_many: no recognition system given")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     be = _resolve_backend(backend)
     face_key = be.cache_key()
     if use_cache and not getattr(be, "cacheable", True):
@@ -248,74 +312,147 @@ def embed_files(
         # pixels (the cache key) do not, so its embeddings are never cached
         log.info("landmark backend %r is not cacheable: embeddings are not cached", be.name)
         use_cache = False
-    cache = EmbeddingCache(system, cache_dir) if use_cache else None
-    res = EmbedResult()
+    caches = [EmbeddingCache(s, cache_dir) if use_cache else None for s in systems]
+    results = [EmbedResult() for _ in systems]
+    run = EmbedRun(results)
+    shas: dict[str, str] = {}
+    failed: dict[str, str] = {}
     todo: list[str] = []
     for p in dict.fromkeys(str(p) for p in paths):
         try:
-            res.sha256[p] = (sha256s or {}).get(p) or sha256_file(p)
+            shas[p] = (sha256s or {}).get(p) or sha256_file(p)
         except (FileNotFoundError, OSError) as exc:
-            res.failures[p] = str(exc)
+            failed[p] = str(exc)
             continue
         todo.append(p)
-    if cache is not None and todo:
-        found = cache.get_many((res.sha256[p] for p in todo), face_key)
-        missing = []
+    need: dict[str, list[int]] = {p: [] for p in todo}
+    for c, (system, res, cache) in enumerate(zip(systems, results, caches)):
+        res.sha256.update(shas)
+        res.failures.update(failed)
+        found = cache.get_many((shas[p] for p in todo), face_key) if cache and todo else {}
         for p in todo:
-            vec = found.get(res.sha256[p])
+            vec = found.get(shas[p])
             if vec is None:
-                missing.append(p)
+                need[p].append(c)
             else:
                 res.embeddings[p] = vec
                 res.hits += 1
-        todo = missing
-    log.info("%s: %d embeddings cached, %d to compute", system.name, res.hits, len(todo))
-    if not todo:
-        return res
-    bar = tqdm(total=len(todo), desc=f"embed {system.name}", unit="face", disable=not progress)
-    try:
-        if workers > 1 and len(todo) > batch_size:
-            chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futs = [pool.submit(_embed_chunk, system, be, c, res.sha256, cache, multiple)
-                        for c in chunks]
-                for fut, c in zip(futs, chunks):
-                    res.merge(fut.result())
-                    bar.update(len(c))
-        else:
-            for i in range(0, len(todo), batch_size):
-                chunk = todo[i : i + batch_size]
-                res.merge(_embed_chunk(system, be, chunk, res.sha256, cache, multiple))
-                bar.update(len(chunk))
-    finally:
-        bar.close()
-    return res
+        log.info("%s: %d embeddings cached, %d to compute", system.name, res.hits,
+                 sum(1 for p in todo if c in need[p]))
+    missing = [(p, tuple(need[p])) for p in todo if need[p]]
+    if missing:
+        chunks = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
+        names = ", ".join(s.name for s in systems)
+        bar = tqdm(total=len(missing), desc=f"embed {names}", unit="image",
+                   disable=not progress)
 
+        def done(_index: int, out: dict) -> None:
+            run.prepare_seconds += out["prepare_seconds"]
+            for c, (res, cache) in enumerate(zip(results, caches)):
+                vecs = out["embeddings"][c]
+                res.embeddings.update(vecs)
+                res.failures.update(out["failures"][c])
+                res.computed += len(vecs)
+                res.seconds += out["seconds"][c]
+                if cache is not None and vecs:
+                    cache.put_many(((shas[p], v) for p, v in vecs.items()), face_key)
+            bar.update(out["images"])
 
-def _embed_chunk(system: RecognitionSystem, be: FaceBackend, paths: Sequence[str],
-                 shas: dict[str, str], cache: Optional[EmbeddingCache],
-                 multiple: MultiplePolicy) -> EmbedResult:
-    """Embed one batch of files and store it (runs in a worker or in-process)."""
-    from morphlab.face.cache import get_face
-
-    out = EmbedResult()
-    images, faces, ok = [], [], []
-    for p in paths:
+        root = None if cache_dir is None else str(cache_dir)
+        args = (list(systems), be, multiple, root, use_cache)
         try:
-            img = read_image(p)
-            face = get_face(be, p, img, cache_dir=cache.path.parent.parent if cache else None,
-                            multiple=multiple, use_cache=cache is not None)
-        except (FaceError, ImageError, FileNotFoundError, OSError) as exc:
-            out.failures[p] = str(exc)
-            continue
-        images.append(img)
-        faces.append(face)
-        ok.append(p)
-    if ok:
-        vecs = np.asarray(system.embed_batch(images, faces), dtype=np.float32)
-        for p, v in zip(ok, vecs):
-            out.embeddings[p] = v
-        out.computed = len(ok)
-        if cache is not None:
-            cache.put_many(((shas[p], v) for p, v in zip(ok, vecs)), be.cache_key())
-    return out
+            if executor is not None:
+                executor.map(Embedder, args, "embed", chunks, done,
+                             crash_message="a Ray worker died while embedding faces")
+            elif workers > 1 and len(chunks) > 1:
+                from morphlab.workers import run_tasks
+
+                run_tasks(_embed_task, list(enumerate(chunks)), lambda r: done(*r),
+                          jobs=workers, initializer=_init_embedder, initargs=args,
+                          crash_message="a worker process died while embedding faces")
+            else:
+                local = Embedder(*args)
+                for k, chunk in enumerate(chunks):
+                    done(k, local.embed(chunk))
+        finally:
+            bar.close()
+    run.wall_seconds = time.perf_counter() - t_start
+    return run
+
+
+class Embedder:
+    """Embeds chunks of image files with several systems (models loaded once per worker).
+
+    The one worker of :func:`embed_many`: used in this process, in each local worker
+    process, and as the Ray actor class (``RayExecutor.map(Embedder, …, "embed", …)``).
+    It reads, finds faces (through the landmark cache) and embeds; it never writes the
+    embedding cache (the driver does).
+
+    Args:
+        systems: the recognition systems (pickled to workers; models load lazily there).
+        backend: the landmark backend.
+        multiple: several faces in an image → ``"largest"`` or ``"error"``.
+        cache_root: the cache root of the landmark cache (None = this machine's default).
+        use_cache: False to neither read nor write the landmark cache.
+    """
+
+    def __init__(self, systems: Sequence[RecognitionSystem], backend: Union[FaceBackend, str],
+                 multiple: MultiplePolicy = "largest", cache_root: Optional[str] = None,
+                 use_cache: bool = True) -> None:
+        self.systems = list(systems)
+        self.backend = _resolve_backend(backend)
+        self.multiple = multiple
+        self.cache_root = cache_root
+        self.use_cache = use_cache
+
+    def embed(self, chunk: Sequence[tuple[str, Sequence[int]]]) -> dict:
+        """Embed ``[(path, indices of the systems that need it), …]``.
+
+        Returns:
+            ``{"images": n, "prepare_seconds": s, "embeddings": [{path: (D,) float32}] per
+            system, "failures": [{path: reason}] per system, "seconds": [s] per system}``.
+        """
+        from morphlab.face.cache import get_face
+
+        C = len(self.systems)
+        out: dict[str, Any] = {"images": len(chunk), "embeddings": [{} for _ in range(C)],
+                               "failures": [{} for _ in range(C)], "seconds": [0.0] * C}
+        t = time.perf_counter()
+        ready = []
+        for p, which in chunk:
+            try:
+                img = read_image(p)
+                face = get_face(self.backend, p, img, cache_dir=self.cache_root,
+                                multiple=self.multiple, use_cache=self.use_cache)
+            except (FaceError, ImageError, FileNotFoundError, OSError) as exc:
+                for c in which:
+                    out["failures"][c][p] = str(exc)
+                continue
+            ready.append((p, img, face, set(which)))
+        out["prepare_seconds"] = time.perf_counter() - t
+        for c, system in enumerate(self.systems):
+            mine = [(p, img, face) for p, img, face, which in ready if c in which]
+            if not mine:
+                continue
+            t = time.perf_counter()
+            vecs = np.asarray(system.embed_batch([m[1] for m in mine], [m[2] for m in mine]),
+                              dtype=np.float32)
+            out["seconds"][c] = time.perf_counter() - t
+            out["embeddings"][c] = {p: v for (p, _, _), v in zip(mine, vecs)}
+        return out
+
+
+#: The embedder of a local worker process (:func:`_init_embedder`).
+_EMBEDDER: Optional[Embedder] = None
+
+
+def _init_embedder(*args: Any) -> None:
+    global _EMBEDDER
+    _EMBEDDER = Embedder(*args)
+
+
+def _embed_task(task: tuple[int, list]) -> tuple[int, dict]:
+    index, chunk = task
+    if _EMBEDDER is None:
+        raise RuntimeError("embedding worker used before _init_embedder")
+    return index, _EMBEDDER.embed(chunk)

@@ -6,7 +6,10 @@ Model: the 512-d FaceNet trained by David Sandberg on VGGFace2
 ``morphlab models install facenet`` puts it in morphlab's cache (sha256-checked); a
 missing file is an error naming that command. Licence caveat: VGGFace2 was released for
 research use. OpenCV reads the graph with ``cv2.dnn.readNetFromTensorflow`` in 4.8.x
-(hence morphlab's pin), one face per forward pass.
+(hence morphlab's pin). Its import of the graph's flatten fixes batch 1 at the last
+layers, so a batch runs through the network up to the average pool in one forward pass
+and the 512-d bottleneck (fully connected + batch norm) runs in NumPy on the layer's own
+weights: the same embeddings as the whole graph one face at a time, to float32 rounding.
 
 Preprocessing follows the model's own pipeline: an RGB crop resized to 160×160, then
 Sandberg's per-image *prewhitening* ``(x - mean) / max(std, 1 / sqrt(x.size))`` over all
@@ -57,6 +60,12 @@ log = logging.getLogger(__name__)
 INPUT_SIZE = 160
 MODEL_NAME = "facenet"
 CROPS = ("box", "similarity")
+#: The graph's layers around its bottleneck (names as OpenCV imports them).
+_POOL_LAYER = "InceptionResnetV1/Logits/AvgPool_1a_8x8/AvgPool"
+_FC_LAYER = "InceptionResnetV1/Bottleneck/MatMul"
+_BN_LAYER = "InceptionResnetV1/Bottleneck/BatchNorm/cond/FusedBatchNorm_1"
+#: The bottleneck batch norm's epsilon (TF-slim's default in Sandberg's training code).
+_BN_EPSILON = 1e-3
 
 
 def prewhiten(crop: np.ndarray) -> np.ndarray:
@@ -99,6 +108,7 @@ class FaceNet(CropRecognitionSystem):
             raise ValueError(f"facenet: margin must be >= 0, got {margin}")
         self.version = f"20180408-102900-{'box' if crop == 'box' else 'sim'}-m{self.margin:g}"
         self._net = None
+        self._head_params = None
 
     def _load(self):
         if self._net is None:
@@ -117,6 +127,7 @@ class FaceNet(CropRecognitionSystem):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_net"] = None  # cv2.dnn nets do not pickle; reload in the worker
+        state["_head_params"] = None
         return state
 
     # -- alignment and embedding ------------------------------------------------------
@@ -126,15 +137,45 @@ class FaceNet(CropRecognitionSystem):
                                rotate=self.crop == "similarity")
 
     def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
-        """Embeddings of ``(N, 160, 160, 3)`` RGB uint8 crops, ``(N, 512)`` float32, unit norm."""
+        """Embeddings of ``(N, 160, 160, 3)`` RGB uint8 crops, ``(N, 512)`` float32, unit norm.
+
+        One forward pass for the whole batch up to the network's average pool; the
+        512-d bottleneck (see :meth:`_head`) runs here. OpenCV's import of the graph's
+        flatten fixes batch 1 at the fully connected layer, so its whole-graph output
+        (:meth:`embed_aligned_one_by_one`) can only be had one face at a time; the two
+        agree to float32 rounding (tests/recognition/test_facenet.py).
+        """
+        crops = self.check_crops(crops)
+        net = self._load()
+        net.setInput(np.stack([prewhiten(c).transpose(2, 0, 1) for c in crops]))
+        pooled = np.asarray(net.forward(_POOL_LAYER), dtype=np.float32).reshape(len(crops), -1)
+        return self._head(pooled)
+
+    def embed_aligned_one_by_one(self, crops: np.ndarray) -> np.ndarray:
+        """:meth:`embed_aligned` through the whole graph, one forward pass per face."""
         crops = self.check_crops(crops)
         net = self._load()
         out = []
-        for c in crops:  # OpenCV's import of this graph runs batch 1 only
+        for c in crops:
             net.setInput(prewhiten(c).transpose(2, 0, 1)[None])
             out.append(np.asarray(net.forward(), dtype=np.float32).reshape(-1))
         emb = np.stack(out)
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)  # already ~1
+        return emb
+
+    def _head(self, pooled: np.ndarray) -> np.ndarray:
+        """The graph's bottleneck on ``(N, 1792)`` pooled features: the 512-d fully connected
+        layer (no bias), TF's batch norm in inference form (moving mean and variance,
+        ``epsilon`` 0.001, offset, no scale), L2 normalisation; ``(N, 512)`` float32."""
+        if self._head_params is None:
+            net = self._load()
+            w = net.getParam(_FC_LAYER, 0)
+            mean, var, beta = (net.getParam(_BN_LAYER, i).ravel() for i in range(3))
+            self._head_params = (np.asarray(w, np.float32).T,
+                                 mean, 1.0 / np.sqrt(var + _BN_EPSILON), beta)
+        w, mean, inv_std, beta = self._head_params
+        emb = ((pooled @ w - mean) * inv_std + beta).astype(np.float32)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         return emb
 
     def describe(self) -> dict:

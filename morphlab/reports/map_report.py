@@ -32,8 +32,8 @@
     relative to the report folder; no absolute path appears in either file.
 
 ``map.json`` names the inputs twice: ``inputs`` (paths relative to the report folder,
-plus the manifest's sha256 and the protocol) and ``settings`` (the paths as the command
-resolved them on the machine that ran it, for reproduction there).
+plus the manifest's sha256 and the protocol) and ``settings`` (the command's settings,
+every path in them relative to the report folder too, so that two labs' results compare).
 
 Scores are similarities (higher = more similar); an attempt is accepted when
 ``score >= threshold`` (see :mod:`morphlab.metrics.map`). An attempt exists when the
@@ -461,7 +461,7 @@ def _write(data: MapScores, out: Path, title: str) -> dict:
         "intervals": "every rate: k/n and a Wilson 95 % interval (ci95); 'bootstrap': subject "
                      "bootstrap percentile intervals when --bootstrap was given",
         "warnings": list(data.warnings),
-        "settings": data.settings,
+        "settings": _relative_settings(data.settings, out),
         "systems": [{**s, "operating_point": op} for s, op in zip(data.systems, ops)],
         "counts": data.counts,
         "skipped": data.skipped,
@@ -483,6 +483,16 @@ def _write(data: MapScores, out: Path, title: str) -> dict:
     atomic_write_text(out / "report.html",
                       _document(doc_json, data, figures, title, plain).html(base=out))
     return doc_json
+
+
+def _relative_settings(value: Any, out: Path) -> Any:
+    """``value`` (settings: nested dicts, lists, strings) with every absolute path in its
+    strings relative to the report folder ``out``."""
+    if isinstance(value, dict):
+        return {k: _relative_settings(v, out) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_relative_settings(v, out) for v in value]
+    return relative_paths(value, out) if isinstance(value, str) else value
 
 
 def report_inputs(data: MapScores, out: Path) -> dict:

@@ -255,17 +255,17 @@ def test_cli_map_score(attack_set, probes, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "cli"
-    r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
+    r = runner.invoke(main, ["map-score", str(attack_set), "--probes", str(probes), "-o", str(out),
                              "--fr", "dlib-resnet", "--threshold", "dlib-resnet=published",
                              "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "6 morphs scored (0 skipped" in r.output and "threshold 0.4 (published)" in r.output
     assert "MinMax-MMPMR" in r.output and "] (" in r.output  # rates with intervals and k/n
     assert (out / "report.html").is_file()
-    r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
+    r = runner.invoke(main, ["map-score", str(attack_set), "--probes", str(probes), "-o", str(out),
                              "--fr", "no-such-fr"])
     assert r.exit_code == 1 and "unknown recognition system 'no-such-fr'; valid names" in r.output
-    r = runner.invoke(main, ["map-score", str(attack_set), "-p", str(probes), "-o", str(out),
+    r = runner.invoke(main, ["map-score", str(attack_set), "--probes", str(probes), "-o", str(out),
                              "--threshold", "lbph=high"])
     assert r.exit_code == 2 and "is not a number" in r.output
 
@@ -478,19 +478,17 @@ def test_a_probe_failing_under_one_system_keeps_r_for_the_others(attack_set, pro
 
     from morphlab.mapscore import job
 
-    real = job.embed_files
-    calls = []
+    real = job.embed_many
 
-    def flaky(system, paths, **kw_):
-        res = real(system, paths, **kw_)
-        calls.append(system)
-        if len(calls) == 2:  # the second system cannot embed one probe of subject 005
-            bad = next(p for p in res.embeddings if Path(p).name == "005_flip.png")
-            del res.embeddings[bad]
-            res.failures[bad] = "alignment failed (test)"
-        return res
+    def flaky(systems, paths, **kw_):
+        run = real(systems, paths, **kw_)
+        res = run.results[1]  # the second system cannot embed one probe of subject 005
+        bad = next(p for p in res.embeddings if Path(p).name == "005_flip.png")
+        del res.embeddings[bad]
+        res.failures[bad] = "alignment failed (test)"
+        return run
 
-    monkeypatch.setattr(job, "embed_files", flaky)
+    monkeypatch.setattr(job, "embed_many", flaky)
     doc = map_score(attack_set, two, tmp_path / "r", systems=["lbph", "lbph"], **kw).report
     assert doc["overall"]["attempts"]["R"] == 2 and len(doc["overall"]["map"]["values"]) == 2
     assert doc["overall"]["per_system"]["lbph"] == base["overall"]["per_system"]["lbph"]
@@ -513,7 +511,7 @@ def test_refuses_foreign_files_and_overwrite_keeps_them(attack_set, probes, tmp_
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.html").write_text("<p>my own notes</p>")
-    common = (attack_set, "-p", probes, "-o", out, "--fr", "lbph", "--threshold", "lbph=0.5",
+    common = (attack_set, "--probes", probes, "-o", out, "--fr", "lbph", "--threshold", "lbph=0.5",
               "--no-progress")
     r = _cli(*common)
     assert r.exit_code == 1 and "refusing to replace report.html" in r.output
@@ -540,7 +538,7 @@ def test_second_writer_gets_folder_locked_error(attack_set, probes, tmp_path):
     out = tmp_path / "locked"
     with locked_folder(out):
         p = subprocess.run(
-            [sys.executable, "-m", "morphlab.cli", "map-score", str(attack_set), "-p",
+            [sys.executable, "-m", "morphlab.cli", "map-score", str(attack_set), "--probes",
              str(probes), "-o", str(out), "--fr", "lbph", "--no-progress"],
             capture_output=True, text=True, timeout=300, env={**os.environ})
     assert p.returncode == 1, p.stderr
@@ -593,7 +591,7 @@ def test_bootstrap_of_disjoint_pairs_matches_binomial_width():
 
 def test_cli_protocol_options_reach_the_report(attack_set, probes, sample_dir, tmp_path):
     out = tmp_path / "cli"
-    r = _cli(attack_set, "-p", probes, "-o", out, "--fr", "lbph", "--fmr", "0.2",
+    r = _cli(attack_set, "--probes", probes, "-o", out, "--fr", "lbph", "--fmr", "0.2",
              "--calibration", probes, "--allow-calibration-overlap", "--impostors", "same-gender",
              "--metadata", sample_dir / "london_info.csv", "--meta-id-column", "face_id",
              "--attempts", "1", "--bootstrap", "50", "--seed", "3", "--no-progress")
@@ -603,7 +601,7 @@ def test_cli_protocol_options_reach_the_report(attack_set, probes, sample_dir, t
     cal = doc["settings"]["calibration"]
     assert cal["impostors"] == "same-gender" and cal["overlap"]["subjects"] == list(SUBJECTS)
     assert doc["settings"]["attempts"] == 1 and doc["bootstrap"]["seed"] == 3
-    r = _cli(attack_set, "-p", probes, "-o", tmp_path / "x", "--fr", "lbph", "--fmr", "1")
+    r = _cli(attack_set, "--probes", probes, "-o", tmp_path / "x", "--fr", "lbph", "--fmr", "1")
     assert r.exit_code == 1 and "target FMR must lie in (0, 1)" in r.output
 
 
