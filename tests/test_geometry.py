@@ -276,6 +276,46 @@ def test_poisson_composite_keeps_outside_and_clones_inside(pair):
     assert np.array_equal(mask, before)
 
 
+@pytest.mark.parametrize("shift", [0, 7])
+def test_poisson_dst_solver_matches_seamless_clone(pair, shift):
+    """solver="dst" solves OpenCV's system: every pixel within 1 grey level of
+    cv2.seamlessClone (float rounding before the truncation), nearly all equal-or-one-off
+    inside, exactly bg outside; also for a mask cut by the frame's 2-pixel margin."""
+    a, b, pa, _ = pair
+    mask = geo.erode_mask(geo.hull_mask(pa[109:134], (SIZE, SIZE)), 4)
+    mask = np.roll(mask, -shift * 10, axis=0)  # shift 7: the hull runs into the top edge
+    before = mask.copy()
+    ref = geo.poisson_composite(b, a, mask)
+    out = geo.poisson_composite(b, a, mask, solver="dst")
+    assert np.array_equal(mask, before)
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    assert np.array_equal(out[mask == 0], a[mask == 0])
+    inner = geo.erode_mask(mask, 10) > 0
+    assert np.abs(out.astype(int) - a)[inner].mean() > 5  # something was cloned in
+
+
+def test_poisson_dst_solver_on_random_images():
+    """Random textures and blobby masks, 3 channels and odd sizes: within 1 level of
+    seamlessClone; a tiny mask leaves bg as it is (like the OpenCV path)."""
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        h, w = (int(v) for v in rng.integers(40, 90, size=2))
+        fg = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3)).astype(np.uint8), (5, 5), 2)
+        bg = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3)).astype(np.uint8), (5, 5), 2)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.ellipse(mask, (w // 2, h // 2), (w // 3, h // 4), float(rng.integers(0, 180)), 0, 360,
+                    255, -1)
+        ref = geo.poisson_composite(fg, bg, mask)
+        out = geo.poisson_composite(fg, bg, mask, solver="dst")
+        assert np.abs(out.astype(int) - ref).max() <= 1
+        assert not np.array_equal(out, bg)
+    tiny = np.zeros((h, w), np.uint8)
+    tiny[10:12, 10:12] = 255
+    assert np.array_equal(geo.poisson_composite(fg, bg, tiny, solver="dst"), bg)
+    with pytest.raises(ValueError, match="solver"):
+        geo.poisson_composite(fg, bg, mask, solver="fft")
+
+
 def test_anchor_ring_surrounds_the_region(pair):
     _, _, pa, _ = pair
     region = pa[109:134]

@@ -31,7 +31,8 @@ Variants (``variants``, one output each, tagged by name):
   hair, ears and shoulders are not blended (no ghosting), only gently displaced next
   to the face, and pixels outside the ring are exactly the target's. The morphed face
   (colour-matched to the target's face in L*a*b* by default) is then put in with
-  Poisson cloning (``blend="poisson"``, ``cv2.seamlessClone``) or a feathered mask
+  Poisson cloning (``blend="poisson"``: ``cv2.seamlessClone``'s system, solved by
+  :func:`morphlab.geometry.poisson_composite` with ``solver="dst"``) or a feathered mask
   (``blend="feather"``) whose transition lies inside the hull. Poisson cloning takes
   the low-frequency colour from the target's surroundings (it is what hides the seam),
   so the spliced face keeps about A's skin tone whatever ``color_match`` says.
@@ -189,8 +190,11 @@ class LandmarkMorph(Generator):
 
     name = "landmark"
     #: 2: extended splice region, ICAO padding with the photo's background, dlib's quick
-    #: detection pass (a folder made by version 1 is not continued with version 2 morphs)
-    version = "2"
+    #: detection pass (a folder made by version 1 is not continued with version 2 morphs).
+    #: 3: Poisson cloning solved with SciPy's DST (``poisson_composite(solver="dst")``,
+    #: within 1 grey level of ``cv2.seamlessClone``) and colour statistics in double
+    #: precision (``cv2.meanStdDev``): spliced pixels differ slightly from version 2
+    version = "3"
 
     def __init__(
         self,
@@ -506,7 +510,7 @@ class LandmarkMorph(Generator):
         if self.color_match:
             face = geo.match_colour(morph_img, background, core, apply_to=mask)
         if self.blend == "poisson":
-            return geo.poisson_composite(face, background, core)
+            return geo.poisson_composite(face, background, core, solver="dst")
         return geo.composite(face, background, geo.feather_mask(mask, radius))
 
 
