@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from morphlab.generators.base import Contributor, Generator, MorphOutput
+from test_postprocess import _Blend
+
 from morphlab.generators.runner import generate_attack_set
-from morphlab.io import read_image, write_image
+from morphlab.io import write_image
 from morphlab.postprocess import postprocess_set, sets
 
 try:
@@ -30,23 +31,6 @@ from morphlab.ray_executor import RayExecutor  # noqa: E402
 #: random steps (print-scan noise and colour shift) and the JPEG that is the file
 OPS = ["print-scan:dpi=150,width_mm=8", "jpeg:quality=80"]
 SEED = 3
-
-
-class _Blend(Generator):
-    """The pixel mean of the two contributors."""
-
-    name = "ray-pp-blend"
-    version = "1"
-
-    def get_params(self) -> dict:
-        return {}
-
-    def output_tags(self) -> list[str]:
-        return ["blend"]
-
-    def generate(self, a: Contributor, b: Contributor, *, seed: int) -> list[MorphOutput]:
-        x = (read_image(a.path).astype(np.uint16) + read_image(b.path)) // 2
-        return [MorphOutput(x.astype(np.uint8), "blend", {})]
 
 
 @pytest.fixture(scope="module")
