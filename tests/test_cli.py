@@ -190,6 +190,14 @@ def test_demo_calls_run_demo(tmp_path: Path, monkeypatch):
     monkeypatch.setitem(sys.modules, "morphlab.demo", fake)
     res = invoke("demo", "-o", tmp_path / "d")
     assert calls == [str(tmp_path / "d")] and "report.md" in res.output
+    invoke("demo")
+    assert calls[-1] == "demo_out"
+    from morphlab.cli import _conventions
+
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+    res = invoke("demo", "--out-dir", tmp_path / "old")  # the old spelling: works, warns
+    assert calls[-1] == str(tmp_path / "old")
+    assert res.output.startswith("Warning: --out-dir is deprecated") and "use -o/--out" in res.output
 
 
 # ----------------------------------------------------------------------------------------

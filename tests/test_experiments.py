@@ -243,3 +243,58 @@ def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path,
     cli = CliRunner().invoke(main, args)
     assert cli.exit_code == 0, cli.output
     assert "0 stage(s) ran, 16 cached" in cli.output
+
+
+# ----------------------------------------------------------------------------------------
+# morphlab run: -j/--seed as overrides, the old --out-dir
+# ----------------------------------------------------------------------------------------
+def _invoke_run(*args: str):
+    from click.testing import CliRunner
+
+    from morphlab.cli import main
+
+    return CliRunner().invoke(main, ["run", str(EXPERIMENTS / "frll_landmark.yaml"), *args])
+
+
+def test_run_jobs_and_seed_are_the_matching_overrides(monkeypatch, tmp_path: Path):
+    import morphlab.experiments as experiments
+
+    calls = []
+
+    class _Done:
+        def summary(self):
+            return "done"
+
+    def fake_run(config, **kwargs):
+        calls.append(kwargs)
+        return _Done()
+
+    monkeypatch.setattr(experiments, "run_experiment", fake_run)
+    res = _invoke_run("-j", "3", "--seed", "7", "--set", "limit_pairs=2", "-o", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert calls[-1]["overrides"] == ("limit_pairs=2", "jobs=3", "seed=7")
+    assert calls[-1]["out_dir"] == str(tmp_path)
+    by_options = load_config(EXPERIMENTS / "frll_landmark.yaml", overrides=calls[-1]["overrides"])
+    by_set = load_config(EXPERIMENTS / "frll_landmark.yaml",
+                         overrides=["limit_pairs=2", "jobs=3", "seed=7"])
+    assert by_options == by_set and (by_set.jobs, by_set.seed) == (3, 7)
+    res = _invoke_run("--no-progress")
+    assert res.exit_code == 0 and calls[-1]["overrides"] == ()  # no -j: the configuration's
+
+
+@pytest.mark.parametrize("args,key", [(["-j", "2", "--set", "jobs=3"], "-j/--jobs"),
+                                      (["--seed", "1", "--set", "seed=1"], "--seed")])
+def test_run_option_and_set_of_one_key_is_a_usage_error(args, key):
+    res = _invoke_run("--check", *args)
+    assert res.exit_code == 2 and f"{key} and --set" in res.output and "only one" in res.output
+
+
+def test_run_old_out_dir_still_works_and_warns(monkeypatch, tmp_path: Path):
+    from morphlab.cli import _conventions
+
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+    res = _invoke_run("--check", "--out-dir", str(tmp_path / "old"), "--set",
+                      f"dataset.root={EXPERIMENTS}")
+    assert "Warning: --out-dir is deprecated" in res.output and "use -o/--out" in res.output
+    assert res.exit_code == 0, res.output
+    assert f"output in {tmp_path / 'old'}" in res.output

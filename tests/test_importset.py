@@ -206,3 +206,19 @@ def test_map_score_without_contributor_images_is_a_named_error(morphs, sample_di
     res = CliRunner().invoke(main, ["map-score", str(tmp_path / "set"), "--probes", str(sample_dir / "smiling"),
                                     "-o", str(tmp_path / "map"), "--fr", "lbph"])
     assert res.exit_code == 1 and "re-import with" in res.output, res.output
+
+
+def test_cli_out_and_the_old_out_dir(tmp_path, sample_dir, monkeypatch) -> None:
+    from morphlab.cli import _conventions
+
+    src = foreign_folder(tmp_path / "m", sample_dir, PAIRS)
+    res = CliRunner().invoke(main, ["import", str(src), "--out", str(tmp_path / "new")])
+    assert res.exit_code == 0 and "Warning" not in res.output, res.output
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+    res = CliRunner().invoke(main, ["import", str(src), "--out-dir", str(tmp_path / "old")])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("Warning: --out-dir is deprecated") and "use -o/--out" in res.output
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "path"} for r in recs]  # noqa: E731
+    assert strip(load_manifest(tmp_path / "old")) == strip(load_manifest(tmp_path / "new"))
+    assert len(load_manifest(tmp_path / "old")) == len(PAIRS)
+    assert "--out-dir" not in CliRunner().invoke(main, ["import", "--help"]).output

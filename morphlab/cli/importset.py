@@ -5,13 +5,16 @@ from __future__ import annotations
 import click
 
 from morphlab.cli import main
+from morphlab.cli._conventions import out_option
 
 
-@main.command(name="import")
+@main.command(name="import", example="""\
+morphlab import ~/their_morphs -o work/their_set --generator their-tool \\
+    --dataset ../shared/data/frll/neutral
+morphlab map-score work/their_set --probes ../shared/data/frll/smiling -o work/their_map""")
 @click.argument("morph_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Attack-set folder to write (manifest.jsonl, run.json, import.json and a "
-                   "hard link to each morph).")
+@out_option("Attack-set folder to write (manifest.jsonl, run.json, import.json and a "
+            "hard link to each morph).")
 @click.option("--pattern", default=None, metavar="REGEX",
               help="Regex with named groups 'a' and 'b' (subject A, subject B) matched against "
                    "each whole file name without suffix [default: A_B, i.e. "
@@ -38,13 +41,8 @@ def import_set(morph_dir, out_dir, pattern, contributors_csv, generator, tag, da
     """Make an attack set of MORPH_DIR, morphs made by another tool, for map-score and
     detect (the files in MORPH_DIR are neither moved nor changed).
 
-    Example: morphs named 002_007.png (subject A 002, subject B 007), made from FRLL's
-    neutral images:
-
-    \b
-        morphlab import ~/their_morphs -o work/their_set --generator their-tool \\
-            --dataset ../shared/data/frll/neutral
-        morphlab detect eval work/freq --bona-fide test_list.txt --attacks work/their_set ...
+    The example below imports morphs named 002_007.png (subject A 002, subject B 007),
+    made from FRLL's neutral images, and scores them against the smiling probes.
     """
     from morphlab.importset import DEFAULT_PATTERN, import_attack_set
 

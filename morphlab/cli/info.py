@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from morphlab.cli import main
+from morphlab.cli._conventions import out_option
 from morphlab.datasets.pairs import STRATEGIES
 from morphlab.cli import _REGISTRY_MODULES
 
@@ -60,7 +61,9 @@ def _summary_line(obj: Any) -> str:
     return plain_text(doc.strip().splitlines()[0]) if doc.strip() else ""
 
 
-@main.command(name="list")
+@main.command(name="list", example="""\
+morphlab list
+morphlab list | grep lbp   # where the LBP detector comes from""")
 def list_components() -> None:
     """Show every registered component and where it comes from."""
     for reg in _registries():
@@ -90,9 +93,9 @@ def list_components() -> None:
 # ----------------------------------------------------------------------------------------
 # demo
 # ----------------------------------------------------------------------------------------
-@main.command()
-@click.option("-o", "--out-dir", default="demo_out", show_default=True,
-              type=click.Path(file_okay=False), help="Output folder.")
+@main.command(example="""\
+morphlab demo -o work/demo""")
+@out_option("Output folder.", default="demo_out")
 def demo(out_dir: str) -> None:
     """Run the main job on the embedded sample: pairs → morphs → report."""
     from morphlab.demo import run_demo

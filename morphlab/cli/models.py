@@ -23,7 +23,10 @@ def _installed_text(name: str) -> str:
     return f"yes ({m.package[0]} package)" if m.origin == "packaged" else str(path)
 
 
-@main.group(name="models", invoke_without_command=True)
+@main.group(name="models", invoke_without_command=True, example="""\
+morphlab models
+morphlab models install --all
+morphlab models verify""")
 @click.pass_context
 def models_group(ctx: click.Context) -> None:
     """List every model morphlab knows (source, licence, sha256, installed).
@@ -45,7 +48,9 @@ def models_group(ctx: click.Context) -> None:
         click.echo("  ".join([c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]))
 
 
-@models_group.command(name="install")
+@models_group.command(name="install", example="""\
+morphlab models install facenet
+morphlab models install --all""")
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every model a registry provides.")
 def install_cmd(names: tuple[str, ...], all_: bool) -> None:
@@ -58,7 +63,9 @@ def install_cmd(names: tuple[str, ...], all_: bool) -> None:
         click.echo(f"{r.name}: {'installed' if r.fetched else 'already installed'} at {r.path}")
 
 
-@models_group.command(name="verify")
+@models_group.command(name="verify", example="""\
+morphlab models verify            # every installed model
+morphlab models verify facenet""")
 @click.argument("names", nargs=-1)
 def verify_cmd(names: tuple[str, ...]) -> None:
     """Hash installed model files against their recorded sha256 (exit 1 on a mismatch)."""

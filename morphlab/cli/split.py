@@ -5,18 +5,22 @@ from __future__ import annotations
 import click
 
 from morphlab.cli import main
+from morphlab.cli._conventions import out_option, seed_option
 from morphlab.cli.generate import parse_param
 
 
-@main.command()
+@main.command(example="""\
+morphlab split morphlab/sample/frll --loader frll --attacks work/morphs \\
+    --stratify gender --seed 0 -o work/split
+morphlab detect train -d lbp-svm --bona-fide work/split/train_bona_fide.txt \\
+    --attacks work/split/train_attacks.txt -o work/model""")
 @click.argument("bona_fide", nargs=-1, type=click.Path(file_okay=False, exists=True))
 @click.option("--attacks", multiple=True, type=click.Path(exists=True), metavar="SET",
               help="Attack set (folder or manifest.jsonl) to split too; repeatable.")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the list files and split.json.")
+@out_option("Folder for the list files and split.json.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.5, show_default=True, help="Share of the identities on the test side.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@seed_option("Random seed of the split.")
 @click.option("--stratify", type=click.Choice(["gender"]), default=None,
               help="Split each gender apart (genders from the loader or --metadata).")
 @click.option("--pattern", default=None,
@@ -42,12 +46,8 @@ def split(bona_fide, attacks, out_dir, test_fraction, seed, stratify, pattern, m
     `detect train/eval` (--bona-fide LIST, --attacks LIST).
 
     A morph goes to a side only if both its subjects are there; the others are listed in
-    OUT_DIR/excluded_attacks.txt. Example (the embedded sample, after `pairs` and
-    `generate`):
-
-    \b
-        morphlab split morphlab/sample/frll --loader frll --attacks work/morphs \\
-            --stratify gender --seed 0 -o work/split
+    OUT_DIR/excluded_attacks.txt. The example below runs on the embedded sample, after
+    `pairs` and `generate`.
     """
     from morphlab.datasets.split import split_by_identity, write_split
 
