@@ -611,3 +611,108 @@ def test_output_folder_must_be_outside_the_inputs(attack_set, probes):
         with pytest.raises(ValueError, match=what):
             map_score(attack_set, probes, out, systems=["lbph"], progress=False)
     assert not (attack_set / "map").exists()
+
+
+# ----------------------------------------------------------------------------------------
+# faces/s, the old spellings, relative paths, Ray
+# ----------------------------------------------------------------------------------------
+def test_summary_and_map_json_count_faces_embedded_and_cached(attack_set, probes, tmp_path,
+                                                              monkeypatch):
+    import re
+
+    monkeypatch.setenv("MORPHLAB_CACHE", str(tmp_path / "cache"))  # a cold cache
+    out = tmp_path / "r"
+    common = (attack_set, "--probes", probes, "-o", out, "--fr", "lbph", "--fr",
+              "dlib-resnet", "--threshold", "lbph=0.5", "--threshold", "dlib-resnet=published",
+              "--no-progress")
+    r = _cli(*common)
+    assert r.exit_code == 0, r.output
+    emb = json.loads((out / "map.json").read_text())["counts"]["embedding"]
+    n = emb["images"]
+    assert n == 6 + 5 + 12  # morphs, probes (003_03.jpg is an enrolment image), calibration
+    assert (emb["executor"], emb["workers"]) == ("local", 1)
+    for label in ("lbph", "dlib-resnet"):
+        s = emb["per_system"][label]
+        assert (s["computed"], s["from_cache"]) == (n, 0) and s["seconds"] > 0
+        assert s["faces_per_s"] == pytest.approx(n / s["seconds"], rel=0.01)
+        line = re.search(rf"  {label}: {n} faces embedded in [\d.]+ s, ([\d.]+) faces/s per "
+                         r"worker; 0 from the cache", r.output)
+        assert line, r.output
+        assert float(line.group(1)) == pytest.approx(s["faces_per_s"], abs=0.06)
+    # dlib-resnet is a ResNet, lbph a histogram: the per-system figures are not one number
+    assert emb["per_system"]["lbph"]["faces_per_s"] > emb["per_system"]["dlib-resnet"]["faces_per_s"]
+    assert f"embedding: {n} images in" in r.output and "finding faces" in r.output
+    r = _cli(*common, "--overwrite")  # warm cache: nothing embedded
+    assert r.exit_code == 0, r.output
+    assert f"  dlib-resnet: 0 faces embedded; {n} from the cache" in r.output
+    again = json.loads((out / "map.json").read_text())["counts"]["embedding"]["per_system"]
+    assert again["lbph"] == {"computed": 0, "from_cache": n, "seconds": 0.0, "faces_per_s": None}
+
+
+def test_old_spellings_still_work_and_warn(attack_set, probes, tmp_path, monkeypatch):
+    from morphlab.cli import _conventions
+
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+    r = _cli(attack_set, "-p", probes, "--out-dir", tmp_path / "r", "--backend", "dlib",
+             "--fr", "lbph", "--threshold", "lbph=0.5", "--no-progress")
+    assert r.exit_code == 0, r.output
+    for old, new in (("-p", "--probes"), ("--out-dir", "-o/--out"), ("--backend", "--landmarks")):
+        assert f"Warning: {old} is deprecated" in r.output and f"use {new}" in r.output
+    assert json.loads((tmp_path / "r" / "map.json").read_text())["settings"][
+        "landmark_backend"] == "dlib"
+    r = _cli(attack_set, "-p", probes, "--probes", probes, "-o", tmp_path / "x", "--fr", "lbph")
+    assert r.exit_code == 2 and "give only one of them" in r.output
+
+
+def test_scores_and_settings_name_no_absolute_path(attack_set, probes, tmp_path):
+    """Two labs' outputs compare: every path in map.json's settings and in scores.csv is
+    relative to the report folder."""
+    import os
+
+    out = tmp_path / "r"
+    r = _cli(attack_set, "--probes", probes, "-o", out, "--fr", "lbph", "--threshold",
+             "lbph=0.5", "--scores-out", tmp_path / "files", "--no-progress")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "map.json").read_text())
+    settings = json.dumps(doc["settings"])
+    roots = {str(attack_set.parent), str(probes.parent), str(tmp_path), "/tmp/"}
+    for text in (settings, (out / "scores.csv").read_text(),
+                 (out / "calibration.csv").read_text()):
+        assert not [r for r in roots if r in text], text[:400]
+    st = doc["settings"]
+    assert st["attack_set"] == os.path.relpath(attack_set / "manifest.jsonl", out)
+    assert st["probes"] == os.path.relpath(probes, out)
+    assert (out / st["probes"]).resolve() == probes.resolve()
+    assert doc["inputs"]["attack_set"]["path"] == os.path.relpath(attack_set, out)
+    # the score-file path too
+    r = _cli("--scores", tmp_path / "files", "--frs-info", tmp_path / "files" / "frs_info.json",
+             "-o", tmp_path / "from-files", "-v")  # -v is accepted with --scores
+    assert r.exit_code == 0, r.output
+    st = json.loads((tmp_path / "from-files" / "map.json").read_text())["settings"]
+    assert str(tmp_path) not in json.dumps(st) and st["scores"] == "../files"
+
+
+def test_embedding_on_ray_gives_the_local_scores(attack_set, probes, tmp_path):
+    """--executor ray -j 2: Ray actors embed (each loads the systems once), this process
+    writes: the same map.json numbers and scores.csv as a local run."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'morphlab[ray]')")
+    common = ("--probes", probes, "--fr", "lbph", "--fr", "dlib-resnet", "--threshold",
+              "lbph=0.5", "--no-cache", "--no-progress")
+    local = _cli(attack_set, "-o", tmp_path / "local", *common)
+    assert local.exit_code == 0, local.output
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        on_ray = _cli(attack_set, "-o", tmp_path / "ray", *common, "--executor", "ray",
+                      "-j", "2")
+    finally:
+        ray.shutdown()
+    assert on_ray.exit_code == 0, on_ray.output
+    a, b = (json.loads((tmp_path / d / "map.json").read_text()) for d in ("local", "ray"))
+    for key in ("overall", "per_group", "systems", "skipped"):
+        assert a[key] == b[key], key
+    assert b["counts"]["embedding"]["executor"] == "ray"
+    assert b["counts"]["embedding"]["workers"] == 2
+    assert b["counts"]["embedding"]["per_system"]["dlib-resnet"]["computed"] == 6 + 5 + 12
+    for name in ("scores.csv", "calibration.csv"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+    assert "2 ray workers" in on_ray.output

@@ -57,6 +57,24 @@ def test_contract_on_real_photos(name, tiny_models, installed_model, frll_pairs,
     np.testing.assert_allclose(clone.embed(*neutral[1]), a[1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", RECOGNITION.names())
+def test_a_batch_embeds_every_face_as_one_at_a_time(name, tiny_models, installed_model,
+                                                    sample_faces):
+    """embed_batch (one model call per batch where the model allows) == embed per face,
+    on the 12 real crops of the embedded sample, for an even and an odd batch."""
+    system = _make(name, tiny_models, installed_model)
+    faces = [f for _, n, s in sample_faces for f in (n, s)]
+    one = np.stack([system.embed(im, f) for im, f in faces])
+    for batch in (faces, faces[:7]):
+        got = system.embed_batch([im for im, _ in batch], [f for _, f in batch])
+        assert got.shape == (len(batch), one.shape[1]) and got.dtype == np.float32
+        np.testing.assert_allclose(got, one[:len(batch)], rtol=0, atol=2e-6)
+    if name == "facenet":  # a batch through the average pool == the whole graph per face
+        crops = np.stack([system.align(im, f) for im, f in faces])
+        np.testing.assert_allclose(system.embed_aligned(crops),
+                                   system.embed_aligned_one_by_one(crops), rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("name", ["dlib-resnet", "facenet", "mobilefacenet", "lbph"])
 def test_real_systems_separate_genuine_from_impostor(name, installed_model, frll_pairs,
                                                      frll_faces):
