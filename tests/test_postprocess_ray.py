@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_postprocess import _Blend
 
 from morphlab.generators.runner import generate_attack_set

@@ -81,8 +81,12 @@ delete its own input). Every source's sha256 — bona fide images' too — is re
 ``source``; a re-run hashes the sources again and redoes any whose content changed under
 the same name (an output is never kept for older content).
 
-The code: :mod:`morphlab.postprocess.ops` (operators) and :mod:`morphlab.postprocess.sets`
-(sets and their manifests).
+On Ray (``executor=`` of :func:`postprocess_set`, ``morphlab postprocess --executor ray``)
+the images are computed by Ray actors and written here, byte for byte as a local run
+writes them (:mod:`morphlab.postprocess.ray_actor`).
+
+The code: :mod:`morphlab.postprocess.ops` (operators), :mod:`morphlab.postprocess.sets`
+(sets and their manifests) and :mod:`morphlab.postprocess.ray_actor` (Ray workers).
 """
 
 from morphlab.postprocess.ops import (
@@ -121,7 +125,6 @@ from morphlab.postprocess.sets import (
 __all__ = [
     "ATTACK_SET", "BONA_FIDE", "CONFIG_KEYS", "IMAGES", "MORPH", "OPS", "SET_FORMAT", "Background",
     "Icao", "Jpeg", "OpContext", "Operator", "PostprocessSummary", "PrintScan", "Resize", "apply_ops",
-    "cache_spec",
-    "check_chain", "image_items", "image_seed", "load_set", "output_suffix", "parse_op",
-    "parse_ops", "postprocess_set", "register_op", "same_ops", "source_chain",
+    "cache_spec", "check_chain", "image_items", "image_seed", "load_set", "output_suffix",
+    "parse_op", "parse_ops", "postprocess_set", "register_op", "same_ops", "source_chain",
 ]
