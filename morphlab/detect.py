@@ -206,8 +206,14 @@ def prepare_inputs(
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
     allow_empty: bool = False,
+    jobs: int = 1,
+    use_cache: bool = True,
 ) -> Inputs:
     """Align every image of ``data`` once and assemble the detector's inputs.
+
+    Crops come through the aligned-crop cache; ``jobs`` worker processes align the images
+    it does not hold; ``use_cache=False`` neither reads nor writes the landmark and crop
+    caches (:func:`morphlab.detectors.preprocess.align_faces`).
 
     Raises:
         ValueError: no presentation could be aligned (unless ``allow_empty``), or live
@@ -219,9 +225,10 @@ def prepare_inputs(
         raise ValueError("a differential detector needs a live probe for every presentation (--live)")
     if kind != DIFFERENTIAL and any(it.live is not None for it in data.items):
         raise ValueError("live probes were given but this is a single-image detector")
-    _check_backend(backend, "--backend")
+    _check_backend(backend, "--landmarks")
     paths = sorted({p for it in data.items for p in (it.path, it.live) if p is not None})
-    aligned = align_faces(paths, size=size, backend=backend, cache_dir=cache_dir, progress=progress)
+    aligned = align_faces(paths, size=size, backend=backend, cache_dir=cache_dir, progress=progress,
+                          jobs=jobs, use_cache=use_cache)
     crop = {p: aligned.crops[i] for i, p in enumerate(aligned.paths)}
     why = {p: r for p, r in aligned.failures}
     X, items, failures, kinds = [], [], [], []
@@ -278,8 +285,8 @@ def _self_morph_config(det: Detector, self_morph: Optional[dict[str, Any]]) -> O
 
 
 def _with_self_morphs(inputs: Inputs, config: dict[str, Any], *, size: int,
-                      backend: Union[str, FaceBackend], cache_dir: Optional[PathLike]
-                      ) -> tuple[Inputs, dict[str, Any]]:
+                      backend: Union[str, FaceBackend], cache_dir: Optional[PathLike],
+                      use_cache: bool = True) -> tuple[Inputs, dict[str, Any]]:
     """``inputs`` plus the self-morphs of its bona fide crops; the config with their count."""
     from morphlab.detectors.selfmorph import SELF_MORPH_SPECIES, crop_landmarks, synthesise
 
@@ -289,7 +296,8 @@ def _with_self_morphs(inputs: Inputs, config: dict[str, Any], *, size: int,
                          "(--bona-fide); none could be used")
     t0 = time.perf_counter()
     items = [inputs.items[i] for i in bf]
-    marks = crop_landmarks([it.path for it in items], size, backend=backend, cache_dir=cache_dir)
+    marks = crop_landmarks([it.path for it in items], size, backend=backend, cache_dir=cache_dir,
+                           use_cache=use_cache)
     X, src = synthesise(inputs.X[bf], marks, config)
     fake = [Presentation(items[i].path, 1, (items[i].subjects[0],) * 2, SELF_MORPH_SPECIES) for i in src]
     log.info("self-morph: %d synthetic attacks from %d bona fide images (%.1f s)", len(X), bf.size,
@@ -313,6 +321,9 @@ def train_detector(
     progress: bool = True,
     overwrite: bool = False,
     self_morph: Optional[dict[str, Any]] = None,
+    seed: Optional[int] = None,
+    jobs: int = 1,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Align ``data``, fit a detector and save it with its provenance to ``out_dir``.
 
@@ -323,7 +334,7 @@ def train_detector(
         params: hyper-parameters when ``detector`` is a name or class.
         backend: face backend for alignment (recorded: scoring uses the same).
         crop_size: aligned crop side; default: the detector's ``crop_size``.
-        cache_dir: landmark cache root.
+        cache_dir: landmark and crop cache root.
         progress: progress bars.
         overwrite: replace a model morphlab wrote in ``out_dir`` before (see
             :func:`output_folder`; other files there are kept, and a ``detector.json``
@@ -332,6 +343,11 @@ def train_detector(
             images (:mod:`morphlab.detectors.selfmorph`); keyword arguments of
             :func:`~morphlab.detectors.selfmorph.self_morph_config` (``ratio``, ``seed``,
             strengths). ``data`` then needs no attacks; with attacks too, both are used.
+        seed: seeds everything random in training: the detector's ``random_state``
+            (when it has one and ``params`` does not set it) and the self-morphs (when
+            ``self_morph`` names no ``seed``). ``None``: their own defaults (0).
+        jobs: worker processes aligning the images the crop cache does not hold.
+        use_cache: False to neither read nor write the landmark and crop caches.
 
     Returns:
         The training summary also stored in the model's metadata (counts per species,
@@ -344,19 +360,26 @@ def train_detector(
             :func:`output_folder`.
     """
     det = detector if isinstance(detector, Detector) else create_detector(detector, **(params or {}))
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"the training seed must be an integer >= 0, got {seed!r}")
+        if "random_state" in det.get_params() and "random_state" not in (params or {}):
+            det.set_params(random_state=seed)
+        if self_morph is not None and "seed" not in self_morph:
+            self_morph = {**self_morph, "seed": seed}
     size = int(crop_size or det.crop_size)
-    _check_backend(backend, "--backend")
+    _check_backend(backend, "--landmarks")
     sm_config = _self_morph_config(det, self_morph)
     with output_folder(out_dir, MODEL_FILES, overwrite=overwrite,
                        sources=_image_folders(data, "training")) as out:
         t0 = time.perf_counter()
         inputs = prepare_inputs(data, det.kind, size=size, backend=backend, cache_dir=cache_dir,
-                                progress=progress)
+                                progress=progress, jobs=jobs, use_cache=use_cache)
         mode = "real"
         if sm_config is not None:
             mode = "both" if (inputs.y == 1).any() else "self-morph"
             inputs, sm_config = _with_self_morphs(inputs, sm_config, size=size, backend=backend,
-                                                  cache_dir=cache_dir)
+                                                  cache_dir=cache_dir, use_cache=use_cache)
         t1 = time.perf_counter()
         _require_both_classes(inputs, "the training set")
         log.info("training %s on %d presentations", detector_name(type(det)), len(inputs.y))
@@ -419,6 +442,8 @@ def score_files(
     backend: Optional[Union[str, FaceBackend]] = None,
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
+    jobs: int = 1,
+    use_cache: bool = True,
 ) -> list[dict[str, Any]]:
     """Score image files with a trained model.
 
@@ -427,6 +452,7 @@ def score_files(
         images: suspected images.
         live: D-MAD only: one live probe per image (same order), or one for all.
         backend: face backend; default: the one the model was trained with.
+        jobs, use_cache: see :func:`prepare_inputs`.
 
     Returns:
         One dict per image, in order: ``path`` (and ``live``), ``score`` and ``decision``
@@ -452,8 +478,8 @@ def score_files(
         if live:
             raise ValueError(f"{model_dir}: a single-image detector takes no live probe")
         data = PresentationSet([Presentation(p, 0, ()) for p in images])
-    inputs = prepare_inputs(data, det.kind, size=size, backend=be,
-                            cache_dir=cache_dir, progress=progress, allow_empty=True)
+    inputs = prepare_inputs(data, det.kind, size=size, backend=be, cache_dir=cache_dir,
+                            progress=progress, allow_empty=True, jobs=jobs, use_cache=use_cache)
     scores = det.decision_function(inputs.X) if inputs.items else np.zeros(0)
     by_item = {id(it): s for it, s in zip(inputs.items, scores)}
     kinds = inputs.failure_kinds or [NO_FACE] * len(inputs.failures)
@@ -501,6 +527,8 @@ def evaluate_detector(
     progress: bool = True,
     title: Optional[str] = None,
     overwrite: bool = False,
+    jobs: int = 1,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Score a labelled test set and compute the ISO/IEC 30107-3 metrics.
 
@@ -512,6 +540,7 @@ def evaluate_detector(
         allow_overlap: evaluate even if test identities were seen in training.
         overwrite: replace a report morphlab wrote in ``out_dir`` before (only the files
             it recorded writing; see :func:`output_folder`).
+        jobs, use_cache: see :func:`prepare_inputs`.
 
     Returns:
         ``{"metrics": pad_summary(...), "info": {...}, "notes": [...]}``.
@@ -544,8 +573,8 @@ def evaluate_detector(
         for what, src in sources:
             check_disjoint(out_dir, {what: src})
         check_outputs(out_dir, REPORT_FILES, overwrite=overwrite)
-    inputs = prepare_inputs(data, det.kind, size=size, backend=be,
-                            cache_dir=cache_dir, progress=progress)
+    inputs = prepare_inputs(data, det.kind, size=size, backend=be, cache_dir=cache_dir,
+                            progress=progress, jobs=jobs, use_cache=use_cache)
     _require_both_classes(inputs, "the test set")
     t0 = time.perf_counter()
     scores = det.decision_function(inputs.X)
@@ -719,6 +748,8 @@ def calibrate_detector(
     backend: Optional[Union[str, FaceBackend]] = None,
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
+    jobs: int = 1,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Set a trained model's threshold on held-out data at a named operating point.
 
@@ -737,6 +768,7 @@ def calibrate_detector(
         apcer: target APCER (maximum over species when the data hold several).
         allow_overlap: calibrate even on identities seen in training (recorded).
         backend: face backend; default: the one the model was trained with.
+        jobs, use_cache: see :func:`prepare_inputs`.
 
     Returns:
         ``{"threshold", "previous", "operating_point", "achieved": {"BPCER", "APCER"}
@@ -766,7 +798,7 @@ def calibrate_detector(
         det = load_detector(out)  # as it is now, under the lock
         be, size = _preprocess_of(det, out, backend)
         inputs = prepare_inputs(data, det.kind, size=size, backend=be, cache_dir=cache_dir,
-                                progress=progress)
+                                progress=progress, jobs=jobs, use_cache=use_cache)
         _require_both_classes(inputs, "the calibration set")
         scores = det.decision_function(inputs.X)
         b, a = scores[inputs.y == 0], scores[inputs.y == 1]

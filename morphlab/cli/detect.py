@@ -7,6 +7,14 @@ import logging
 import click
 
 from morphlab.cli import main
+from morphlab.cli._conventions import (
+    deprecated_alias,
+    executor_options,
+    jobs_option,
+    landmarks_option,
+    out_option,
+    seed_option,
+)
 from morphlab.cli.generate import parse_param
 
 log = logging.getLogger(__name__)
@@ -59,12 +67,34 @@ def _presentations(bona_fide, attacks, live, variants, pattern, contributors):
                                pattern=pattern, contributors=contributors)
 
 
-@main.group()
+@main.group(example="""\
+morphlab detect train -d lbp-svm --bona-fide split/train_bona_fide.txt \\
+    --attacks split/train_attacks.txt -o work/model -j 2
+morphlab detect eval work/model --bona-fide split/test_bona_fide.txt \\
+    --attacks split/test_attacks.txt -o work/eval -j 2""")
 def detect() -> None:
-    """Morphing attack detectors: train, score, evaluate (`morphlab list` shows them)."""
+    """Morphing attack detectors: train, score, evaluate (`morphlab list` shows them).
+
+    Every command aligns the face of each image once: the crops are cached by image
+    content and alignment settings under $MORPHLAB_CACHE (default ~/.cache/morphlab), so a
+    second run on the same images reads them back; --no-cache neither reads nor writes
+    the landmark and crop caches, -j aligns the images not cached in parallel processes.
+    """
 
 
-@detect.command(name="train")
+def _alignment_options(f):
+    """-j/--jobs and --no-cache, shared by the four detect commands."""
+    f = click.option("--no-cache", is_flag=True,
+                     help="Neither read nor write the landmark and aligned-crop caches.")(f)
+    return jobs_option("Worker processes aligning the images the crop cache does not hold "
+                       "(the crops are the same for any -j).")(f)
+
+
+@detect.command(name="train", example="""\
+morphlab detect train -d lbp-svm --bona-fide split/train_bona_fide.txt \\
+    --attacks split/train_attacks.txt -o work/model -j 2
+morphlab detect train -d freq-logreg --bona-fide split/train_bona_fide.txt \\
+    --self-morph --seed 3 -o work/selfmorph-model""")
 @click.option("-d", "--detector", required=True, help="Registered detector name, e.g. lbp-svm.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Detector hyper-parameter, repeatable (VALUE parsed as JSON when it can be).")
@@ -75,22 +105,26 @@ def detect() -> None:
                    "seam blending); --attacks then optional (with them: both kinds).")
 @click.option("--self-morph-ratio", type=float, default=1.0, show_default=True,
               help="Synthetic attacks per bona fide training image.")
-@click.option("--self-morph-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the synthetic attacks (recorded in detector.json).")
+@seed_option("Seed of everything random in training: the detector's random_state (unless "
+             "-p random_state=... sets it) and the --self-morph attacks (recorded in "
+             "detector.json) [default: 0].", default=None)
+@deprecated_alias("--self-morph-seed", dest="seed", new="--seed", type=click.IntRange(min=0))
 @click.option("--self-morph-param", "self_morph_params", multiple=True, metavar="KEY=VALUE",
               help="Self-morph strength, repeatable (morphlab.detectors.selfmorph.DEFAULT_STRENGTH).")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Model folder to write.")
-@click.option("--backend", default="dlib", show_default=True, help="Face backend for alignment.")
+@out_option("Model folder to write.")
+@landmarks_option("Landmark backend for alignment (recorded: score, eval and calibrate use "
+                  "the same; see `morphlab list`).")
 @click.option("--crop-size", type=click.IntRange(min=16), default=None,
               help="Aligned crop side in pixels [default: the detector's].")
+@_alignment_options
 @click.option("--overwrite", is_flag=True,
-              help="Replace a model morphlab trained in OUT_DIR before (other files there are kept).")
+              help="Replace a model morphlab trained in the -o folder before (other files there "
+                   "are kept).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, contributors,
-                 self_morph, self_morph_ratio, self_morph_seed, self_morph_params,
-                 out_dir, backend, crop_size, overwrite, no_progress) -> None:
-    """Train a detector on bona fide images and attack sets; save it to OUT_DIR.
+                 self_morph, self_morph_ratio, seed, self_morph_params,
+                 out_dir, landmarks, crop_size, jobs, no_cache, overwrite, no_progress) -> None:
+    """Train a detector on bona fide images and attack sets; save it to the -o folder.
 
     With --self-morph (single-image detectors only) synthetic attacks made from the bona
     fide images are added, so no attack set is needed.
@@ -100,14 +134,18 @@ def detect_train(detector, params, bona_fide, attacks, live, variants, pattern, 
     if not attacks and not self_morph:
         raise click.UsageError("Missing option '--attacks' (or pass --self-morph to train on "
                                "synthetic attacks made from the bona fide images)")
-    if not self_morph and (self_morph_params or self_morph_ratio != 1.0 or self_morph_seed != 0):
-        raise click.UsageError("--self-morph-ratio/--self-morph-seed/--self-morph-param need --self-morph")
-    sm = ({"ratio": self_morph_ratio, "seed": self_morph_seed,
-           **dict(parse_param(p) for p in self_morph_params)} if self_morph else None)
+    if not self_morph and (self_morph_params or self_morph_ratio != 1.0):
+        raise click.UsageError("--self-morph-ratio/--self-morph-param need --self-morph")
+    params = dict(parse_param(p) for p in params)
+    if seed is not None and "random_state" in params and params["random_state"] != seed:
+        raise click.UsageError(f"--seed {seed} and -p random_state={params['random_state']} "
+                               "disagree: give one of them")
+    sm = ({"ratio": self_morph_ratio, **dict(parse_param(p) for p in self_morph_params)}
+          if self_morph else None)
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
-    s = train_detector(detector, data, out_dir, params=dict(parse_param(p) for p in params),
-                       backend=backend, crop_size=crop_size, progress=not no_progress,
-                       overwrite=overwrite, self_morph=sm)
+    s = train_detector(detector, data, out_dir, params=params, backend=landmarks,
+                       crop_size=crop_size, progress=not no_progress, overwrite=overwrite,
+                       self_morph=sm, seed=seed, jobs=jobs, use_cache=not no_cache)
     counts = ", ".join(f"{k}: {v}" for k, v in s["n_by_species"].items())
     click.echo(f"trained {detector} on {counts} ({len(s['subjects'])} identities) in "
                f"{s['fit_seconds']:.1f} s; model in {out_dir}")
@@ -130,52 +168,88 @@ def _check_score_csv(csv, overwrite: bool) -> None:
                                 "to replace them, or choose another file") from None
 
 
-@detect.command(name="score")
+class _FolderOrOldCsv(click.Path):
+    """``-o/--out DIR`` of ``detect score``: a folder; a value ending in ``.csv`` is the
+    deprecated spelling of ``--csv FILE`` and passes through unchecked."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.lower().endswith(".csv"):
+            return value
+        return super().convert(value, param, ctx)
+
+
+#: The scores file ``detect score -o DIR`` writes.
+SCORES_CSV = "scores.csv"
+
+
+@detect.command(name="score", example="""\
+morphlab detect score work/model suspect.jpg other.png --csv scores.csv
+morphlab detect score work/model attacks/ -o work/scored -j 2   # work/scored/scores.csv
+morphlab detect score work/model attacks/ --csv s.csv --executor ray -j 4""")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--live", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="D-MAD: the live probe, once for all images or once per image (in order).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the scores as CSV here [default: print them].")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write the scores as CSV to FILE [default: print them].")
+@deprecated_alias("--output", dest="csv_file", new="--csv", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", type=_FolderOrOldCsv(), default=None, metavar="DIR",
+              help=f"Write the scores to DIR/{SCORES_CSV} (a value ending in .csv is the "
+                   "deprecated spelling of --csv).")
 @click.option("--overwrite", is_flag=True,
               help="Replace a CSV that morphlab wrote there before (never a file it did not write).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="Score here, or on Ray workers (pip install "
-              "'morphlab[ray]'): the same rows, a score's last digit may differ "
-              "(floating-point sums depend on the batch each worker scores).")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="Ray cluster to join (auto, HOST:6379) [default: a local Ray instance].")
-@click.option("--ray-workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Ray workers (with --executor ray).")
-def detect_score(model_dir, images, live, output, overwrite, no_progress, executor="local",
-                 ray_address=None, ray_workers=2) -> None:
+@_alignment_options
+@executor_options()
+@deprecated_alias("--ray-workers", dest="jobs", new="-j/--jobs", type=click.IntRange(min=1))
+def detect_score(model_dir, images, live, csv_file, out_dir, overwrite, no_progress, jobs=1,
+                 no_cache=False, executor="local", ray_address=None) -> None:
     """Score IMAGES (files or folders) with a trained model: higher = more likely a morph.
 
     Exits 1 when no image could be scored; otherwise the last line counts the failures.
-    An existing -o CSV is replaced only with --overwrite, and only if morphlab wrote it
-    (its folder's .morphlab-owned.json records it).
+    An existing CSV is replaced only with --overwrite, and only if morphlab wrote it
+    (its folder's .morphlab-owned.json records it). With --executor ray, -j is the number
+    of Ray workers (each aligns through the crop cache of its own machine).
     """
     import contextlib
     from collections import Counter
     from pathlib import Path
 
+    from morphlab.cli._conventions import deprecation
     from morphlab.detect import expand_images, rows_to_csv, score_files
     from morphlab.io import atomic_write_text
-    from morphlab.outdir import locked_folder, record_owned
-
+    from morphlab.outdir import check_disjoint, locked_folder, record_owned
     from morphlab.ray_executor import make_executor, score_files_ray
 
-    pool = make_executor(executor, address=ray_address, workers=ray_workers)
+    if out_dir is not None and out_dir.lower().endswith(".csv"):  # the old -o FILE
+        deprecation("-o FILE.csv", "--csv FILE.csv")
+        if csv_file is not None:
+            raise click.UsageError("-o FILE.csv is the old spelling of --csv: give only one of them")
+        csv_file, out_dir = out_dir, None
+    if csv_file is not None and out_dir is not None:
+        raise click.UsageError(f"give --csv FILE or -o DIR (writes DIR/{SCORES_CSV}), not both")
+    if executor == "ray" and no_cache:
+        raise click.UsageError("--no-cache is not supported with --executor ray (the Ray workers "
+                               "use their own caches)")
+    pool = make_executor(executor, address=ray_address, workers=jobs)
     files = expand_images(images)
-    csv = Path(output) if output else None
+    csv = Path(csv_file) if csv_file else Path(out_dir) / SCORES_CSV if out_dir else None
+    shown = csv_file or (str(csv) if csv else None)
+    if out_dir is not None:  # a folder of its own: not an input folder, not the model
+        check_disjoint(out_dir, {"model folder": model_dir})
+        for folder in sorted({f.parent for f in files} | {Path(q).parent for q in live}):
+            check_disjoint(out_dir, {"folder of input images": folder})
     if csv:  # never write the CSV over an input or into the model
         out = csv.resolve()
         for f in [*files, *map(Path, live)]:
             if f.resolve() == out:
-                raise click.ClickException(f"-o {output} is one of the input images; choose another file")
+                raise click.ClickException(f"--csv {shown} is one of the input images; choose "
+                                           "another file")
         if Path(model_dir).resolve() in out.parents:
-            raise click.ClickException(f"-o {output} lies inside the model folder {model_dir}; "
+            raise click.ClickException(f"--csv {shown} lies inside the model folder {model_dir}; "
                                        "choose another file")
     with contextlib.ExitStack() as stack:
         if csv:  # the CSV's folder is locked from the check to the write
@@ -183,7 +257,7 @@ def detect_score(model_dir, images, live, output, overwrite, no_progress, execut
             _check_score_csv(csv, overwrite)
         if pool is None:
             rows = score_files(model_dir, files, live=list(live) or None,
-                               progress=not no_progress)
+                               progress=not no_progress, jobs=jobs, use_cache=not no_cache)
         else:
             rows = score_files_ray(model_dir, files, live=list(live) or None, executor=pool,
                                    progress=not no_progress)
@@ -193,7 +267,7 @@ def detect_score(model_dir, images, live, output, overwrite, no_progress, execut
     failed = Counter(r["error"].split(":", 1)[0] for r in rows if "error" in r)
     click.echo(_threshold_line(model_dir), err=True)
     if csv:
-        click.echo(f"{len(rows) - sum(failed.values())} scores written to {output}")
+        click.echo(f"{len(rows) - sum(failed.values())} scores written to {shown}")
     else:
         for r in rows:
             if "score" in r:
@@ -228,24 +302,30 @@ def _rates(m: dict, keys=("D-EER", "BPCER@APCER=10%")) -> str:
     return ", ".join(parts)
 
 
-@detect.command(name="eval")
+@detect.command(name="eval", example="""\
+morphlab detect eval work/model --bona-fide split/test_bona_fide.txt \\
+    --attacks split/test_attacks.txt -o work/eval -j 2
+morphlab detect eval work/dmad-model --bona-fide frll/neutral --live frll/smiling \\
+    --attacks work/attacks -o work/dmad-eval --contributors both""")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @_presentation_options
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
-              help="Report folder: metrics.json, scores.csv, det.png, report.md/html.")
+@out_option("Report folder: metrics.json, scores.csv, det.png, report.md/html.")
 @click.option("--allow-overlap", is_flag=True,
               help="Evaluate even if test identities were seen in training (the report says so).")
+@_alignment_options
 @click.option("--overwrite", is_flag=True,
-              help="Replace a report morphlab wrote in OUT_DIR before (other files there are kept).")
+              help="Replace a report morphlab wrote in the -o folder before (other files there "
+                   "are kept).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_eval(model_dir, bona_fide, attacks, live, variants, pattern, contributors, out_dir,
-                allow_overlap, overwrite, no_progress) -> None:
+                allow_overlap, jobs, no_cache, overwrite, no_progress) -> None:
     """Evaluate a model on a subject-disjoint test set (ISO/IEC 30107-3 metrics)."""
     from morphlab.detect import evaluate_detector
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
     res = evaluate_detector(model_dir, data, out_dir, allow_overlap=allow_overlap,
-                            progress=not no_progress, overwrite=overwrite)
+                            progress=not no_progress, overwrite=overwrite, jobs=jobs,
+                            use_cache=not no_cache)
     m = res["metrics"]
     click.echo(f"{m['n_bona_fide']} bona fide, {m['n_attack']} attacks: {_rates(m)}")
     click.echo(f"  at the model's threshold {res['info']['threshold']}: "
@@ -268,7 +348,9 @@ def _threshold_line(model_dir) -> str:
     return f"decision threshold {doc['threshold']:.6g}: {threshold_origin(doc.get('metadata'))}"
 
 
-@detect.command(name="calibrate")
+@detect.command(name="calibrate", example="""\
+morphlab detect calibrate work/model --bona-fide split/calib_bona_fide.txt \\
+    --attacks split/calib_attacks.txt --bpcer 0.05 -j 2""")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @_presentation_options
 @click.option("--bpcer", type=float, default=None,
@@ -277,9 +359,10 @@ def _threshold_line(model_dir) -> str:
               help="Target APCER instead (the maximum over attack species when there are several).")
 @click.option("--allow-overlap", is_flag=True,
               help="Calibrate even on identities seen in training (recorded in the model).")
+@_alignment_options
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def detect_calibrate(model_dir, bona_fide, attacks, live, variants, pattern, contributors,
-                     bpcer, apcer, allow_overlap, no_progress) -> None:
+                     bpcer, apcer, allow_overlap, jobs, no_cache, no_progress) -> None:
     """Set MODEL_DIR's threshold on held-out data at an operating point (BPCER 10 %).
 
     The calibration identities must not be training identities (--allow-overlap to
@@ -290,7 +373,7 @@ def detect_calibrate(model_dir, bona_fide, attacks, live, variants, pattern, con
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
     r = calibrate_detector(model_dir, data, bpcer=bpcer, apcer=apcer, allow_overlap=allow_overlap,
-                           progress=not no_progress)
+                           progress=not no_progress, jobs=jobs, use_cache=not no_cache)
     got = ", ".join(f"{k} {100 * v['rate']:.2f}% ({v['k']}/{v['n']})" for k, v in r["achieved"].items())
     click.echo(f"threshold {r['previous']['threshold']:.6g} -> {r['threshold']:.6g} at "
                f"{r['operating_point']} on {r['n_bona_fide']} bona fide / {r['n_attack']} attacks "

@@ -4,7 +4,10 @@ A crop is cut by the 5-point similarity transform (:func:`morphlab.face.align.si
 onto :data:`MAD_TEMPLATE_112` — the insightface ArcFace template shrunk by
 :data:`TEMPLATE_ZOOM` about the crop centre, so that forehead, cheeks, chin and some hair
 stay in the frame (blending and splicing artefacts live there). Landmarks come from any
-face backend through the landmark cache (:func:`morphlab.face.cache.get_face`).
+face backend through the landmark cache (:func:`morphlab.face.cache.get_face`); the crops
+themselves are cached by image content and alignment settings
+(:mod:`morphlab.detectors.crop_cache`), and cache misses can be aligned in worker
+processes (``jobs``).
 
 Images where the backend finds no face (or which cannot be read) are **not** silently
 dropped: :func:`align_faces` returns them in :attr:`AlignedFaces.failures` with the
@@ -31,6 +34,11 @@ UNREADABLE, NO_FACE = "unreadable", "no face"
 
 #: How much smaller than in the ArcFace template the face is drawn in a MAD crop.
 TEMPLATE_ZOOM = 0.8
+
+#: Version of the crop recipe: bump it whenever :func:`align_image` (or the image reading
+#: and 5-point extraction it relies on) changes its output, so that cached crops
+#: (:mod:`morphlab.detectors.crop_cache`) are not reused.
+ALIGN_VERSION = 1
 
 
 def _mad_template() -> np.ndarray:
@@ -125,6 +133,48 @@ class AlignedFaces:
         return self.kinds.get(Path(path), NO_FACE)
 
 
+def crop_settings_key(backend: FaceBackend, size: int) -> str:
+    """Everything that changes a MAD crop, as one string (the crop cache's settings key).
+
+    The landmark backend's :meth:`~morphlab.face.base.FaceBackend.cache_key` (name,
+    version, options), the crop size, the template (:data:`MAD_TEMPLATE_112`, hashed), the
+    border mode and several-faces policy, :data:`ALIGN_VERSION`, and the OpenCV and NumPy
+    versions that estimate and apply the warp.
+    """
+    import hashlib
+
+    import cv2
+
+    template = hashlib.sha256(np.asarray(MAD_TEMPLATE_112, dtype="<f8").tobytes()).hexdigest()[:16]
+    return (f"mad-align-{ALIGN_VERSION}|landmarks={backend.cache_key()}|size={int(size)}|"
+            f"template={template}|border=replicate|faces=largest|"
+            f"opencv={cv2.__version__}|numpy={np.__version__}")
+
+
+def _align_one(task: tuple) -> tuple:
+    """One cache miss of :func:`align_faces` (run here or in a worker process).
+
+    ``task``: ``(index, path, size, backend, cache_dir, use_cache)``. Returns
+    ``(index, crop, None, None)`` or ``(index, None, kind, reason)``.
+    """
+    from morphlab.face.base import FaceError
+    from morphlab.face.cache import get_face
+    from morphlab.io import ImageError, read_image
+
+    i, p, size, backend, cache_dir, use_cache = task
+    p = Path(p)
+    try:
+        try:
+            image = read_image(p)
+        except OSError as exc:  # unreadable (permissions, I/O error, vanished)
+            raise ImageError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
+        face = get_face(backend, p, image, cache_dir=cache_dir, use_cache=use_cache)
+        crop, _ = align_image(image, face, size)
+    except (FaceError, ImageError) as exc:
+        return i, None, UNREADABLE if isinstance(exc, ImageError) else NO_FACE, str(exc)
+    return i, crop, None, None
+
+
 def align_faces(
     paths: Sequence[PathLike],
     *,
@@ -133,16 +183,27 @@ def align_faces(
     cache_dir: Optional[PathLike] = None,
     progress: bool = True,
     desc: str = "aligning faces",
+    jobs: int = 1,
+    use_cache: bool = True,
 ) -> AlignedFaces:
     """Detect, align and crop the face of every image file.
+
+    Crops come from the aligned-crop cache (:mod:`morphlab.detectors.crop_cache`) when it
+    holds them for the image's content and these settings (:func:`crop_settings_key`);
+    the others — the *misses* — are read, landmarked (through the landmark cache) and
+    cut, in ``jobs`` worker processes (:func:`morphlab.workers.run_tasks`), and stored.
+    The crops are the same whatever ``jobs`` and whether they came from the cache.
 
     Args:
         paths: image files.
         size: crop side in pixels.
         backend: face backend name or instance (landmarks are cached per image content).
-        cache_dir: landmark cache root (default: ``$MORPHLAB_CACHE`` or ~/.cache/morphlab).
+        cache_dir: cache root of the landmark and crop caches (default:
+            ``$MORPHLAB_CACHE`` or ~/.cache/morphlab).
         progress: show a tqdm bar.
         desc: label of the bar.
+        jobs: worker processes aligning the misses (1: in this process).
+        use_cache: False to neither read nor write the landmark and crop caches.
 
     Returns:
         :class:`AlignedFaces`; files without a face or that cannot be read are listed in
@@ -155,26 +216,59 @@ def align_faces(
     """
     from tqdm import tqdm
 
-    from morphlab.face.base import FaceError
-    from morphlab.face.cache import get_face
-    from morphlab.io import ImageError, read_image
+    from morphlab.detectors import crop_cache
+    from morphlab.face.base import create_backend
+    from morphlab.io import sha256_file
+    from morphlab.workers import run_tasks
 
-    crops, ok, index, failures, kinds = [], [], [], [], {}
-    for i, p in enumerate(tqdm(list(paths), desc=desc, disable=not progress, unit="img")):
-        p = Path(p)
+    paths = [Path(p) for p in paths]
+    for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"{p}: image not found")
-        try:
-            try:
-                image = read_image(p)
-            except OSError as exc:  # unreadable (permissions, I/O error, vanished)
-                raise ImageError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
-            face = get_face(backend, p, image, cache_dir=cache_dir)
-            crop, _ = align_image(image, face, size)
-        except (FaceError, ImageError) as exc:
-            kinds[p] = UNREADABLE if isinstance(exc, ImageError) else NO_FACE
-            log.warning("%s: skipped, %s (%s)", p, kinds[p], exc)
-            failures.append((p, str(exc)))
+    be = backend if isinstance(backend, FaceBackend) else create_backend(backend)
+    cached = use_cache and be.cacheable
+    key = crop_settings_key(be, size) if cached else ""
+    root = crop_cache.cache_root(cache_dir)
+    results: list = [None] * len(paths)
+    entries: dict[int, tuple[Path, str]] = {}
+    misses = []
+    with tqdm(total=len(paths), desc=desc, disable=not progress, unit="img") as bar:
+        for i, p in enumerate(paths):
+            if cached:
+                try:
+                    sha = sha256_file(p)
+                except OSError:  # the miss path says why the file cannot be read
+                    sha = None
+                if sha is not None:
+                    entries[i] = (crop_cache.entry_path(root, sha, key), sha)
+                    crop = crop_cache.load_crop(entries[i][0], sha, key, int(size))
+                    if crop is not None:
+                        results[i] = (i, crop, None, None)
+                        bar.update(1)
+                        continue
+            misses.append(i)
+        if cached and len(misses) < len(paths):
+            log.info("crop cache: %d of %d crops cached, %d to align", len(paths) - len(misses),
+                     len(paths), len(misses))
+
+        def done(result: tuple) -> None:
+            i, crop = result[0], result[1]
+            results[i] = result
+            if crop is not None and i in entries:
+                path, sha = entries[i]
+                crop_cache.save_crop(path, crop, sha, key)
+            bar.update(1)
+
+        tasks = [(i, str(paths[i]), int(size), backend, cache_dir, use_cache) for i in misses]
+        run_tasks(_align_one, tasks, done, jobs=jobs,
+                  crash_message="a worker process died while aligning faces")
+    crops, ok, index, failures, kinds = [], [], [], [], {}
+    for i, crop, kind, reason in results:
+        p = paths[i]
+        if crop is None:
+            kinds[p] = kind
+            log.warning("%s: skipped, %s (%s)", p, kind, reason)
+            failures.append((p, reason))
             continue
         crops.append(crop)
         ok.append(p)

@@ -243,7 +243,7 @@ def self_morph_config(*, ratio: float = 1.0, seed: int = 0, **strength: Any) -> 
 
 
 def crop_landmarks(paths: Sequence[PathLike], size: int, *, backend: Any = "dlib",
-                   cache_dir: Optional[PathLike] = None) -> list[np.ndarray]:
+                   cache_dir: Optional[PathLike] = None, use_cache: bool = True) -> list[np.ndarray]:
     """Landmarks of each image's face in its MAD crop coordinates (``(N_i, 2)`` ``(x, y)``).
 
     The face comes from the landmark cache (:func:`morphlab.face.cache.get_face`), which
@@ -257,7 +257,7 @@ def crop_landmarks(paths: Sequence[PathLike], size: int, *, backend: Any = "dlib
 
     out = []
     for p in paths:
-        face = get_face(backend, Path(p), cache_dir=cache_dir)
+        face = get_face(backend, Path(p), cache_dir=cache_dir, use_cache=use_cache)
         M = estimate_similarity(five_points(face), np.asarray(MAD_TEMPLATE_112) * (float(size) / 112.0))
         out.append(transform_points(face.landmarks, M))
     return out

@@ -35,7 +35,7 @@ def test_detect_train_score_eval(split_sample, no_face_image, tmp_path):
     assert all(("morph" in ln or "bona fide" in ln) for ln in lines[1:-1])
     assert lines[-1] == f"1 of {n_morphs + 1} images not scored (1 no face)"
     # nothing scored: exit 1, though the CSV still lists why
-    r = cli.invoke(main, ["detect", "score", str(model), str(no_face_image), "-o",
+    r = cli.invoke(main, ["detect", "score", str(model), str(no_face_image), "--csv",
                           str(tmp_path / "s.csv"), "--no-progress"])
     assert r.exit_code == 1 and "Error: nothing could be scored: 1 no face (of 1 images)" in r.output
     assert (tmp_path / "s.csv").read_text().startswith("path,error")

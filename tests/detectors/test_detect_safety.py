@@ -208,7 +208,7 @@ def test_score_tells_unreadable_from_no_face_and_exits_1_when_nothing_scored(
     assert lines[0].startswith("unreadable: ") and lines[1].startswith("no face: ")
 
     # the CSV never replaces an input image
-    r = cli.invoke(main, ["detect", "score", str(trained), str(morph), "-o", str(morph), "--no-progress"])
+    r = cli.invoke(main, ["detect", "score", str(trained), str(morph), "--csv", str(morph), "--no-progress"])
     assert r.exit_code == 1 and "one of the input images" in r.output
     assert morph.read_bytes()[:2] == b"\xff\xd8"
 
@@ -237,7 +237,7 @@ def test_score_tells_unreadable_from_no_face_and_exits_1_when_nothing_scored(
 
 
 def test_unknown_face_backend_is_named(split_sample, trained, tmp_path):
-    r = CliRunner().invoke(main, ["detect", "train", "-d", "freq-logreg", "--backend", "nope",
+    r = CliRunner().invoke(main, ["detect", "train", "-d", "freq-logreg", "--landmarks", "nope",
                                   "--bona-fide", str(split_sample["train"]["neutral"]),
                                   "--attacks", str(split_sample["train"]["attacks"]),
                                   "-o", str(tmp_path / "m"), "--no-progress"])
@@ -459,7 +459,7 @@ def test_score_csv_is_replaced_only_with_overwrite_and_never_a_foreign_file(
     csv = tmp_path / "out" / "scores.csv"  # its folder does not exist yet
 
     def score(image, *extra, target=csv):
-        return cli.invoke(main, ["detect", "score", str(trained), str(image), "-o", str(target),
+        return cli.invoke(main, ["detect", "score", str(trained), str(image), "--csv", str(target),
                                  "--no-progress", *extra])
 
     r = score(a)

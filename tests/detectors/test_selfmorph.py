@@ -118,7 +118,7 @@ def test_cli_self_morph_only(split_sample, tmp_path):
     tr = split_sample["train"]
     out = tmp_path / "model"
     r = _train(["-d", "freq-logreg", "--bona-fide", tr["neutral"], "--bona-fide", tr["smiling"],
-                "--self-morph", "--self-morph-ratio", "2", "--self-morph-seed", "5",
+                "--self-morph", "--self-morph-ratio", "2", "--seed", "5",
                 "--self-morph-param", "jitter=0.02", "-o", out])
     assert r.exit_code == 0, r.output
     assert f"{SELF_MORPH_SPECIES}: 24" in r.output
@@ -127,6 +127,8 @@ def test_cli_self_morph_only(split_sample, tmp_path):
     assert meta["n_by_species"] == {"bona fide": 12, SELF_MORPH_SPECIES: 24}
     sm = meta["self_morph"]
     assert (sm["ratio"], sm["seed"], sm["n_synthetic"]) == (2.0, 5, 24)
+    # --seed seeds the detector too
+    assert json.loads((out / "detector.json").read_text())["params"]["random_state"] == 5
     assert sm["params"] == {**DEFAULT_STRENGTH, "jitter": 0.02}
     assert sorted(meta["subjects"]) == sorted(tr["subjects"])
 

@@ -222,8 +222,8 @@ def test_detect_score_on_ray_gives_the_same_rows(ray_local, small_model, tmp_pat
         [r.get("score", 0.0) for r in local], rel=1e-12, abs=1e-12)
     assert sum("error" in r for r in local) == 1 and sum("score" in r for r in local) > 10
     res = CliRunner().invoke(main, ["detect", "score", str(model), *map(str, images),
-                                    "-o", str(tmp_path / "ray.csv"), "--no-progress",
-                                    "--executor", "ray", "--ray-workers", "2"])
+                                    "--csv", str(tmp_path / "ray.csv"), "--no-progress",
+                                    "--executor", "ray", "-j", "2"])
     assert res.exit_code == 0, res.output
     assert f"{len(images) - 1} scores written" in res.output
     lines = (tmp_path / "ray.csv").read_text().splitlines()
