@@ -111,3 +111,17 @@ def test_cli_op_quality_and_the_deprecated_q(tmp_path, fresh_warnings):
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert json.loads(b["run.json"])["ops"] == ["jpeg:quality=80"]
     assert a == b  # the same set, recorded the same way
+
+
+def test_cli_out_dir_is_a_deprecated_spelling_of_out(tmp_path, monkeypatch):
+    from morphlab.cli import _conventions
+
+    monkeypatch.setattr(_conventions, "_WARNED", set())
+    photos = _photos(tmp_path / "photos", n=2)
+    r = CliRunner().invoke(main, ["postprocess", str(photos), "--out-dir", str(tmp_path / "old"),
+                                  "--op", "jpeg:quality=80", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("Warning: --out-dir is deprecated") == 1 and "use -o/--out" in r.output
+    assert "2 images: 0 done before, 2 processed" in r.output
+    r = CliRunner().invoke(main, ["postprocess", str(photos), "--op", "jpeg", "--no-progress"])
+    assert r.exit_code == 2 and "Missing option '-o'" in r.output

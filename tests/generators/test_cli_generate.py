@@ -75,6 +75,10 @@ def test_landmarks_is_the_generator_parameter(pairs_csv: Path, tmp_path: Path):
     assert r.output.count("Warning: --param landmarks=NAME is deprecated") == 1
     assert "use --landmarks NAME" in r.output
     assert _params(tmp_path / "old") == _params(tmp_path / "new")
+    r = cli(pairs_csv, "-g", "landmarks-echo-test", "--backend", "mine", "-o", tmp_path / "bk")
+    assert r.exit_code == 0, r.output
+    assert "Warning: --backend is deprecated" in r.output and "use --landmarks" in r.output
+    assert _params(tmp_path / "bk") == _params(tmp_path / "new")
     # both at once, or a generator without landmarks: usage errors naming the option
     r = cli(pairs_csv, "-g", "landmarks-echo-test", "--landmarks", "a", "--param", "landmarks=b",
             "-o", tmp_path / "both")
