@@ -44,6 +44,30 @@ class _AlphaType(click.ParamType):
             self.fail(f"{value!r} is neither a number nor 'auto'", param, ctx)
 
 
+def set_writer_options(*, out_help: str, seed_help: str, gpus: bool = False) -> Callable:
+    """The options of every command that writes a resumable manifest folder (``generate``,
+    ``postprocess``), one definition for both: ``-o/--out``, ``-j/--jobs``, ``--seed``,
+    ``--executor``/``--ray-address`` (:func:`~morphlab.cli._conventions.executor_options`),
+    ``--resume``, ``--overwrite``, ``--no-progress``."""
+    def decorator(f: Callable) -> Callable:
+        for deco in reversed((
+            out_option(out_help),
+            jobs_option("Worker processes (with --executor ray: Ray workers)."),
+            executor_options(gpus=gpus),
+            seed_option(seed_help),
+            click.option("--resume", is_flag=True,
+                         help="Continue the run in the output folder; refused if its "
+                              "configuration differs."),
+            click.option("--overwrite", is_flag=True,
+                         help="Delete the previous run in the output folder (the files its "
+                              "manifest lists) first."),
+            click.option("--no-progress", is_flag=True, help="No progress bar."),
+        )):
+            f = deco(f)
+        return f
+    return decorator
+
+
 @contextlib.contextmanager
 def folder_writer(out_dir: str) -> Iterator[None]:
     """Ctrl-C / SIGTERM → exit 130 / 143 with a note; a locked folder → ``Error: …``."""
@@ -151,30 +175,6 @@ def generator_params(
         params[key] = value
         given.add(key)
     return params
-
-
-def set_writer_options(*, out_help: str, seed_help: str, gpus: bool = False) -> Callable:
-    """The options of every command that writes a resumable manifest folder (``generate``,
-    ``postprocess``), one definition for both: ``-o/--out``, ``-j/--jobs``, ``--seed``,
-    ``--executor``/``--ray-address`` (:func:`~morphlab.cli._conventions.executor_options`),
-    ``--resume``, ``--overwrite``, ``--no-progress``."""
-    def decorator(f: Callable) -> Callable:
-        for deco in reversed((
-            out_option(out_help),
-            jobs_option("Worker processes (with --executor ray: Ray workers)."),
-            executor_options(gpus=gpus),
-            seed_option(seed_help),
-            click.option("--resume", is_flag=True,
-                         help="Continue the run in the output folder; refused if its "
-                              "configuration differs."),
-            click.option("--overwrite", is_flag=True,
-                         help="Delete the previous run in the output folder (the files its "
-                              "manifest lists) first."),
-            click.option("--no-progress", is_flag=True, help="No progress bar."),
-        )):
-            f = deco(f)
-        return f
-    return decorator
 
 
 @main.command(example="""\
