@@ -29,7 +29,7 @@ import numpy as np
 
 from morphlab.face.base import Face
 from morphlab.io import sha256_file
-from morphlab.recognition.base import RECOGNITION, RecognitionSystem
+from morphlab.recognition.base import RECOGNITION, RecognitionSystem, check_batch
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +235,7 @@ class ArcFaceONNX(RecognitionSystem):
         return self.embed_aligned(self.align(image, face)[None])[0]
 
     def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
-        if len(images) != len(faces):
-            raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
-        if not len(images):
-            raise ValueError("embed_batch: no faces given")
+        check_batch(images, faces)
         crops = np.stack([self.align(im, f) for im, f in zip(images, faces)])
         return self.embed_aligned(crops)
 

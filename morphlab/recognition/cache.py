@@ -233,25 +233,11 @@ def _resolve_backend(backend: Union[FaceBackend, str]) -> FaceBackend:
     return create_backend(backend) if isinstance(backend, str) else backend
 
 
-def embed_files(
-    system: RecognitionSystem,
-    paths: Sequence[PathLike],
-    *,
-    backend: Union[FaceBackend, str] = "dlib",
-    cache_dir: Optional[PathLike] = None,
-    use_cache: bool = True,
-    multiple: MultiplePolicy = "largest",
-    batch_size: int = DEFAULT_BATCH,
-    workers: int = 1,
-    progress: bool = False,
-    sha256s: Optional[dict[str, str]] = None,
-    executor: Any = None,
-) -> EmbedResult:
-    """Embeddings of image files through the cache (:func:`embed_many` with one system)."""
-    return embed_many([system], paths, backend=backend, cache_dir=cache_dir,
-                      use_cache=use_cache, multiple=multiple, batch_size=batch_size,
-                      workers=workers, progress=progress, sha256s=sha256s,
-                      executor=executor).results[0]
+def embed_files(system: RecognitionSystem, paths: Sequence[PathLike], **options: Any) -> EmbedResult:
+    """Embeddings of image files by one system through its cache: :func:`embed_many` with
+    ``[system]`` (same keyword ``options``: backend, cache_dir, use_cache, multiple,
+    batch_size, workers, progress, sha256s, executor)."""
+    return embed_many([system], paths, **options).results[0]
 
 
 def embed_many(

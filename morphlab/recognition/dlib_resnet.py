@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from morphlab.face.base import Face
-from morphlab.recognition.base import RECOGNITION, RecognitionSystem
+from morphlab.recognition.base import RECOGNITION, RecognitionSystem, check_batch
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,7 @@ class DlibResNet(RecognitionSystem):
         return self.embed_chips([self.chip(image, face)])[0]
 
     def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
-        if len(images) != len(faces):
-            raise ValueError(f"embed_batch: {len(images)} images but {len(faces)} faces")
-        if not len(images):
-            raise ValueError("embed_batch: no faces given")
+        check_batch(images, faces)
         return self.embed_chips([self.chip(im, f) for im, f in zip(images, faces)])
 
     # -- comparison -------------------------------------------------------------------
