@@ -157,7 +157,7 @@ def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path,
     monkeypatch.setenv(LIMIT_ENV, "3")  # the CI size knob
     overrides = [
         f"dataset.root={sample_dir}",
-        "postprocess=[{name: digital, ops: [icao]}, {name: print-scan, ops: [icao, print-scan, 'jpeg:q=90']}]",
+        "postprocess=[{name: digital, ops: [icao]}, {name: print-scan, ops: [icao, print-scan, 'jpeg:quality=90']}]",
         "map.systems=[dlib-resnet, lbph]",
         "detection.detectors=[{name: lbp-svm}]",
     ]
@@ -221,7 +221,7 @@ def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path,
 
     # one protocol changed: only it and what reads it run again
     changed = overrides[:1] + [
-        "postprocess=[{name: digital, ops: [icao]}, {name: print-scan, ops: [icao, print-scan, 'jpeg:q=80']}]",
+        "postprocess=[{name: digital, ops: [icao]}, {name: print-scan, ops: [icao, print-scan, 'jpeg:quality=80']}]",
     ] + overrides[2:]
     third = run_experiment(EXPERIMENTS / "frll_landmark.yaml", out_dir=out, overrides=changed,
                            progress=False)
@@ -230,7 +230,7 @@ def test_tiny_experiment_end_to_end_and_cached(sample_dir: Path, tmp_path: Path,
         "postprocess/print-scan/bona-fide", "map/print-scan/landmark",
         "map/print-scan/landmark-feather", "detect/print-scan/lbp-svm",
     ]
-    assert "jpeg:q=80" in load_manifest(out / "postprocess/print-scan/landmark")[0]["postprocess"][0]["ops"]
+    assert "jpeg:quality=80" in load_manifest(out / "postprocess/print-scan/landmark")[0]["postprocess"][0]["ops"]
 
     # the command line, on the same folder: everything cached
     from click.testing import CliRunner

@@ -159,7 +159,7 @@ def test_attack_report_names_the_set_and_links_full_size(attack_set: Path,
     from morphlab.reports.attack_set import write_attack_report
 
     processed = attack_set.parent / "blend-jpeg"
-    postprocess_set(attack_set, processed, ["jpeg:q=75"], progress=False)
+    postprocess_set(attack_set, processed, ["jpeg:quality=75"], progress=False)
     own = (processed / "contact.html").read_text(encoding="utf-8")  # a processed set has one too
     assert len(re.findall(r"<tr>", own)) == 3 and all((processed / unquote(h)).is_file()
                                                      for h in _links(own))
@@ -169,7 +169,7 @@ def test_attack_report_names_the_set_and_links_full_size(attack_set: Path,
         text = (out / name).read_text(encoding="utf-8")
         _assert_no_absolute(text, attack_set.parent, SAMPLE, tmp_path)
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert rel(processed, out) in md and "jpeg:q=75" in md and rel(attack_set, out) in md
+    assert rel(processed, out) in md and "jpeg:quality=75" in md and rel(attack_set, out) in md
     page = (out / "contact.html").read_text(encoding="utf-8")
     links = _links(page)
     assert len(re.findall(r"<tr>", page)) == 3 and len(links) == 3 * 4

@@ -444,6 +444,7 @@ class _Run:
 
     def postprocess(self, p: PostprocessConfig) -> None:
         from morphlab.postprocess import postprocess_set
+        from morphlab.postprocess.ops import cache_spec
 
         items = self._bona_fide_items()
         if not p.ops:  # as generated: the sets themselves, no copy
@@ -465,7 +466,8 @@ class _Run:
                 return {"images": s.items, "processed": s.processed, "failed": s.failed}
 
             self._stage(f"postprocess/{p.name}/{g.name}",
-                        {"source": self.keys[f"generate/{g.name}"], "ops": ops, "seed": self.cfg.seed},
+                        {"source": self.keys[f"generate/{g.name}"], "ops": [cache_spec(o) for o in ops],
+                         "seed": self.cfg.seed},
                         [out], run)
             self.morph_sets[p.name, g.name] = out
         out = self.out / "postprocess" / p.name / "bona-fide"
@@ -476,7 +478,8 @@ class _Run:
             return {"images": s.items, "processed": s.processed, "failed": s.failed}
 
         self._stage(f"postprocess/{p.name}/bona-fide",
-                    {"pairs": self.keys["pairs"], "dataset": self.keys["dataset"], "ops": ops,
+                    {"pairs": self.keys["pairs"], "dataset": self.keys["dataset"],
+                     "ops": [cache_spec(o) for o in ops],
                      "seed": self.cfg.seed}, [out], run_bf)
         from morphlab.postprocess import load_set
 
