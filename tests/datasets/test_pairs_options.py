@@ -265,26 +265,18 @@ def test_a_locked_pairs_folder_is_refused(sample_dir: Path, tmp_path: Path):
     assert not (out / "pairs.csv").exists()
 
 
-def test_old_dash_o_file_csv_still_works_and_warns(sample_dir: Path, tmp_path: Path,
-                                                   fresh_warnings):
+@pytest.mark.parametrize("option,old", [("-o", "-o FILE.csv"), ("--output", "--output")])
+def test_old_spellings_of_the_pairs_file_still_work_and_warn(sample_dir: Path, tmp_path: Path,
+                                                             fresh_warnings, option, old):
     out = tmp_path / "old.csv"
-    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, "-o", out)
-    assert res.output.startswith("Warning: -o FILE.csv is deprecated and will be removed in "
-                                 "the next release: use --pairs-file FILE or -o FOLDER\n")
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, option, out)
+    assert res.output.startswith(f"Warning: {old} is deprecated and will be removed in the "
+                                 "next release: use --pairs-file FILE or -o FOLDER\n")
     assert len(_rows(out)) == 2 and (tmp_path / "old.csv.json").is_file()
-    assert not (tmp_path / ".morphlab.lock").exists() and not out.is_dir()
-    # an existing old.csv is no folder either: the same again is the same file
-    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, "-o", out)
-    assert "Warning" not in res.output  # once per process
-
-
-def test_old_output_option_still_works_and_warns(sample_dir: Path, tmp_path: Path,
-                                                 fresh_warnings):
-    out = tmp_path / "old.csv"
-    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, "--output", out)
-    assert res.output.startswith("Warning: --output is deprecated and will be removed in "
-                                 "the next release: use --pairs-file FILE or -o FOLDER\n")
-    assert len(_rows(out)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv", "old.csv.json"]  # no lock
+    # an existing old.csv is no folder either: the same again is the same file, warned once
+    res = _pairs(sample_dir, "--loader", "frll", "-n", 2, option, out)
+    assert "Warning" not in res.output
     assert "--output" not in _pairs("--help").output  # hidden
 
 
