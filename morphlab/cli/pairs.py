@@ -52,7 +52,7 @@ def _pairs_target(out_dir: Optional[str], pairs_file: Optional[str]) -> tuple[Pa
 # ----------------------------------------------------------------------------------------
 @main.command(example="""\
 morphlab pairs morphlab/sample/frll --loader frll --strategy same-gender --seed 0 -o work/pairs
-morphlab generate work/pairs/pairs.csv -g landmark -o work/morphs
+morphlab generate work/pairs -g landmark -o work/morphs        # reads work/pairs/pairs.csv
 morphlab pairs morphlab/sample/frll/neutral --strategy similar --fr lbph -j 2 \\
     --pairs-file work/similar.csv""")
 @click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=str))
@@ -111,7 +111,7 @@ def pairs(dataset_dir: str, out_dir: Optional[str], pairs_file: Optional[str], s
     """Choose contributor pairs from a folder of face images.
 
     -o DIR writes DIR/pairs.csv and its protocol DIR/pairs.csv.json (`morphlab generate
-    DIR/pairs.csv` reads them); --pairs-file FILE writes FILE and FILE.json instead.
+    DIR` reads them); --pairs-file FILE writes FILE and FILE.json instead.
     With --strategy similar the pairs file has a similarity column (the --fr system's
     score, higher = more similar) and its protocol file names the system.
     """
