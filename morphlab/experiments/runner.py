@@ -405,7 +405,7 @@ class _Run:
 
         def run() -> dict:
             ps = make_pairs(self.dataset, strategy=pc.strategy, per_subject=pc.per_subject,
-                            n_pairs=n, seed=seed, **dict(pc.options))
+                            n_pairs=n, seed=seed, jobs=self.cfg.jobs, **dict(pc.options))
             write_pairs(ps, path)
             return {"pairs": len(ps), **ps.protocol["counts"], "strategy": pc.strategy,
                     "seed": seed, "n_pairs": n}
