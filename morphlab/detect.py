@@ -21,6 +21,12 @@ re-exported here. Every image goes through :func:`morphlab.detectors.preprocess.
 unreadable images and images with no detectable face are counted and reported apart,
 never silently dropped.
 
+**Aligned crops are cached** (:mod:`morphlab.detectors.crop_cache`) by image content and
+every alignment setting, so a second train/eval/calibrate/score run on the same photos
+reads its crops back instead of decoding and aligning each photo again (``use_cache=False``:
+neither the landmark nor the crop cache is read or written); the images the cache does not
+hold are aligned in ``jobs`` worker processes, with the same crops as ``jobs=1``.
+
 **Output folders** (model folders, report folders) follow :mod:`morphlab.outdir`: they
 must not be, contain or lie inside an input folder; they are locked while written; a
 previous result is replaced only with ``overwrite=True``, and then only the files morphlab

@@ -447,7 +447,7 @@ def test_saved_parameter_types_are_checked_leniently(tmp_path):
             _check_params(LbpSvm, bad, where)
 
 
-# -- the scores CSV of `detect score -o`: replaced only with --overwrite, only if morphlab wrote it -----
+# -- the scores CSV of `detect score --csv`: replaced only with --overwrite, only if morphlab wrote it --
 def test_score_csv_is_replaced_only_with_overwrite_and_never_a_foreign_file(
         trained, sample_dir, tmp_path, monkeypatch):
     import fcntl
