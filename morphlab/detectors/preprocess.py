@@ -17,6 +17,7 @@ reason, and the callers report the count.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -221,6 +222,7 @@ def align_faces(
     from morphlab.io import sha256_file
     from morphlab.workers import run_tasks
 
+    t0 = time.perf_counter()
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.is_file():
@@ -247,9 +249,6 @@ def align_faces(
                         bar.update(1)
                         continue
             misses.append(i)
-        if cached and len(misses) < len(paths):
-            log.info("crop cache: %d of %d crops cached, %d to align", len(paths) - len(misses),
-                     len(paths), len(misses))
 
         def done(result: tuple) -> None:
             i, crop = result[0], result[1]
@@ -275,6 +274,9 @@ def align_faces(
         index.append(i)
     if failures:
         log.warning("%d of %d images gave no aligned face", len(failures), len(paths))
+    log.info("aligned %d images in %.2f s: %d crops from the crop cache, %d aligned (-j %d)%s",
+             len(paths), time.perf_counter() - t0, len(paths) - len(misses), len(misses), jobs,
+             "" if cached else " without the caches")
     arr = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
     return AlignedFaces(arr, ok, np.asarray(index, dtype=np.int64), failures, kinds)
 
