@@ -17,8 +17,10 @@ Every entry records its image hash, settings key and the sha256 of the crop's pi
 entry whose file is truncated or corrupt, was written for another key, or whose pixels do
 not match their hash is logged, ignored and recomputed — never trusted. Writes are atomic
 (:func:`morphlab.io.atomic_open`: temporary file + rename), so concurrent runs computing
-the same entry race to write identical content; a cache that cannot be written (read-only,
-full) only costs the speed-up.
+the same entry race to write identical content; they are not fsync'ed (``durable=False``:
+a power loss can only leave an entry that fails those checks, and the fsyncs cost about as
+much as the alignment itself); a cache that cannot be written (read-only, full) only costs
+the speed-up.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def save_crop(path: Path, crop: np.ndarray, image_sha256: str, settings_key: str
     """Store ``crop`` (uint8 ``(S, S, 3)``) atomically; an unwritable cache is a warning."""
     crop = np.ascontiguousarray(crop)
     try:
-        with atomic_open(path, "wb") as fh:
+        with atomic_open(path, "wb", durable=False) as fh:
             np.savez(fh, image_sha256=np.array(image_sha256), settings_key=np.array(settings_key),
                      crop=crop, crop_sha256=np.array(_pixels_sha256(crop)))
     except OSError as exc:  # a read-only or full cache must not stop the work

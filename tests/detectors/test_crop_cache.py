@@ -154,3 +154,17 @@ def test_an_unwritable_cache_only_costs_the_speed_up(images, tmp_path, caplog):
         out = align_faces(images[:2], size=SIZE, cache_dir=blocker, progress=False)
     assert len(out.paths) == 2
     assert "could not write crop cache entry" in caplog.text
+
+
+def test_entries_are_written_atomically_without_fsync(tmp_path, monkeypatch):
+    import os
+
+    calls = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
+    crop = np.arange(SIZE * SIZE * 3, dtype=np.uint8).reshape(SIZE, SIZE, 3)
+    entry = crop_cache.entry_path(tmp_path, "ab" * 32, "key")
+    crop_cache.save_crop(entry, crop, "ab" * 32, "key")
+    assert calls == []  # a cache entry is checked on reading: no fsync (~10 ms each)
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temporary file left
+    assert np.array_equal(crop_cache.load_crop(entry, "ab" * 32, "key", SIZE), crop)
+    assert crop_cache.load_crop(entry, "cd" * 32, "key", SIZE) is None  # another image's key
