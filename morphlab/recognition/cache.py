@@ -433,7 +433,18 @@ _EMBEDDER: Optional[Embedder] = None
 
 
 def _init_embedder(*args: Any) -> None:
+    """A local worker process: one OpenCV and one BLAS thread (the workers share the
+    cores; a Ray actor of one CPU gets ``OMP_NUM_THREADS=1`` from Ray), then the embedder."""
     global _EMBEDDER
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
     _EMBEDDER = Embedder(*args)
 
 
