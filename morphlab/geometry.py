@@ -292,6 +292,13 @@ def _kernel() -> Callable:
     return numba.njit(cache=True, nogil=True)(_band_kernel)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) every kernel of this module now, e.g. in
+    a parent process before it forks workers, so that they share the machine code."""
+    _kernel()
+    _clone_kernels()
+
+
 _NO_MAP = np.zeros((0, 0, 2), np.float32)
 _NO_COEF = np.zeros((0, 6), np.float64)
 

@@ -1,8 +1,13 @@
 """Worker processes that never outlive their command, and prompt interruption.
 
-:func:`run_tasks` runs a function over tasks, in this process (``jobs=1``) or in spawned
-worker processes, and hands each result to a callback in the parent (which alone writes
-the manifest). Whatever ends the parent, the workers end too:
+:func:`run_tasks` runs a function over tasks, in this process (``jobs=1``) or in worker
+processes, and hands each result to a callback in the parent (which alone writes the
+manifest). Workers are spawned (a fresh interpreter: imports and models are loaded again
+in each, ~2-4 s) unless the caller asks for ``start_method="fork"`` (Linux): the workers
+are then copies of the parent, sharing what it already loaded copy-on-write, and start in
+milliseconds. Fork only where the parent is known to be fork-safe for the work (no
+OpenMP/GPU runtime that the workers then use; the landmark generator says so with its
+``fork_safe`` attribute). Either way, whatever ends the parent, the workers end too:
 
 - **Ctrl-C / SIGINT, SIGTERM** to the parent: it raises :class:`Interrupted` (a
   ``KeyboardInterrupt``) at once, without waiting for running tasks, and terminates the
@@ -74,8 +79,14 @@ def _watch_parent(parent_pid: int, interval: float) -> None:
 
 
 def _init_worker(parent_pid: int, initializer: Optional[Callable], initargs: tuple) -> None:
-    """Every worker's initializer: parent-death guards, SIGINT left to the parent."""
+    """Every worker's initializer: parent-death guards, SIGINT left to the parent.
+
+    A forked worker inherits the parent's handlers (SIGTERM raising
+    :class:`Interrupted`): SIGTERM is reset to its default, so that the parent-death
+    signal and :func:`_terminate` end it at once, as they end a spawned one.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before the guard was set
         os._exit(1)
@@ -90,6 +101,19 @@ def _init_worker(parent_pid: int, initializer: Optional[Callable], initargs: tup
 # ----------------------------------------------------------------------------------------
 # parent side
 # ----------------------------------------------------------------------------------------
+#: Worker start methods :func:`run_tasks` accepts.
+START_METHODS = ("spawn", "fork")
+
+
+def resolve_start_method(start_method: str) -> str:
+    """The start method :func:`run_tasks` uses for ``start_method`` here: ``"fork"``
+    only on Linux (macOS forks unsafely with system frameworks loaded), else ``"spawn"``."""
+    if start_method == "fork" and sys.platform.startswith("linux") \
+            and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
+
+
 @contextlib.contextmanager
 def _on_signals(handler: Any) -> Iterator[None]:
     """SIGINT and SIGTERM go to ``handler`` while the block runs (main thread only)."""
@@ -148,14 +172,20 @@ def run_tasks(
     initializer: Optional[Callable] = None,
     initargs: tuple = (),
     crash_message: str = "a worker process died",
+    start_method: str = "spawn",
 ) -> None:
     """Run ``fn(task)`` for every task and call ``on_result`` with each result.
 
     With ``jobs == 1`` (or a single task) everything runs in this process, in order;
     ``initializer`` is then not called (set up the state yourself). Otherwise ``jobs``
-    spawned workers run the tasks (each calls ``initializer(*initargs)`` once) and
+    workers run the tasks (each calls ``initializer(*initargs)`` once) and
     ``on_result`` sees the results in completion order, in this process. At most
     ``2 * jobs`` tasks are in flight.
+
+    Args:
+        start_method: ``"spawn"`` (default: fresh interpreters) or ``"fork"`` (copies
+            of this process: what it loaded is shared; Linux only, see the module
+            docstring; elsewhere it falls back to ``"spawn"``).
 
     Raises:
         Interrupted: Ctrl-C or SIGTERM (the workers are already stopped).
@@ -168,20 +198,46 @@ def run_tasks(
             for task in tasks:
                 on_result(fn(task))
             return
-        ctx = multiprocessing.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(
-            max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker,
-            initargs=(os.getpid(), initializer, tuple(initargs)),
-        )
-        try:
-            _drive(pool, fn, iter(tasks), on_result, window=2 * jobs)
-        except BrokenProcessPool:
-            _terminate(pool)
-            raise ChildProcessError(crash_message) from None
-        except BaseException:
-            _terminate(pool)
-            raise
-        pool.shutdown(wait=True)
+        if start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {', '.join(START_METHODS)}, "
+                             f"got {start_method!r}")
+        method = resolve_start_method(start_method)
+        ctx = multiprocessing.get_context(method)
+        with _fork_safe_opencv(method == "fork"):
+            pool = cf.ProcessPoolExecutor(
+                max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                initargs=(os.getpid(), initializer, tuple(initargs)),
+            )
+            try:
+                _drive(pool, fn, iter(tasks), on_result, window=2 * jobs)
+            except BrokenProcessPool:
+                _terminate(pool)
+                raise ChildProcessError(crash_message) from None
+            except BaseException:
+                _terminate(pool)
+                raise
+            pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _fork_safe_opencv(forking: bool) -> Iterator[None]:
+    """While workers are forked: OpenCV's thread pool stopped in this process.
+
+    OpenCV's pthreads pool does not survive a fork: a child that reconfigures it
+    (``cv2.setNumThreads``) waits forever on a condition variable of the parent's
+    threads. With one thread the pool has no threads to inherit; the setting is restored
+    when the workers are done.
+    """
+    cv2 = sys.modules.get("cv2") if forking else None
+    if cv2 is None:
+        yield
+        return
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 def _drive(pool: cf.ProcessPoolExecutor, fn: Callable, queue: Iterable, on_result: Callable,

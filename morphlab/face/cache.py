@@ -41,6 +41,15 @@ _backends: dict[tuple[int, str], FaceBackend] = {}
 _backends_lock = threading.Lock()
 
 
+def _new_lock_after_fork() -> None:  # a lock held by another thread at a fork stays held
+    global _backends_lock
+    _backends_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def default_cache_root() -> Path:
     """The cache root: ``$MORPHLAB_CACHE`` if set and non-empty, else ``~/.cache/morphlab``."""
     env = os.environ.get("MORPHLAB_CACHE", "").strip()

@@ -29,8 +29,17 @@ from morphlab.face.base import FACE_BACKENDS, Face, FaceBackend, option_number
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
-_models: dict[int, tuple[Any, Any]] = {}
+_models: list[tuple[Any, Any]] = []
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:  # a lock held by another thread at a fork stays held
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _dlib():
@@ -44,15 +53,17 @@ def _dlib():
 
 
 def load_models() -> tuple[Any, Any]:
-    """This process's ``(frontal_face_detector, shape_predictor_68)``, loaded once."""
-    pid = os.getpid()
+    """This process's ``(frontal_face_detector, shape_predictor_68)``, loaded once.
+
+    A forked worker uses the models its parent loaded (read-only C++ objects, shared
+    copy-on-write; dlib runs no threads of its own): ~1.3 s less per worker.
+    """
     with _lock:
-        if pid not in _models:
+        if not _models:
             dlib = _dlib()
             predictor = dlib.shape_predictor(str(model_path(PREDICTOR_FILE)))
-            _models.clear()  # objects inherited from a parent process are not reused
-            _models[pid] = (dlib.get_frontal_face_detector(), predictor)
-        return _models[pid]
+            _models.append((dlib.get_frontal_face_detector(), predictor))
+        return _models[0]
 
 
 @FACE_BACKENDS.register("dlib")
@@ -85,6 +96,10 @@ class DlibBackend(FaceBackend):
         self.threshold = option_number("threshold", threshold)
         self.fast_side = None if fast_side is None else option_number(
             "fast_side (None or pixels)", fast_side, int, minimum=32)
+
+    def preload(self) -> None:
+        """Load the detector and predictor now (see :func:`load_models`)."""
+        load_models()
 
     def cache_key(self) -> str:
         return (f"{self.name}-{self.version}-dlib{_dlib().__version__}-up{self.upsample}"

@@ -321,6 +321,23 @@ class LandmarkMorph(Generator):
     def output_tags(self) -> list[str]:
         return list(self.variants)
 
+    @property
+    def fork_safe(self) -> bool:
+        """Whether the runner may fork its workers from the parent (:mod:`morphlab.workers`):
+        yes, unless ``alpha="auto"`` (its recognition systems may use OpenMP or GPU
+        runtimes, which do not survive a fork)."""
+        return not self.auto
+
+    def preload(self) -> None:
+        """Load what every pair needs (the face backend's models, the numba kernels of
+        :mod:`morphlab.geometry`) now, e.g. once in a parent before workers are forked."""
+        from morphlab.face.base import create_backend
+
+        load = getattr(create_backend(self.landmarks), "preload", None)
+        if callable(load):
+            load()
+        geo.warm_up()
+
     def generate(self, a: Contributor, b: Contributor, *, seed: int = 0) -> list[MorphOutput]:
         img_a, img_b = read_image(a.path), read_image(b.path)
         face_a = get_face(self.landmarks, a.path, img_a)

@@ -72,7 +72,10 @@ Speed: in one process (``jobs=1``) a pair's images are encoded, hashed and writt
 small thread pool (:data:`ENCODE_THREADS`; OpenCV's encoder, hashlib and file writes
 release the GIL) while the next pair is morphed, at most one batch behind; its manifest
 lines follow in pairs-file order as before. Each worker process of ``jobs > 1`` encodes
-its pair's images in the same pool. PNGs use the speed preset ``"fast"`` unless
+its pair's images in the same pool. Workers are forked from this process (Linux) when the
+generator is ``fork_safe``, after its ``preload()`` (the landmark generator: dlib's
+models and the numba kernels, loaded once instead of once per spawned worker); other
+generators' workers are spawned. PNGs use the speed preset ``"fast"`` unless
 ``png_compression`` says otherwise (lossless either way; recorded in run.json and every
 manifest line, and a continued run keeps the level it started with).
 
@@ -91,6 +94,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -111,7 +115,7 @@ from morphlab.io import (
     sha256_file, write_image,
 )
 from morphlab.outdir import check_disjoint, locked_folder
-from morphlab.workers import run_tasks
+from morphlab.workers import resolve_start_method, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -916,6 +920,14 @@ def _generate_locked(
         # the Ray executor takes run_tasks' arguments; its actors compute, this process writes
         dispatch = (run_tasks if executor is None
                     else executor.bind(out, IMAGE_FORMATS[image_format]))
+        if executor is None and not in_process and getattr(gen, "fork_safe", False) \
+                and resolve_start_method("fork") == "fork":
+            # workers forked from this process share its loaded models (milliseconds to
+            # start instead of seconds each); load them here, once, before the fork
+            preload = getattr(gen, "preload", None)
+            if callable(preload):
+                preload()
+            dispatch = functools.partial(run_tasks, start_method="fork")
         png = config.get("png_compression")
         png = DEFAULT_PNG_COMPRESSION if png is None else png
         fn, on_result = _run_batch, record

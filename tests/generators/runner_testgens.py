@@ -125,13 +125,19 @@ class BlockGen(AverageGen):
     name = "block-test"
 
     def __init__(self, *, signal_dir: str = "", release: str = "", timeout: float = 120.0,
-                 **kw: Any) -> None:
+                 fork: bool = False, **kw: Any) -> None:
         super().__init__(**kw)
         self.signal_dir, self.release, self.timeout = signal_dir, release, timeout
+        self.fork = bool(fork)
+
+    @property
+    def fork_safe(self) -> bool:
+        """``fork=True``: the runner forks the workers (as for the landmark generator)."""
+        return self.fork
 
     def get_params(self) -> dict[str, Any]:
         return {**super().get_params(), "signal_dir": self.signal_dir, "release": self.release,
-                "timeout": self.timeout}
+                "timeout": self.timeout, "fork": self.fork}
 
     def generate(self, a: Contributor, b: Contributor, *, seed: int) -> list[MorphOutput]:
         if self.signal_dir:

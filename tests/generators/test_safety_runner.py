@@ -286,12 +286,14 @@ def test_a_full_disk_stops_the_run_with_exit_1(pairs_csv: Path, tmp_path: Path, 
 # ----------------------------------------------------------------------------------------
 # item 7: workers end with the parent; Ctrl-C / SIGTERM end everything at once
 # ----------------------------------------------------------------------------------------
-def _start_blocked(pairs_csv: Path, tmp_path: Path, jobs: int) -> tuple[subprocess.Popen, set]:
-    """A generate run whose pairs block forever; returns once ``jobs`` pairs started."""
+def _start_blocked(pairs_csv: Path, tmp_path: Path, jobs: int,
+                   fork: bool = False) -> tuple[subprocess.Popen, set]:
+    """A generate run whose pairs block forever; returns once ``jobs`` pairs started
+    (``fork``: the generator is fork-safe, so the runner forks its workers)."""
     sig = tmp_path / "sig"
     sig.mkdir()
     cmd = [*CLI, "generate", str(pairs_csv), "-o", str(tmp_path / "set"), "-j", str(jobs),
-           *_block_args(sig, tmp_path / "never")]
+           *_block_args(sig, tmp_path / "never"), *(["--param", "fork=true"] if fork else [])]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     wait_for(lambda: len(working_pids(sig)) >= jobs or proc.poll() is not None,
@@ -309,10 +311,20 @@ def _reap(proc: subprocess.Popen, workers: set) -> None:
     proc.communicate()
 
 
-def test_workers_exit_when_the_parent_is_killed(pairs_csv: Path, tmp_path: Path):
-    proc, workers = _start_blocked(pairs_csv, tmp_path, jobs=2)
+def _forked(pid: int, parent: int) -> bool:
+    """A forked worker runs its parent's command line; a spawned one runs Python's
+    ``multiprocessing.spawn`` entry point."""
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return cmdline == Path(f"/proc/{parent}/cmdline").read_bytes() and b"spawn" not in cmdline
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["spawned", "forked"])
+def test_workers_exit_when_the_parent_is_killed(pairs_csv: Path, tmp_path: Path, fork: bool):
+    proc, workers = _start_blocked(pairs_csv, tmp_path, jobs=2, fork=fork)
     try:
         assert len(workers) == 2 and proc.pid not in workers
+        if sys.platform.startswith("linux"):
+            assert all(_forked(w, proc.pid) == fork for w in workers)
         os.kill(proc.pid, signal.SIGKILL)  # the OOM killer: no clean-up in the parent
         proc.wait(timeout=60)
         wait_for(lambda: not any(alive(w) for w in workers), "the orphaned workers to exit", 30)
@@ -320,12 +332,14 @@ def test_workers_exit_when_the_parent_is_killed(pairs_csv: Path, tmp_path: Path)
         _reap(proc, workers)
 
 
-@pytest.mark.parametrize("signum, jobs", [(signal.SIGINT, 2), (signal.SIGINT, 1),
-                                          (signal.SIGTERM, 2)])
+@pytest.mark.parametrize("signum, jobs, fork", [
+    (signal.SIGINT, 2, False), (signal.SIGINT, 1, False), (signal.SIGTERM, 2, False),
+    (signal.SIGINT, 2, True), (signal.SIGTERM, 2, True)])
 def test_a_signal_ends_the_run_and_its_workers_at_once(pairs_csv: Path, tmp_path: Path,
-                                                       signum: int, jobs: int):
-    """The running pairs never finish, so an exit at all proves it did not wait for them."""
-    proc, workers = _start_blocked(pairs_csv, tmp_path, jobs=jobs)
+                                                       signum: int, jobs: int, fork: bool):
+    """The running pairs never finish, so an exit at all proves it did not wait for them.
+    Forked workers too: they inherit the parent's SIGTERM handler, reset to the default."""
+    proc, workers = _start_blocked(pairs_csv, tmp_path, jobs=jobs, fork=fork)
     try:
         os.kill(proc.pid, signum)
         _, stderr = proc.communicate(timeout=60)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -156,9 +158,13 @@ def test_an_older_run_continues_at_level_3(pairs_csv, tmp_path):
     assert snapshot(old) == snapshot(ref)
 
 
-def test_landmark_generator_is_deterministic_across_jobs(sample_dir, tmp_path):
+def test_landmark_generator_is_deterministic_across_jobs(sample_dir, tmp_path, monkeypatch):
     """The real generator (both variants, dlib) on the embedded sample: the same command
-    twice, and -j 2, give byte-identical folders."""
+    twice, and -j 2 (workers forked from this process, which ran OpenCV's thread pool
+    just before), give byte-identical folders; a -j 2 run resumed after losing a morph
+    ends with the same bytes too."""
+    from morphlab import workers
+
     ids = ("002", "003", "004", "005")
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("pair_id,subject_a,image_a,subject_b,image_b\n" + "".join(
@@ -167,10 +173,49 @@ def test_landmark_generator_is_deterministic_across_jobs(sample_dir, tmp_path):
     kw = {"dataset_dir": sample_dir, "progress": False}
     generate_attack_set(pairs, "landmark", {}, tmp_path / "a", **kw)
     generate_attack_set(pairs, "landmark", {}, tmp_path / "b", **kw)
+    methods = []
+    real = workers.multiprocessing.get_context
+    monkeypatch.setattr(workers.multiprocessing, "get_context",
+                        lambda m=None: (methods.append(m), real(m))[1])
     generate_attack_set(pairs, "landmark", {}, tmp_path / "c", jobs=2, **kw)
+    assert methods == (["fork"] if workers.resolve_start_method("fork") == "fork" else ["spawn"])
     a = snapshot(tmp_path / "a")
     assert sum(n.endswith(".png") for n in a) == 6
     assert a == snapshot(tmp_path / "b") == snapshot(tmp_path / "c")
+    lost = sorted((tmp_path / "c").glob("0002_*_spliced.png"))
+    assert len(lost) == 1
+    lost[0].unlink()
+    s = generate_attack_set(pairs, "landmark", {}, tmp_path / "c", jobs=2, **kw)
+    assert (s.skipped, s.generated, s.failed) == (2, 1, 0)
+    assert snapshot(tmp_path / "c") == a
+
+
+def test_forked_workers_survive_opencv_threads_of_the_parent(tmp_path):
+    """OpenCV's pthreads pool busy in the parent, then workers forked that reconfigure
+    OpenCV (as every runner worker does): without the pool stopped around the fork the
+    child waits forever on the parent's condition variable. Run in a subprocess, so that
+    a regression fails on the timeout instead of hanging the suite."""
+    script = (
+        "import cv2, numpy as np\n"
+        "from morphlab.workers import run_tasks\n"
+        "img = np.random.default_rng(0).integers(0, 255, (900, 900, 3), dtype=np.uint8)\n"
+        "cv2.setNumThreads(4)\n"
+        "for _ in range(3):\n"
+        "    cv2.resize(img, (1800, 1800), interpolation=cv2.INTER_CUBIC)\n"
+        "def init():\n"
+        "    cv2.setNumThreads(1)\n"
+        "def work(k):\n"
+        "    return int(cv2.GaussianBlur(img, (9, 9), 2)[k, k, 0])\n"
+        "out = []\n"
+        "run_tasks(work, list(range(4)), out.append, jobs=2, initializer=init,\n"
+        "          start_method='fork')\n"
+        "assert cv2.getNumThreads() == 4, cv2.getNumThreads()\n"
+        "print(sorted(out) == sorted(work(k) for k in range(4)))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "True"
 
 
 def test_dlib_quick_pass_falls_back_to_the_full_search(sample_dir):
