@@ -114,3 +114,29 @@ def test_file_backend_is_never_cached(frll_pairs, tmp_path):
     r1 = embed_files(system, [path], backend="file", cache_dir=tmp_path / "cache")
     r2 = embed_files(system, [path], backend="file", cache_dir=tmp_path / "cache")
     assert (r1.computed, r2.computed, r2.hits) == (1, 1, 0)
+
+
+def test_several_systems_read_each_image_once_and_count_their_own_work(photos, tmp_path,
+                                                                        monkeypatch):
+    from morphlab.recognition.cache import embed_many
+
+    a, b = create_system("lbph"), create_system("lbph", grid=(4, 4))
+    cache_dir = tmp_path / "cache"
+    embed_files(a, photos[:1], cache_dir=cache_dir)  # a has one of them cached
+    reads = []
+    real = cache_mod.read_image
+    monkeypatch.setattr(cache_mod, "read_image", lambda p: reads.append(p) or real(p))
+    run = embed_many([a, b], photos, cache_dir=cache_dir, batch_size=3)
+    assert sorted(map(str, reads)) == sorted(map(str, photos))  # once each, for both systems
+    ra, rb = run.results
+    assert (ra.hits, ra.computed, rb.hits, rb.computed) == (1, 3, 0, 4)
+    assert ra.seconds > 0 and rb.seconds > 0 and ra.faces_per_second == 3 / ra.seconds
+    assert run.wall_seconds >= run.prepare_seconds > 0
+    assert ra.embeddings[str(photos[1])].shape != rb.embeddings[str(photos[1])].shape
+    # the same embeddings as one system at a time, and this process stored them all
+    alone = embed_files(b, photos, cache_dir=tmp_path / "other", batch_size=1)
+    for p in map(str, photos):
+        np.testing.assert_array_equal(rb.embeddings[p], alone.embeddings[p])
+    n_reads = len(reads)
+    again = embed_many([a, b], photos, cache_dir=cache_dir)
+    assert [r.hits for r in again.results] == [4, 4] and len(reads) == n_reads
