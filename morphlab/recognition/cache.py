@@ -277,7 +277,10 @@ def embed_many(
         progress: show a tqdm bar.
         sha256s: ``{str(path): sha256}`` already known (e.g. from a manifest) to skip hashing.
         executor: a :class:`morphlab.ray_executor.RayExecutor` to embed on Ray actors
-            (each loads the systems once); None = local.
+            (each loads the systems once); None = local. The actors read the image files
+            by their paths and keep landmarks in their machine's landmark cache
+            (``cache_dir`` or their default): on a cluster of several machines the files
+            must be at the same paths on each (a shared file system).
 
     Returns:
         :class:`EmbedRun`; a file that fails (no face, unreadable) is in each system's
