@@ -318,7 +318,8 @@ def embed_many(
     for c, (system, res, cache) in enumerate(zip(systems, results, caches)):
         res.sha256.update(shas)
         res.failures.update(failed)
-        found = cache.get_many((shas[p] for p in todo), face_key) if cache and todo else {}
+        found = (cache.get_many((shas[p] for p in todo), face_key)
+                 if cache is not None and todo else {})
         for p in todo:
             vec = found.get(shas[p])
             if vec is None:
