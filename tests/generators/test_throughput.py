@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -238,3 +239,29 @@ def test_dlib_quick_pass_falls_back_to_the_full_search(sample_dir):
     boxes = quick.boxes(canvas)
     assert len(boxes) == 1
     assert np.allclose(boxes[0][0], full.boxes(canvas)[0][0])
+
+
+def test_throughput_benchmark_runs_tiny(sample_dir, tmp_path):
+    """benchmarks/throughput.py end to end on the embedded sample (2 pairs, one system):
+    every section prints and records its figures; the cached paths hit their caches."""
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(repo), "MORPHLAB_CACHE": str(tmp_path / "cache")}
+    res = subprocess.run(
+        [sys.executable, str(repo / "benchmarks" / "throughput.py"), "--data", str(sample_dir),
+         "--pairs", "2", "--ref-pairs", "1", "--systems", "dlib-resnet", "--faces", "6",
+         "--stage-repeat", "1", "--json", str(out)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert set(data["generate"]) == {"j1-cold", "j1-cached", "j2-cold", "j2-cached"}
+    assert all(g["morphs_per_s"] > 0 and g["x_reference"] > 0 for g in data["generate"].values())
+    assert data["reference"]["pairs"] == 1
+    emb = data["map_score"]["dlib-resnet"]
+    assert emb["cached"]["hits"] == 6 and emb["cached"]["computed"] == 0
+    assert emb["cold"]["computed"] == emb["uncached"]["computed"] == 6
+    det = data["detect_eval"]
+    assert det["uncached"]["crops"] == det["cached"]["crops"] == 8  # 4 photos + 4 morphs
+    assert len(data["load_start"]) == len(data["load_end"]) == 3
+    for text in ("morphs/s", "faces/s", "crops/s", "load average at end"):
+        assert text in res.stdout
