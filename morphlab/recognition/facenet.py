@@ -64,6 +64,8 @@ CROPS = ("box", "similarity")
 _POOL_LAYER = "InceptionResnetV1/Logits/AvgPool_1a_8x8/AvgPool"
 _FC_LAYER = "InceptionResnetV1/Bottleneck/MatMul"
 _BN_LAYER = "InceptionResnetV1/Bottleneck/BatchNorm/cond/FusedBatchNorm_1"
+#: Faces per forward pass (measured on 2 cores: 33 faces/s one by one, 35 at 4, 38 at 8, 36 at 16).
+MAX_BATCH = 8
 #: The bottleneck batch norm's epsilon (TF-slim's default in Sandberg's training code).
 _BN_EPSILON = 1e-3
 
@@ -147,9 +149,12 @@ class FaceNet(CropRecognitionSystem):
         """
         crops = self.check_crops(crops)
         net = self._load()
-        net.setInput(np.stack([prewhiten(c).transpose(2, 0, 1) for c in crops]))
-        pooled = np.asarray(net.forward(_POOL_LAYER), dtype=np.float32).reshape(len(crops), -1)
-        return self._head(pooled)
+        pooled = []
+        for i in range(0, len(crops), MAX_BATCH):
+            part = crops[i : i + MAX_BATCH]
+            net.setInput(np.stack([prewhiten(c).transpose(2, 0, 1) for c in part]))
+            pooled.append(np.asarray(net.forward(_POOL_LAYER), np.float32).reshape(len(part), -1))
+        return self._head(np.concatenate(pooled))
 
     def embed_aligned_one_by_one(self, crops: np.ndarray) -> np.ndarray:
         """:meth:`embed_aligned` through the whole graph, one forward pass per face."""
