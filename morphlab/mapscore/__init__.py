@@ -25,6 +25,12 @@ The evaluation protocol:
   every morph or probe left out (``skipped``) are in ``map.json`` and the report; a probe
   one system cannot embed is a rejected attempt for that system only.
 
+- **Speed**: ``counts["embedding"]`` of ``map.json`` (and the summary) gives per system
+  the faces embedded (cache misses), those taken from the cache, the seconds and faces/s
+  (:func:`~morphlab.mapscore.job.embedding_counts`). Each image is read and its face
+  found once for all the systems (:func:`morphlab.recognition.cache.embed_many`), here,
+  in ``workers`` processes or on Ray actors (``executor``); this process writes.
+
 Modules: :mod:`~morphlab.mapscore.inputs` (attack set, probes, genders),
 :mod:`~morphlab.mapscore.calibration`, :mod:`~morphlab.mapscore.bootstrap`,
 :mod:`~morphlab.mapscore.job` (the job).
