@@ -98,7 +98,7 @@ def test_dlib_resnet_matches_dlibs_reference_pipeline(frll_pairs, frll_faces):
 
     from morphlab.recognition.dlib_resnet import DlibResNet
 
-    system = DlibResNet()
+    system = DlibResNet(engine="dlib")  # the chip is dlib's; the NumPy engine: next test
     img, face = frll_faces[frll_pairs[0][1]]
     x0, y0, x1, y1 = (int(round(v)) for v in face.box)
     shape = dlib.full_object_detection(
@@ -138,8 +138,8 @@ def test_dlib_resnet_numpy_engine_is_dlibs_network(sample_faces):
     chips = [ours.chip(im, f) for _, n, s in sample_faces for im, f in (n, s)]
     want = ref.embed_chips(chips)
     got = ours.embed_chips(chips)
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
-    np.testing.assert_allclose(ours.embed_chips(chips[:1])[0], want[0], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-6)  # measured: 4e-7
+    np.testing.assert_allclose(ours.embed_chips(chips[:1])[0], want[0], rtol=0, atol=5e-6)
     assert np.abs(want).max() > 0.1  # the tolerance is small against the values
     assert create_system("dlib-resnet", num_jitters=1).engine == "dlib"  # dlib's own jitter
     with pytest.raises(ValueError, match="engine must be one of numpy, dlib"):
