@@ -68,7 +68,7 @@ def test_a_batch_embeds_every_face_as_one_at_a_time(name, tiny_models, installed
     for batch in (faces, faces[:7]):
         got = system.embed_batch([im for im, _ in batch], [f for _, f in batch])
         assert got.shape == (len(batch), one.shape[1]) and got.dtype == np.float32
-        np.testing.assert_allclose(got, one[:len(batch)], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(got, one[:len(batch)], rtol=0, atol=5e-6)
     if name == "facenet":  # a batch through the average pool == the whole graph per face
         crops = np.stack([system.align(im, f) for im, f in faces])
         np.testing.assert_allclose(system.embed_aligned(crops),
