@@ -194,6 +194,9 @@ def align_faces(
     the others — the *misses* — are read, landmarked (through the landmark cache) and
     cut, in ``jobs`` worker processes (:func:`morphlab.workers.run_tasks`), and stored.
     The crops are the same whatever ``jobs`` and whether they came from the cache.
+    Processes rather than threads: decoding and warping release the GIL only in part, and
+    dlib's detector not at all (244 FRLL-size images, landmarks cached, 2 shared cores:
+    5.4-6.2 s in one thread, 3.8-4.3 s in 2 threads, 2.8-3.6 s in 2 processes).
 
     Args:
         paths: image files.
