@@ -194,9 +194,10 @@ def align_faces(
     the others — the *misses* — are read, landmarked (through the landmark cache) and
     cut, in ``jobs`` worker processes (:func:`morphlab.workers.run_tasks`), and stored.
     The crops are the same whatever ``jobs`` and whether they came from the cache.
-    Processes rather than threads: decoding and warping release the GIL only in part, and
-    dlib's detector not at all (244 FRLL-size images, landmarks cached, 2 shared cores:
-    5.4-6.2 s in one thread, 3.8-4.3 s in 2 threads, 2.8-3.6 s in 2 processes).
+    Processes rather than threads: decoding and warping release the GIL only in part
+    (244 FRLL-size images, landmarks cached, 2 shared cores: 5.4-6.2 s in one thread,
+    3.8-4.3 s in 2 threads, 2.8-3.6 s in 2 processes), and a process pool also runs the
+    landmark detector of cache misses side by side whatever its GIL use.
 
     Args:
         paths: image files.
