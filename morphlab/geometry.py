@@ -438,16 +438,28 @@ def _executor(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _run_bands(fn: Callable[[int, int], None], w: int, h: int, threads: Optional[int]) -> None:
-    """Call ``fn(y0, y1)`` for bands of rows covering the frame, in ``threads`` threads."""
+def _run_bands(fn: Callable[[int, int], None], w: int, h: int, threads: Optional[int],
+               rows: Optional[tuple[int, int]] = None) -> None:
+    """Call ``fn(y0, y1)`` for bands of rows covering the frame (or its rows
+    ``rows[0]:rows[1]`` only), in ``threads`` threads."""
     n = max(1, int(threads if threads is not None else cv2.getNumThreads()))
     bands = _bands(w, h)
+    if rows is not None:
+        lo, hi = _check_rows(rows, h)
+        bands = [(max(y0, lo), min(y1, hi)) for y0, y1 in bands if y1 > lo and y0 < hi]
     if n == 1 or len(bands) == 1:
         for y0, y1 in bands:
             fn(y0, y1)
         return
     for fut in [_executor(n).submit(fn, y0, y1) for y0, y1 in bands]:
         fut.result()
+
+
+def _check_rows(rows: Sequence[int], h: int) -> tuple[int, int]:
+    lo, hi = (int(v) for v in rows)
+    if not 0 <= lo <= hi <= h:
+        raise ValueError(f"rows must satisfy 0 <= start <= stop <= {h}, got {tuple(rows)}")
+    return lo, hi
 
 
 def interpolate_field(
@@ -527,6 +539,7 @@ def warp_image(
     *,
     triangles: Optional[np.ndarray] = None,
     threads: Optional[int] = None,
+    rows: Optional[tuple[int, int]] = None,
 ) -> np.ndarray:
     """Piecewise-affine warp of ``image`` moving ``src_points`` onto ``dst_points``.
 
@@ -540,6 +553,10 @@ def warp_image(
             :func:`boundary_points` are appended to both point sets (mapping to
             themselves) and the destination is Delaunay-triangulated.
         threads: threads for the banded evaluation; default ``cv2.getNumThreads()``.
+        rows: ``(start, stop)``: only these output rows are warped, the others are
+            copied from ``image`` (which must have the output's size). For a warp that is
+            the identity outside them (:func:`moving_rows`) the result is the full warp's,
+            pixel for pixel, at a fraction of the cost.
 
     Returns:
         The warped image, ``(height, width, C)``.
@@ -549,7 +566,44 @@ def warp_image(
     if triangles is None:
         src, dst = with_boundary(src, size), with_boundary(dst, size)
         triangles = triangulate(dst)
-    return remap(image, warp_map(src, dst, triangles, size, threads=threads))
+    if rows is None:
+        return remap(image, warp_map(src, dst, triangles, size, threads=threads))
+    if image_size(image) != size:
+        raise ValueError(f"rows= needs an output of the input's size {image_size(image)}, "
+                         f"got {size}")
+    if src.shape != dst.shape:
+        raise ValueError(f"src and dst points differ in shape: {src.shape} vs {dst.shape}")
+    tris = _Triangles(dst, triangles, size)
+    coef = tris.coefficients(src - dst)
+    out = image.copy()
+
+    def band(y0: int, y1: int) -> None:
+        map_xy = np.empty((y1 - y0, size[0], 2), np.float32)
+        tris.run(y0, y1, 1, coef, 1.0, 1.0, 0.0, map_xy)
+        cv2.remap(image, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE,
+                  dst=out[y0:y1])
+
+    _run_bands(band, size[0], size[1], threads, rows)
+    return out
+
+
+def moving_rows(src_points: np.ndarray, dst_points: np.ndarray, triangles: np.ndarray,
+                height: int) -> tuple[int, int]:
+    """The output rows a piecewise-affine warp can change: those spanned by the triangles
+    with a vertex that moves (``src != dst``); every other triangle's affine map is exactly
+    the identity (zero displacement at its three corners), so its pixels are copied.
+
+    Returns:
+        ``(start, stop)`` within ``[0, height]`` (``(0, 0)`` when nothing moves).
+    """
+    src, dst = _as_points(src_points, "src_points"), _as_points(dst_points, "dst_points")
+    moving = (src != dst).any(axis=1)
+    tri = np.asarray(triangles)
+    hit = tri[moving[tri].any(axis=1)]
+    if not len(hit):
+        return 0, 0
+    ys = dst[hit.reshape(-1), 1]
+    return (max(0, int(np.floor(ys.min()))), min(int(height), int(np.ceil(ys.max())) + 1))
 
 
 # ----------------------------------------------------------------------------------------
@@ -591,6 +645,7 @@ def morph(
     triangles: Optional[np.ndarray] = None,
     threads: Optional[int] = None,
     return_warped: bool = False,
+    rows: Optional[tuple[int, int]] = None,
 ) -> Union[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Landmark morph of two same-size images: warp both to the blended shape, blend.
 
@@ -611,6 +666,8 @@ def morph(
             ``N..N+7`` are the boundary points); default: computed.
         threads: threads for the banded warp; default ``cv2.getNumThreads()``.
         return_warped: also return A and B warped to the morph shape.
+        rows: ``(start, stop)``: compute only these rows (the others are 0), e.g. when
+            only a region of the morph is used; they equal the full morph's rows.
 
     Returns:
         The morph, RGB uint8 ``(H, W, 3)``; with ``return_warped``,
@@ -629,9 +686,10 @@ def morph(
     s, t = float(shape_alpha), float(texture_alpha)
     tris = _Triangles(dst, triangles, size)
     coef = tris.coefficients(pb - pa)
-    out = np.empty_like(image_a)
-    wa = np.empty_like(image_a) if return_warped else None
-    wb = np.empty_like(image_a) if return_warped else None
+    new = np.empty_like if rows is None else np.zeros_like
+    out = new(image_a)
+    wa = new(image_a) if return_warped else None
+    wb = new(image_a) if return_warped else None
 
     def band(y0: int, y1: int) -> None:
         map_a = np.empty((y1 - y0, size[0], 2), np.float32)
@@ -643,7 +701,7 @@ def morph(
                        borderMode=cv2.BORDER_REPLICATE, dst=None if wb is None else wb[y0:y1])
         blend(ra, rb, t, out=out[y0:y1])
 
-    _run_bands(band, size[0], size[1], threads)
+    _run_bands(band, size[0], size[1], threads, rows)
     return (out, wa, wb) if return_warped else out
 
 

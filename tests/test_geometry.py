@@ -316,6 +316,38 @@ def test_poisson_dst_solver_on_random_images():
         geo.poisson_composite(fg, bg, mask, solver="fft")
 
 
+def test_morph_rows_equal_the_full_morphs_rows(pair):
+    a, b, pa, pb = pair
+    full = geo.morph(a, b, pa, pb, shape_alpha=0.4, texture_alpha=0.6)
+    part = geo.morph(a, b, pa, pb, shape_alpha=0.4, texture_alpha=0.6, rows=(37, 211))
+    assert np.array_equal(part[37:211], full[37:211])
+    assert not part[:37].any() and not part[211:].any()
+    with pytest.raises(ValueError, match="rows"):
+        geo.morph(a, b, pa, pb, rows=(10, SIZE + 1))
+
+
+def test_warp_rows_of_a_confined_warp_equal_the_full_warp(pair):
+    """A warp fixed by an anchor ring and the frame (the spliced variant's target warp):
+    only the rows of triangles with a moving corner change; warping those rows alone
+    gives the full warp's pixels everywhere."""
+    a, _, pa, pb = pair
+    region = pa[109:134]
+    size = (SIZE, SIZE)
+    ring = geo.anchor_ring(region, size, 1.3, max_gap=8.0)
+    moved = region + (pb[109:134] - pa[109:134]) * 0.5
+    src = np.vstack([region, ring, geo.boundary_points(size)])
+    dst = np.vstack([moved, ring, geo.boundary_points(size)])
+    tris = geo.triangulate(dst)
+    rows = geo.moving_rows(src, dst, tris, SIZE)
+    assert 0 < rows[0] < rows[1] < SIZE
+    full = geo.warp_image(a, src, dst, triangles=tris)
+    assert not np.array_equal(full, a)
+    assert np.array_equal(geo.warp_image(a, src, dst, triangles=tris, rows=rows), full)
+    assert np.array_equal(full[: rows[0]], a[: rows[0]]) and np.array_equal(full[rows[1]:],
+                                                                            a[rows[1]:])
+    assert geo.moving_rows(src, src, tris, SIZE) == (0, 0)
+
+
 def test_anchor_ring_surrounds_the_region(pair):
     _, _, pa, _ = pair
     region = pa[109:134]

@@ -504,20 +504,26 @@ class LandmarkMorph(Generator):
             push = NECK_PUSH.get(scheme, DEFAULT_NECK_PUSH)
             ext = {k: _extend(p, idx, weights, region, scheme, lift, push, size)
                    for k, p in (("a", la), ("b", lb), ("shape", shape))}
-            # the face is morphed again with the extension points, so that the forehead
-            # and the jaw-neck band of A and B are aligned in it, not only the landmarks
-            morph_img = geo.morph(img_a, img_b, np.vstack([la, ext["a"]]),
-                                  np.vstack([lb, ext["b"]]), shape_alpha=shape_alpha,
-                                  texture_alpha=texture_alpha)
             extra = {"shape": ext["shape"], "target": ext[self.splice_into]}
             region_pts = np.vstack([region_pts, ext["shape"]])
+            # the face is morphed again with the extension points, so that the forehead
+            # and the jaw-neck band of A and B are aligned in it, not only the landmarks;
+            # only the rows of the region are used (pixels outside it never are)
+            lo, hi = region_pts[:, 1].min(), region_pts[:, 1].max()
+            rows = (max(0, int(np.floor(lo)) - 1), min(size[1], int(np.ceil(hi)) + 2))
+            morph_img = geo.morph(img_a, img_b, np.vstack([la, ext["a"]]),
+                                  np.vstack([lb, ext["b"]]), shape_alpha=shape_alpha,
+                                  texture_alpha=texture_alpha, rows=rows)
         # the target's face landmarks go onto the morph shape; a ring and the frame stay
         ring = geo.anchor_ring(region_pts, size, RING_SCALE, max_gap=(
             _ring_gap(region_pts) if self.splice_region == "extended" else None))
         bd = geo.boundary_points(size)
         dst = np.vstack([shape[inside], extra["shape"], ring, bd])
         src = np.vstack([tpts[inside], extra["target"], ring, bd])
-        background = geo.warp_image(target, src, dst, triangles=geo.triangulate(dst))
+        triangles = geo.triangulate(dst)
+        # rows no moving triangle reaches are the target's own: copied, not resampled
+        background = geo.warp_image(target, src, dst, triangles=triangles,
+                                    rows=geo.moving_rows(src, dst, triangles, size[1]))
         mask = geo.hull_mask(region_pts, size)
         face_size = float(np.sqrt(max(1.0, float((mask > 0).sum()))))
         radius = max(1, int(round(self.feather * face_size)))
