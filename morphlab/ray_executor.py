@@ -278,25 +278,29 @@ class _MorphActor:
 class _ScoreActor:
     """One Ray worker of ``detect score``: scores chunks of images with one model folder."""
 
-    def __init__(self, model_dir: str) -> None:
+    def __init__(self, model_dir: str, use_cache: bool = True) -> None:
         self.model_dir = model_dir
+        self.use_cache = use_cache
 
     def score(self, chunk: tuple[list[str], Optional[list[str]]]) -> list[dict]:
         from morphlab.detect import score_files
 
         images, live = chunk
-        return score_files(self.model_dir, images, live=live, progress=False)
+        return score_files(self.model_dir, images, live=live, progress=False,
+                           use_cache=self.use_cache)
 
 
 def score_files_ray(model_dir: Any, images: Sequence[Any], *, live: Optional[Sequence[Any]] = None,
-                    executor: RayExecutor, progress: bool = True) -> list[dict]:
+                    executor: RayExecutor, progress: bool = True,
+                    use_cache: bool = True) -> list[dict]:
     """:func:`morphlab.detect.score_files` with the images scored by Ray workers.
 
     The images go out in contiguous chunks (a few per worker; each worker loads the model
     per chunk) and the rows come back in the input order: the same rows as a local
     :func:`~morphlab.detect.score_files`, except that a score's last digit may differ
     (floating-point sums depend on the batch scored; a local run split the same way
-    differs the same way).
+    differs the same way). ``use_cache=False``: the workers neither read nor write the
+    landmark and crop caches (``--no-cache``).
     """
     from tqdm import tqdm
 
@@ -305,7 +309,8 @@ def score_files_ray(model_dir: Any, images: Sequence[Any], *, live: Optional[Seq
     images = [str(p) for p in images]
     live_l = [str(p) for p in live] if live else None
     if not images or (live_l and len(live_l) not in (1, len(images))):
-        return score_files(model_dir, images, live=live_l, progress=False)  # its own errors
+        return score_files(model_dir, images, live=live_l, progress=False,
+                           use_cache=use_cache)  # its own errors
     n_chunks = min(len(images), executor.workers * 4)
     bounds = [round(i * len(images) / n_chunks) for i in range(n_chunks + 1)]
     chunks = []
@@ -318,7 +323,7 @@ def score_files_ray(model_dir: Any, images: Sequence[Any], *, live: Optional[Seq
             rows[k] = result
             bar.update(len(result))
 
-        executor.map(_ScoreActor, (str(model_dir),), "score", chunks, done,
+        executor.map(_ScoreActor, (str(model_dir), use_cache), "score", chunks, done,
                      crash_message="a Ray worker died while scoring")
     return [row for k in range(len(chunks)) for row in rows[k]]
 

@@ -231,9 +231,6 @@ def detect_score(model_dir, images, live, csv_file, out_dir, overwrite, no_progr
         csv_file, out_dir = out_dir, None
     if csv_file is not None and out_dir is not None:
         raise click.UsageError(f"give --csv FILE or -o DIR (writes DIR/{SCORES_CSV}), not both")
-    if executor == "ray" and no_cache:
-        raise click.UsageError("--no-cache is not supported with --executor ray (the Ray workers "
-                               "use their own caches)")
     pool = make_executor(executor, address=ray_address, workers=jobs)
     files = expand_images(images)
     csv = Path(csv_file) if csv_file else Path(out_dir) / SCORES_CSV if out_dir else None
@@ -260,7 +257,7 @@ def detect_score(model_dir, images, live, csv_file, out_dir, overwrite, no_progr
                                progress=not no_progress, jobs=jobs, use_cache=not no_cache)
         else:
             rows = score_files_ray(model_dir, files, live=list(live) or None, executor=pool,
-                                   progress=not no_progress)
+                                   progress=not no_progress, use_cache=not no_cache)
         if csv:
             atomic_write_text(csv, rows_to_csv(rows))
             record_owned(csv.parent, [csv.name])

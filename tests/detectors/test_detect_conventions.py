@@ -75,8 +75,6 @@ def test_score_ray_workers_is_jobs_now_and_warns(tiny_model, photos, tmp_path):
     r = _score(tiny_model, photos[:1], "--ray-workers", "2", "--csv", tmp_path / "s.csv")
     assert r.exit_code == 0, r.output
     assert "--ray-workers is deprecated" in r.output and "use -j/--jobs" in r.output
-    r = _score(tiny_model, photos, "--executor", "ray", "--no-cache")
-    assert r.exit_code == 2 and "--no-cache is not supported with --executor ray" in r.output
 
 
 def test_score_no_cache_reads_and_writes_no_cache(tiny_model, photos, tmp_path, monkeypatch):

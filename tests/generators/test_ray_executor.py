@@ -228,3 +228,9 @@ def test_detect_score_on_ray_gives_the_same_rows(ray_local, small_model, tmp_pat
     assert f"{len(images) - 1} scores written" in res.output
     lines = (tmp_path / "ray.csv").read_text().splitlines()
     assert len(lines) == len(images) + 1 and "broken.jpg" in lines[-1]
+    # --no-cache reaches the workers: the crops are made afresh there, the rows are the same
+    res = CliRunner().invoke(main, ["detect", "score", str(model), *map(str, images),
+                                    "--csv", str(tmp_path / "ray-nc.csv"), "--no-progress",
+                                    "--executor", "ray", "-j", "2", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ray-nc.csv").read_text() == (tmp_path / "ray.csv").read_text()
