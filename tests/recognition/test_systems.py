@@ -290,3 +290,18 @@ def test_face_without_known_scheme_is_a_clear_error(frll_pairs, frll_faces):
     odd = Face(box=face.box, landmarks=face.landmarks[:10], scheme="file10")
     with pytest.raises((ValueError, KeyError), match="file10"):
         create_system("lbph").embed(img, odd)
+
+
+def test_dlib_resnet_engines_agree_on_full_size_frll(frll_dir):
+    """The NumPy engine == dlib's on chips cut from 1350x1350 FRLL photos, batched."""
+    from morphlab.face.cache import get_face
+    from morphlab.io import read_image
+
+    ours, ref = create_system("dlib-resnet"), create_system("dlib-resnet", engine="dlib")
+    chips = []
+    for p in sorted((frll_dir / "smiling").glob("*.jpg"))[:20]:
+        img = read_image(p)
+        assert img.shape[:2] == (1350, 1350)
+        chips.append(ours.chip(img, get_face("dlib", p, img)))
+    np.testing.assert_allclose(ours.embed_chips(chips), ref.embed_chips(chips), rtol=0,
+                               atol=5e-6)
