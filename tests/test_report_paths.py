@@ -180,14 +180,14 @@ def test_attack_report_names_the_set_and_links_full_size(attack_set: Path,
 # ----------------------------------------------------------------------------------------
 # the MAP report and the map-score summary
 # ----------------------------------------------------------------------------------------
-def _map_scores(settings: dict, warnings: list):
+def _map_scores(settings: dict, warnings: list, model_path: str = "/nowhere/model.onnx"):
     from morphlab.metrics.thresholds import fixed
     from morphlab.reports.map_report import MapScores
 
     scores = np.array([[[[0.9], [0.2]], [[0.8], [0.7]]],
                        [[[0.1], [0.3]], [[0.9], [0.9]]]])
     return MapScores(
-        systems=[{"name": "sys", "version": "2", "label": "sys"}],
+        systems=[{"name": "sys", "version": "2", "label": "sys", "model_path": model_path}],
         operating_points=[fixed(0.5, [0.9], [0.1, 0.6])],
         morphs=[{"file": "m1.png", "group": "g", "pair_id": "1", "subject_ids": ["s1", "s2"]},
                 {"file": "m2.png", "group": "g", "pair_id": "2", "subject_ids": ["s3", "s4"]}],
@@ -210,7 +210,11 @@ def test_map_report_names_inputs_relative_and_summary_prints_map_once(
                         "subjects": 2, "images": 4, "impostors": "all"},
     }
     out = tmp_path / "map"
-    doc = write_map_report(_map_scores(settings, [f"{cal}/x.jpg shares a subject"]), out)
+    doc = write_map_report(_map_scores(settings, [f"{cal}/x.jpg shares a subject"],
+                                       model_path=str(tmp_path / "models" / "w.onnx")), out)
+    map_json = (out / "map.json").read_text(encoding="utf-8")
+    _assert_no_absolute(map_json, tmp_path, attack_set, SAMPLE)
+    assert json.loads(map_json)["systems"][0]["model_path"] == "../models/w.onnx"
     for name in ("report.md", "report.html"):
         text = (out / name).read_text(encoding="utf-8")
         _assert_no_absolute(text, tmp_path, attack_set, SAMPLE)

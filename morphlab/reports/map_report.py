@@ -460,9 +460,10 @@ def _write(data: MapScores, out: Path, title: str) -> dict:
         "score_direction": "similarity, higher = more similar; accepted when score >= threshold",
         "intervals": "every rate: k/n and a Wilson 95 % interval (ci95); 'bootstrap': subject "
                      "bootstrap percentile intervals when --bootstrap was given",
-        "warnings": list(data.warnings),
+        "warnings": _relative_settings(list(data.warnings), out),
         "settings": _relative_settings(data.settings, out),
-        "systems": [{**s, "operating_point": op} for s, op in zip(data.systems, ops)],
+        "systems": [{**_relative_settings(s, out), "operating_point": op}
+                    for s, op in zip(data.systems, ops)],
         "counts": data.counts,
         "skipped": data.skipped,
         "overall": overall,
