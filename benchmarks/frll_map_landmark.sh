@@ -26,7 +26,7 @@ mkdir -p "$OUT"
 
 for strategy in same-gender similar; do
   [ -f "$OUT/pairs_$strategy.csv" ] ||  # a re-run keeps the pairs (and so the morphs)
-  $ML pairs "$OUT/pair_src" -o "$OUT/pairs_$strategy.csv" --strategy "$strategy" --capture 03 \
+  $ML pairs "$OUT/pair_src" --pairs-file "$OUT/pairs_$strategy.csv" --strategy "$strategy" --capture 03 \
       --metadata "$FRLL/london_info.csv" --meta-id-column face_id --seed 1
   for variant in complete spliced; do
     set_dir="$OUT/set_${strategy}_$variant"
@@ -34,7 +34,7 @@ for strategy in same-gender similar; do
         --variant "$variant" -j 2 --no-progress
     for fmr in 0.01 0.001; do
       # shellcheck disable=SC2086
-      $ML map-score "$set_dir" -p "$FRLL/smiling" -o "$OUT/map_${strategy}_${variant}_fmr$fmr" \
+      $ML map-score "$set_dir" --probes "$FRLL/smiling" -o "$OUT/map_${strategy}_${variant}_fmr$fmr" \
           $FR --fmr "$fmr" --calibration "$OUT/calibration" --bootstrap 1000 --seed 0 \
           -j 2 --no-progress --overwrite
     done

@@ -21,7 +21,7 @@ ML=${MORPHLAB:-.venv/bin/morphlab}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT"
 "$PY" benchmarks/frll_subject_split.py "$FRLL" "$OUT"
-[ -f "$OUT/pairs.csv" ] || $ML pairs "$OUT/pair_src" -o "$OUT/pairs.csv" --strategy same-gender \
+[ -f "$OUT/pairs.csv" ] || $ML pairs "$OUT/pair_src" --pairs-file "$OUT/pairs.csv" --strategy same-gender \
     --capture 03 --metadata "$FRLL/london_info.csv" --meta-id-column face_id --seed 1
 gen() {  # name, then generate options
   local name=$1; shift
@@ -32,7 +32,7 @@ gen alpha05 --alpha 0.5
 gen alpha05_hull --alpha 0.5 --variant spliced --param splice_region=hull
 gen auto --param alpha=auto --param 'selection_systems=["mobilefacenet"]'
 for s in alpha05 alpha05_hull auto; do
-  $ML map-score "$OUT/set_$s" -p "$FRLL/smiling" -o "$OUT/map_${s}_fmr$FMR" --fr dlib-resnet --fr facenet \
+  $ML map-score "$OUT/set_$s" --probes "$FRLL/smiling" -o "$OUT/map_${s}_fmr$FMR" --fr dlib-resnet --fr facenet \
       --fr mobilefacenet --fmr "$FMR" --calibration "$OUT/calibration" -j 2 --no-progress --overwrite
 done
 "$PY" benchmarks/frll_map_strength_table.py "$OUT" "$FMR"

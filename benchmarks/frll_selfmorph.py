@@ -11,7 +11,7 @@ training half in three modes:
 (c) ``both``: (a) plus the synthetic attacks of (b).
 
 Every model is tested on the other half: bona fide photos against its ``complete`` and
-``spliced`` morphs, clean and post-processed (``print-scan`` and ``jpeg:q=75``, applied by
+``spliced`` morphs, clean and post-processed (``print-scan`` and ``jpeg:quality=75``, applied by
 :func:`morphlab.postprocess.sets.postprocess_set` to the morphs *and* to the bona fide
 test photos, so a detector cannot just spot the processing).
 
@@ -38,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: Post-processing of the test sets (``morphlab postprocess --op``).
-OPS = {"print-scan": "print-scan", "jpeg75": "jpeg:q=75"}
+OPS = {"print-scan": "print-scan", "jpeg75": "jpeg:quality=75"}
 #: Training settings of the figure (defaults otherwise): the cnn at 40 epochs, as in frll_mad_crossval.py.
 PARAMS = {"cnn": {"epochs": 40}}
 

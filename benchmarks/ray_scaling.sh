@@ -10,7 +10,7 @@ RAY=${RAY:-$PWD/.venv/bin/ray}
 SAMPLE=$PWD/morphlab/sample/frll
 mkdir -p "$OUT" && cd "$OUT"
 export MORPHLAB_CACHE=$PWD/cache
-[ -f all.csv ] || $M pairs "$SAMPLE/neutral" -o all.csv --all >/dev/null   # all 66 pairs
+[ -f all.csv ] || $M pairs "$SAMPLE/neutral" --pairs-file all.csv --all >/dev/null   # all 66 pairs
 G="generate all.csv -g landmark --variant complete --variant spliced --no-progress --seed 0"
 rm -rf warm l1 l2 r1 r2 a1 a2
 $M $G -o warm -j 1 >/dev/null   # fills the landmark cache
