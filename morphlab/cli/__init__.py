@@ -2,26 +2,27 @@
 
 ::
 
-    morphlab pairs DATASET_DIR -o pairs.csv [--strategy random|same-gender] [--per-subject N]
-                   [--n-pairs N] [--seed S] [--pattern REGEX] [--capture LABEL]
-                   [--metadata CSV --meta-id-column C --meta-gender-column C]
-    morphlab generate PAIRS_CSV -g landmark -o OUT_DIR [--alpha A] [--shape-alpha A]
-                   [--texture-alpha A] [--variant V ...] [--param KEY=VALUE ...] [-j N]
-                   [--seed S] [--resume | --overwrite] [--dataset-dir DIR] [--format png|jpg]
-    morphlab list
-    morphlab demo [-o DIR]
-    morphlab map-score ATTACK_SET -p PROBES_DIR -o REPORT_DIR [--fr NAME[=MODEL] ...]
-                   [--fmr F] [--threshold SYSTEM=VALUE ...] [--calibration DIR] [-j N]
-    morphlab detect train -d DETECTOR --bona-fide DIR_OR_LIST --attacks MANIFEST ... -o MODEL_DIR
-    morphlab detect score MODEL_DIR IMAGES ...
-    morphlab detect eval MODEL_DIR --bona-fide ... --attacks MANIFEST ... -o REPORT_DIR
-    morphlab split BONA_FIDE_DIR ... [--attacks SET ...] -o SPLIT_DIR [--test-fraction F]
-                   [--seed S] [--stratify gender] [--loader NAME] [--pattern REGEX]
-    morphlab import MORPH_DIR -o SET [--pattern REGEX | --contributors CSV]
-                   [--generator NAME] [--tag TAG] [--dataset DIR] [--copy]
-    morphlab postprocess IN_MANIFEST_OR_DIR -o OUT --op jpeg:q=75 --op print-scan ...
-    morphlab run experiments/NAME.yaml [-o OUT] [--set KEY=VALUE ...] [--check]
+    morphlab pairs DATASET_DIR -o DIR | --pairs-file FILE [--strategy random|same-gender|similar]
+                   [--per-subject N | -n N | --all] [--seed S] [-j N] [--loader NAME]
+                   [--pattern REGEX] [--capture LABEL] [--metadata CSV ...]
+    morphlab generate PAIRS -g landmark -o DIR [--alpha A] [--variant V ...] [--landmarks NAME]
+                   [-p KEY=VALUE ...] [-j N] [--seed S] [--resume | --overwrite]
+                   [--format png|jpg --quality Q] [--executor ray [--ray-address ADDR]]
+    morphlab postprocess SET -o DIR --op jpeg:quality=75 --op print-scan ... [-j N] [--seed S]
+    morphlab map-score ATTACK_SET --probes DIR -o DIR [--fr NAME[=MODEL] ...] [--fmr F]
+                   [--calibration DIR] [--bootstrap N --seed S] [-j N] [--executor ray]
+    morphlab split BONA_FIDE_DIR ... [--attacks SET ...] -o DIR [--test-fraction F] [--seed S]
+    morphlab detect train -d DETECTOR --bona-fide DIR_OR_LIST --attacks SET_OR_LIST ... -o DIR
+    morphlab detect eval|calibrate MODEL_DIR --bona-fide ... --attacks ... [-o DIR] [-j N]
+    morphlab detect score MODEL_DIR IMAGES ... [--csv FILE | -o DIR] [-j N] [--executor ray]
+    morphlab import MORPH_DIR -o DIR [--pattern REGEX | --contributors CSV] [--copy]
+    morphlab run experiments/NAME.yaml [-o DIR] [--set KEY=VALUE ...] [-j N] [--seed S] [--check]
     morphlab models [install NAME ... | install --all | verify [NAME ...]]
+    morphlab list | demo [-o DIR]
+
+The conventions every command follows (``-o`` a folder, ``-j``, ``--seed``,
+``--landmarks``, global options after the subcommand, an example in every ``--help``,
+deprecated spellings as hidden aliases) are in :mod:`morphlab.cli._conventions`.
 
 Errors from the library (bad input, missing files, unknown names, unusable images or
 faces) end the command with ``Error: …`` and exit status 1; ``--debug`` shows the
