@@ -42,6 +42,7 @@ def _check(res: subprocess.CompletedProcess, root: Path, out: str) -> None:
         assert m["metrics"]["n_attack"] == c["test"]["attacks_by_species"][f"landmark/{variant}"]
         assert m["info"]["subject-disjoint"].startswith("yes")
     assert "landmark/spliced" in res.stdout and "D-EER" in res.stdout
+    assert "is deprecated" not in res.stderr, "the README uses an old spelling:\n" + res.stderr
 
 
 def test_sample_tour_runs_as_pasted(tmp_path: Path, sample_dir: Path) -> None:
