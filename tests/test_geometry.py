@@ -355,3 +355,11 @@ def test_anchor_ring_surrounds_the_region(pair):
     assert len(ring) >= 3
     assert not geo.points_in_hull(ring, region).any()
     assert geo.points_in_hull(region, ring).all()
+
+
+def test_warm_up_loads_every_kernel():
+    """After warm_up() the numba kernels hold machine code (a forked worker inherits it
+    instead of loading or compiling it again)."""
+    geo.warm_up()
+    kernels = [geo._kernel(), *geo._clone_kernels()]
+    assert all(k.signatures for k in kernels)
