@@ -125,6 +125,8 @@ MANIFEST_NAME = "manifest.jsonl"
 RUN_NAME = "run.json"
 #: ``image_format`` → file suffix.
 IMAGE_FORMATS = {"png": ".png", "jpg": ".jpg"}
+#: Formats whose decoded file is the image written (thumbnails may come from memory).
+LOSSLESS_SUFFIXES = (".png",)
 #: run.json keys that must agree for a run to be continued.
 CONFIG_KEYS = (
     "generator", "generator_version", "params", "run_seed", "image_format", "jpeg_quality",
@@ -262,8 +264,23 @@ def _encoder() -> cf.ThreadPoolExecutor:
     return _ENCODER[pid]
 
 
-def _write_output(path: Path, image: np.ndarray, quality: int, png_compression: Any) -> str:
-    return write_image(path, image, quality=quality, png_compression=png_compression)
+def _write_output(path: Path, image: np.ndarray, quality: int,
+                  png_compression: Any) -> tuple[str, Optional[str]]:
+    """Encode, hash and atomically write one morph; its sha256 and, for a lossless format,
+    its contact-page thumbnail made from the image in memory (the same bytes as one made
+    by decoding the file, so the page does not re-read the set's full-size PNGs)."""
+    sha = write_image(path, image, quality=quality, png_compression=png_compression)
+    thumb = None
+    if path.suffix.lower() in LOSSLESS_SUFFIXES:
+        import cv2
+
+        from morphlab.reports.contact import thumbnail_uri
+
+        try:
+            thumb = thumbnail_uri(image)
+        except (ValueError, cv2.error):  # the page decodes the file instead
+            thumb = None
+    return sha, thumb
 
 
 def _check_outputs(outputs: Any, tags: Sequence[str]) -> list[MorphOutput]:
@@ -376,7 +393,9 @@ def _finish_batch(started: list[dict]) -> list[dict]:
         error = None
         for rec in res["outputs"]:
             try:
-                rec["sha256"] = rec.pop("future").result()
+                rec["sha256"], thumb = rec.pop("future").result()
+                if thumb is not None:
+                    rec["thumb"] = thumb
             except OSError as exc:
                 fatal = fatal or fatal_write_error(exc, out_dir)
                 error = error or f"{type(exc).__name__}: {exc}"
@@ -888,6 +907,7 @@ def _generate_locked(
         total=len(pairset), initial=len(done), disable=not progress, unit="pair",
         desc=f"{name} → {out.name}", leave=True,
     )
+    thumbs: dict[str, str] = {}  # sha256 -> contact-page thumbnail of this run's morphs
     with open(manifest, "ab") as fh:
 
         def record(results: list[dict]) -> None:
@@ -902,6 +922,8 @@ def _generate_locked(
                 else:
                     lines = []
                     for o in res["outputs"]:
+                        if "thumb" in o:  # for the contact page, not the manifest
+                            thumbs[o["sha256"]] = o.pop("thumb")
                         merged = {**b["params"], **o["params"]}
                         backend = next(
                             (merged[k] for k in _BACKEND_KEYS if isinstance(merged.get(k), str)),
@@ -973,7 +995,7 @@ def _generate_locked(
     recs.sort(key=lambda r: (order.get(r["pair_id"], len(order)), tag_order.get(r.get("tag"), -1)))
     atomic_write_text(manifest, "".join(_dumps(r) + "\n" for r in recs))
     summary.morphs = sum(r.get("status") == "ok" for r in recs)
-    write_set_contact_page(out)
+    write_set_contact_page(out, thumbs=thumbs)
     log.info(
         "%s: %d pairs: %d done before, %d generated, %d failed; %d morphs in %s",
         out, summary.pairs, summary.skipped, summary.generated, summary.failed,
@@ -982,11 +1004,13 @@ def _generate_locked(
     return summary
 
 
-def write_set_contact_page(out: Path) -> Optional[Path]:
+def write_set_contact_page(out: Path, *, thumbs: Optional[Mapping[str, str]] = None
+                           ) -> Optional[Path]:
     """Write ``contact.html`` (subject A | morph(s) | subject B per pair, 256 px thumbnails
     linking to the full-size morphs) into a manifest folder, and record it as morphlab's
     (:func:`morphlab.outdir.record_owned`). Skipped when the page already shows the
-    manifest as it is; the bytes depend on the set only, not on where it lies."""
+    manifest as it is; the bytes depend on the set only, not on where it lies.
+    ``thumbs``: thumbnails already made, by the sha256 of their image file."""
     from morphlab.outdir import record_owned
     from morphlab.reports.contact import CONTACT_PAGE, contact_page_current, write_contact_page
 
@@ -995,7 +1019,7 @@ def write_set_contact_page(out: Path) -> Optional[Path]:
         return page
     gens = sorted({str(r.get("generator")) for r in _parse_loose(manifest)})
     write_contact_page(manifest, page, title=f"Contact sheet: {', '.join(gens)} morphs",
-                       link_contributors=False)
+                       link_contributors=False, thumbs=thumbs)
     record_owned(out, [CONTACT_PAGE])
     return page
 

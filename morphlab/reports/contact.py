@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -125,7 +125,8 @@ def _variant(rec: dict) -> str:
 
 
 def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Path,
-                 height: int = THUMB_HEIGHT, link_contributors: bool = True) -> list:
+                 height: int = THUMB_HEIGHT, link_contributors: bool = True,
+                 thumbs: Optional[Mapping[str, str]] = None) -> list:
     """One row of :class:`~morphlab.reports.document.Tile` per pair of a set's manifest.
 
     Args:
@@ -136,6 +137,9 @@ def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Pat
         link_contributors: link subject A / subject B thumbnails to their images (a path
             relative to ``base``); off, the tooltip shows the dataset-relative path only
             (a page whose bytes must not depend on where the folders lie).
+        thumbs: :func:`thumbnail_uri` of morphs already in memory, by the sha256 of their
+            file (a lossless file: the same thumbnail as decoding it would give); the
+            others are decoded from their files.
     """
     import logging
     from collections import OrderedDict
@@ -179,7 +183,8 @@ def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Pat
                 row.append(Tile(f"pair {pid} failed: {r.get('error', '?')}"))
                 continue
             path = folder / str(r["file"])
-            src = thumb(path)
+            src = (thumbs or {}).get(str(r.get("sha256"))) if height == THUMB_HEIGHT else None
+            src = src or thumb(path)
             row.append(Tile(f"{r.get('generator', '?')} {_variant(r)}", src,
                             rel(path, base) if src else "", str(r["file"])))
         row.append(contributor(first.get("subject_b"), "subject B"))
@@ -188,7 +193,8 @@ def contact_rows(records: Sequence[dict], folder: str | Path, *, base: str | Pat
 
 
 def write_contact_page(manifest: str | Path, out_html: str | Path, *, title: str = "",
-                       height: int = THUMB_HEIGHT, link_contributors: bool = True) -> Path:
+                       height: int = THUMB_HEIGHT, link_contributors: bool = True,
+                       thumbs: Optional[Mapping[str, str]] = None) -> Path:
     """Write the contact page of the set whose ``manifest.jsonl`` is ``manifest``.
 
     One row per pair (subject A | its morph(s) | subject B, failed pairs included, in
@@ -206,7 +212,7 @@ def write_contact_page(manifest: str | Path, out_html: str | Path, *, title: str
     base = out_html.parent
     records = manifest_lines(manifest)
     rows = contact_rows(records, manifest.parent, base=base, height=height,
-                        link_contributors=link_contributors)
+                        link_contributors=link_contributors, thumbs=thumbs)
     n_ok = sum(1 for r in records if r.get("status", "ok") == "ok")
     doc = Document(title or f"Contact sheet: {manifest.parent.name}")
     doc.add(

@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -100,6 +101,30 @@ def test_encode_pool_writes_like_a_serial_run(pairs_csv, tmp_path, monkeypatch):
     monkeypatch.undo()
     run(pairs_csv, tmp_path / "j2", jobs=2)
     assert snapshot(tmp_path / "pool") == snapshot(tmp_path / "serial") == snapshot(tmp_path / "j2")
+
+
+def test_contact_page_thumbnails_come_from_memory_with_the_same_bytes(pairs_csv, tmp_path,
+                                                                     monkeypatch):
+    """The runner's contact page does not decode the morphs it just wrote (their
+    thumbnails are made from the images in memory), and it is byte for byte the page made
+    by decoding every file (-j 1 and -j 2)."""
+    from morphlab.reports import contact
+
+    read = []
+    real = contact._read_for_thumb
+    monkeypatch.setattr(contact, "_read_for_thumb", lambda p, h: read.append(Path(p)) or real(p, h))
+    for jobs in (1, 2):
+        out = tmp_path / f"j{jobs}"
+        read.clear()
+        run(pairs_csv, out, jobs=jobs)
+        assert read and not [p for p in read if out in p.parents], "a morph was decoded"
+        page = (out / "contact.html").read_bytes()
+        read.clear()
+        title = re.search(rb"<title>(.*?)</title>", page).group(1).decode()
+        contact.write_contact_page(out / MANIFEST_NAME, out / "decoded.html", title=title,
+                                   link_contributors=False)
+        assert len([p for p in read if out in p.parents]) == 12  # this one decodes them
+        assert (out / "decoded.html").read_bytes() == page
 
 
 def test_png_level_is_recorded_and_used(pairs_csv, tmp_path):
