@@ -400,6 +400,13 @@ DEFAULT_PNG_COMPRESSION = 3
 #: RLE). Lossless like every level; on 1350² photos ~2.5x faster to encode than level 3
 #: (33 vs 82 ms) for files ~45 % larger (1.34 vs 0.93 MB).
 PNG_FAST = "fast"
+#: The fpng encoder (https://github.com/richgel999/fpng, PyPI ``fpng``): a standard,
+#: lossless 24-bit PNG any decoder reads, ~8x faster than :data:`PNG_FAST` on 1350²
+#: photos (6 vs 49 ms) and slightly smaller (1.18 vs 1.26 MB). The default of new attack
+#: sets; it holds the GIL, so it runs in the encode threads of each worker process.
+PNG_FPNG = "fpng"
+#: The presets (besides zlib levels 0-9).
+PNG_PRESETS = (PNG_FAST, PNG_FPNG)
 
 
 def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 95,
@@ -413,9 +420,9 @@ def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 95,
         image: ``(H, W, 3)`` RGB uint8.
         suffix: the format (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tif``).
         quality: JPEG / WebP quality.
-        png_compression: PNG zlib level 0-9 or :data:`PNG_FAST` (``None``:
-            :data:`DEFAULT_PNG_COMPRESSION`); lossless at every setting, only speed and
-            size change.
+        png_compression: PNG zlib level 0-9, :data:`PNG_FAST` or :data:`PNG_FPNG`
+            (``None``: :data:`DEFAULT_PNG_COMPRESSION`); lossless at every setting, only
+            speed and size change.
     """
     import cv2
 
@@ -427,6 +434,12 @@ def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 95,
     elif suffix == ".png":
         level = DEFAULT_PNG_COMPRESSION if png_compression is None else png_compression
         check_png_compression(level)
+        if level == PNG_FPNG:
+            import fpng
+
+            if image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ImageError("the fpng encoder takes RGB uint8 images only")
+            return bytes(fpng.from_ndarray(np.ascontiguousarray(image)))
         # no parameter at all selects OpenCV's speed preset (SUB filter, level 1, RLE)
         params = [] if level == PNG_FAST else [cv2.IMWRITE_PNG_COMPRESSION, int(level)]
     elif suffix == ".webp":
@@ -440,11 +453,13 @@ def encode_image(image: np.ndarray, suffix: str = ".png", *, quality: int = 95,
 
 
 def check_png_compression(level: object) -> None:
-    """Raise ``ValueError`` unless ``level`` is a zlib level 0-9 or :data:`PNG_FAST`."""
-    if level == PNG_FAST:
+    """Raise ``ValueError`` unless ``level`` is a zlib level 0-9 or one of
+    :data:`PNG_PRESETS`."""
+    if isinstance(level, str) and level in PNG_PRESETS:
         return
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 9:
-        raise ValueError(f"png_compression must be an integer 0-9 or {PNG_FAST!r}, got {level!r}")
+        raise ValueError(f"png_compression must be an integer 0-9, {PNG_FAST!r} or "
+                         f"{PNG_FPNG!r}, got {level!r}")
 
 
 def write_image(path: PathLike, image: np.ndarray, *, quality: int = 95,

@@ -21,7 +21,7 @@
                        "relpath": "neutral/002_03.jpg", "sha256": "…"},
          "subject_b": {…},
          "landmark_backend": "dlib",  # from the parameters or the output's extra; or null
-         "png_compression": "fast",   # PNG only: zlib level 0-9 or "fast" (lossless)
+         "png_compression": "fpng",   # PNG only: zlib level 0-9, "fast" or "fpng" (lossless)
          "morphlab_version": "0.1.0", "extra": {…whatever the generator reports…}}
 
     A pair that failed (no face, unreadable image…) gets one line instead of its morphs::
@@ -75,7 +75,7 @@ lines follow in pairs-file order as before. Each worker process of ``jobs > 1`` 
 its pair's images in the same pool. Workers are forked from this process (Linux) when the
 generator is ``fork_safe``, after its ``preload()`` (the landmark generator: dlib's
 models and the numba kernels, loaded once instead of once per spawned worker); other
-generators' workers are spawned. PNGs use the speed preset ``"fast"`` unless
+generators' workers are spawned. PNGs use the fpng encoder (``"fpng"``) unless
 ``png_compression`` says otherwise (lossless either way; recorded in run.json and every
 manifest line, and a continued run keeps the level it started with).
 
@@ -111,7 +111,7 @@ from morphlab import __version__
 from morphlab.datasets.pairs import Pair, read_pairs
 from morphlab.generators.base import GENERATORS, Contributor, Generator, MorphOutput
 from morphlab.io import (
-    DEFAULT_PNG_COMPRESSION, PNG_FAST, atomic_write_text, check_image, check_png_compression,
+    DEFAULT_PNG_COMPRESSION, PNG_FPNG, atomic_write_text, check_image, check_png_compression,
     sha256_file, write_image,
 )
 from morphlab.outdir import check_disjoint, locked_folder
@@ -132,8 +132,8 @@ CONFIG_KEYS = (
     "generator", "generator_version", "params", "run_seed", "image_format", "jpeg_quality",
     "png_compression", "output_tags", "pairs_sha256",
 )
-#: PNG compression of new attack sets (lossless; see :data:`morphlab.io.PNG_FAST`).
-PNG_COMPRESSION = PNG_FAST
+#: PNG compression of new attack sets (lossless; see :data:`morphlab.io.PNG_FPNG`).
+PNG_COMPRESSION = PNG_FPNG
 #: the PNG level of runs whose run.json records none (morphlab before it was recorded).
 _LEGACY_PNG_COMPRESSION = 3
 #: Parameter / extra keys naming the face (landmark) backend, searched in this order.
@@ -740,7 +740,8 @@ def generate_attack_set(
             one its protocol sidecar records, else the pairs file's folder).
         image_format: ``"png"`` or ``"jpg"``.
         quality: JPEG quality (``image_format="jpg"``).
-        png_compression: PNG zlib level 0-9 or ``"fast"`` (:data:`morphlab.io.PNG_FAST`);
+        png_compression: PNG zlib level 0-9, ``"fast"`` (:data:`morphlab.io.PNG_FAST`) or
+            ``"fpng"`` (:data:`morphlab.io.PNG_FPNG`);
             lossless either way, recorded in run.json and each manifest line. ``None``:
             the level of the run being continued (3 for a run.json that records none,
             the level every earlier morphlab used), else :data:`PNG_COMPRESSION`.

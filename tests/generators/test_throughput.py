@@ -128,9 +128,11 @@ def test_contact_page_thumbnails_come_from_memory_with_the_same_bytes(pairs_csv,
 
 
 def test_png_level_is_recorded_and_used(pairs_csv, tmp_path):
-    run(pairs_csv, tmp_path / "fast")
+    run(pairs_csv, tmp_path / "fast")  # the default: fpng
     run(pairs_csv, tmp_path / "six", png_compression=6)
-    for folder, level in ((tmp_path / "fast", "fast"), (tmp_path / "six", 6)):
+    run(pairs_csv, tmp_path / "opencv-fast", png_compression="fast")
+    for folder, level in ((tmp_path / "fast", "fpng"), (tmp_path / "six", 6),
+                          (tmp_path / "opencv-fast", "fast")):
         config = json.loads((folder / RUN_NAME).read_text())
         assert config["png_compression"] == level
         recs = load_manifest(folder)
@@ -155,7 +157,7 @@ def test_bad_png_level_is_refused(pairs_csv, tmp_path):
 
 def test_another_level_is_refused_on_resume(pairs_csv, tmp_path):
     run(pairs_csv, tmp_path / "set")
-    with pytest.raises(RunConflictError, match=r"png_compression: 'fast' → 3"):
+    with pytest.raises(RunConflictError, match=r"png_compression: 'fpng' → 3"):
         run(pairs_csv, tmp_path / "set", png_compression=3)
     s = run(pairs_csv, tmp_path / "set")  # the default continues at the recorded level
     assert (s.skipped, s.generated) == (6, 0)
