@@ -170,3 +170,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("MORPHLAB_CACHE", None)
     else:
         os.environ["MORPHLAB_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _fresh_deprecation_warnings():
+    """Each old spelling warns once per process: every test starts as a fresh process
+    would, so a test asserting the warning does not depend on which ran before it."""
+    from morphlab.cli import _conventions
+    from morphlab.postprocess import ops
+
+    _conventions._WARNED.clear()
+    ops._WARNED.clear()
+    yield
