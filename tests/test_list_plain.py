@@ -35,3 +35,18 @@ def test_list_has_no_markup():
     # summaries that had markup in their docstrings are still there, in plain text
     assert re.search(r"^  folder +Load a folder of face images as a Dataset\.$", res.output, re.M)
     assert re.search(r"^  jpeg +JPEG re-compression at quality\b", res.output, re.M)
+
+
+def test_output_cut_short_by_a_pipe_ends_quietly():
+    """`morphlab list | head -1`: no "Error: Broken pipe", no traceback, status 141 (the
+    reader here, `true`, exits before morphlab has imported, so every write hits a closed
+    pipe)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "morphlab"
+    res = subprocess.run(["bash", "-c", f"'{exe}' list | true; "
+                                        "echo ${PIPESTATUS[0]}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.stderr == "" and res.stdout.strip() == "141", res

@@ -32,6 +32,7 @@ traceback instead.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -85,6 +86,10 @@ class _Group(Group):
             click.echo("Interrupted: what finished is kept; the same command continues it",
                        err=True)
             raise click.exceptions.Exit(128 + signum) from None
+        except BrokenPipeError:  # `morphlab list | head`: stop quietly, like other tools
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error while Python exits
+            raise click.exceptions.Exit(128 + 13) from None
         except _USER_ERRORS as exc:
             if _debug(ctx):
                 raise
