@@ -12,7 +12,8 @@ are therefore cached too, explicitly: a second call on a face-less image raises
 :class:`~morphlab.face.base.NoFaceError` again without re-running the detector.
 
 Writes are atomic (temporary file + rename), so concurrent processes computing the same
-entry simply race to write identical content. An entry that cannot be read back (truncated,
+entry simply race to write identical content; they are not fsync'ed (a cache entry lost to
+a power loss is detected on reading and recomputed). An entry that cannot be read back (truncated,
 corrupt, written for another key) is logged as a warning, ignored and recomputed.
 Backends with ``cacheable = False`` (the ``file`` backend, whose output depends on a
 sidecar file rather than the pixels) bypass the cache.
@@ -85,7 +86,10 @@ def _save(path: Path, faces: list[Face], image_sha256: str, backend_key: str) ->
         boxes = np.zeros((0, 4))
         landmarks = np.zeros((0, 0, 2))
         schemes = np.array([], dtype="<U1")
-    with atomic_open(path, "wb") as fh:
+    # no fsync (durable=False): a power loss can cost an entry, which reading detects (the
+    # npz's CRC-checked zip members, the key check) and recomputes; other processes still
+    # never see a half-written file
+    with atomic_open(path, "wb", durable=False) as fh:
         np.savez(
             fh,
             image_sha256=np.array(image_sha256),

@@ -93,7 +93,7 @@ def test_policy_is_applied_to_cached_results(two_faces_path, tmp_path):
         get_face(backend, two_faces_path, cache_dir=tmp_path, multiple="first")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncate", "other-key"])
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "empty", "bitflip", "other-key"])
 def test_corrupt_entry_is_ignored_and_recomputed(damage, photo, tmp_path, caplog):
     cache = tmp_path / "cache"
     backend = CountingDlib()
@@ -103,6 +103,13 @@ def test_corrupt_entry_is_ignored_and_recomputed(damage, photo, tmp_path, caplog
         entry.write_bytes(b"\x00not an npz")
     elif damage == "truncate":
         entry.write_bytes(entry.read_bytes()[:100])
+    elif damage == "empty":  # what a power loss can leave of an entry written without fsync
+        entry.write_bytes(b"")
+    elif damage == "bitflip":  # one byte of the landmark data changed: the zip CRC catches it
+        data = bytearray(entry.read_bytes())
+        at = data.find(b"landmarks.npy") + 200
+        data[at] ^= 0xFF
+        entry.write_bytes(bytes(data))
     else:  # a valid entry, but written for other content
         with np.load(entry) as z:
             arrays = dict(z)
