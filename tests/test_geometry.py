@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
+from morphlab import compositing
 from morphlab import geometry as geo
 from morphlab.face.file_backend import read_tem
 from morphlab.io import read_image
@@ -361,5 +362,5 @@ def test_warm_up_loads_every_kernel():
     """After warm_up() the numba kernels hold machine code (a forked worker inherits it
     instead of loading or compiling it again)."""
     geo.warm_up()
-    kernels = [geo._kernel(), *geo._clone_kernels()]
+    kernels = [geo._kernel(), *compositing._clone_kernels()]
     assert all(k.signatures for k in kernels)
