@@ -261,7 +261,7 @@ def test_partial_success_exits_0_with_the_failure_count_last(pairs_csv: Path, tm
 
 
 def test_a_full_disk_stops_the_run_with_exit_1(pairs_csv: Path, tmp_path: Path, monkeypatch):
-    import morphlab.generators.runner as runner
+    import morphlab.generators.batches as batches
 
     calls = []
 
@@ -269,7 +269,7 @@ def test_a_full_disk_stops_the_run_with_exit_1(pairs_csv: Path, tmp_path: Path, 
         calls.append(path)
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(runner, "write_image", full)
+    monkeypatch.setattr(batches, "write_image", full)
     with pytest.raises(OSError, match="No space left on device.*the run stopped") as info:
         run(pairs_csv, tmp_path / "lib")
     assert info.value.errno == errno.ENOSPC and len(calls) == 1  # not one failure per pair

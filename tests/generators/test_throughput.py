@@ -19,7 +19,7 @@ import pytest
 from runner_testgens import AverageGen, snapshot
 
 from morphlab import geometry as geo
-from morphlab.generators import runner
+from morphlab.generators import batches, runner
 from morphlab.generators.runner import (
     MANIFEST_NAME,
     RUN_NAME,
@@ -82,13 +82,13 @@ def test_encode_pool_writes_like_a_serial_run(pairs_csv, tmp_path, monkeypatch):
     left, each file hashes to its line); -j 1 with the pool, -j 1 serial and -j 2 give
     byte-identical folders."""
     threads = []
-    real = runner._write_output
+    real = batches._write_output
 
     def spy(*args):
         threads.append(threading.current_thread().name)
         return real(*args)
 
-    monkeypatch.setattr(runner, "_write_output", spy)
+    monkeypatch.setattr(batches, "_write_output", spy)
     s = run(pairs_csv, tmp_path / "pool")
     assert (s.generated, s.failed, s.morphs) == (6, 0, 12)
     assert len(threads) == 12 and all(t.startswith("morphlab-encode") for t in threads)
@@ -96,7 +96,7 @@ def test_encode_pool_writes_like_a_serial_run(pairs_csv, tmp_path, monkeypatch):
     for rec in load_manifest(tmp_path / "pool", verify=True):
         assert sha256_file(rec["path"]) == rec["sha256"]
 
-    monkeypatch.setattr(runner, "_encoder", lambda: _Serial())
+    monkeypatch.setattr(batches, "_encoder", lambda: _Serial())
     run(pairs_csv, tmp_path / "serial")
     monkeypatch.undo()
     run(pairs_csv, tmp_path / "j2", jobs=2)
