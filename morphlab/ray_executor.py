@@ -248,30 +248,19 @@ class _MorphActor:
         self.encode = {k: runner._WORKER[k] for k in _ENCODE_KEYS if k in runner._WORKER}
 
     def morph(self, tasks: list[dict]) -> list[dict]:
-        """The runner's ``_run_batch`` contract, with ``data`` (encoded bytes) per output."""
-        from morphlab.generators.runner import _WORKER, _check_outputs, _jsonable, generate_tasks
+        """The runner's ``_run_batch`` contract, with ``data`` (encoded bytes) per output:
+        the local worker's own morphing step (``_start_batch``), then the encoding."""
+        from morphlab.generators.batches import _error_text, _start_batch
         from morphlab.io import encode_image
 
-        gen = _WORKER["generator"]
-        results = generate_tasks(gen, tasks)
         out = []
-        for task, res in zip(tasks, results):
+        for res in _start_batch(tasks):
             try:
-                if isinstance(res, BaseException):
-                    raise res
-                outputs = []
-                for o in _check_outputs(res, list(task["files"])):
-                    outputs.append({
-                        "tag": o.tag,
-                        "file": task["files"][o.tag],
-                        "params": _jsonable(o.params, f"output {o.tag!r} params"),
-                        "extra": _jsonable(o.extra, f"output {o.tag!r} extra"),
-                        "data": encode_image(o.image, self.suffix, **self.encode),
-                    })
-                out.append({"pair_id": task["pair_id"], "outputs": outputs})
+                for o in res.get("outputs", ()):
+                    o["data"] = encode_image(o.pop("image"), self.suffix, **self.encode)
             except Exception as exc:
-                msg = str(exc).strip().replace("\n", " ")
-                out.append({"pair_id": task["pair_id"], "error": f"{type(exc).__name__}: {msg}"})
+                res = {"pair_id": res["pair_id"], "error": _error_text(exc)}
+            out.append(res)
         return out
 
 
