@@ -1,5 +1,8 @@
 """The morphing-attack-detector (MAD) contract, its registry and the model-folder format.
 
+The registry lives in :mod:`.registry`, the input checks in :mod:`.checks` and the
+model-folder reading in :mod:`.model_folder`; every name is re-exported here.
+
 Two kinds of detector, both following scikit-learn's estimator conventions:
 
 * **S-MAD** (:class:`SingleImageDetector`): looks at the suspected image alone —
@@ -67,33 +70,43 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from morphlab._registry import Registry
+from morphlab.detectors.checks import (  # noqa: F401  (_check_crop: re-exported)
+    _check_crop,
+    check_images,
+    check_labels,
+    check_pairs,
+)
+from morphlab.detectors.model_folder import (  # noqa: F401  (the model folder, re-exported)
+    MAX_MODEL_JSON_BYTES,
+    MODEL_ARRAYS,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    MODEL_JSON,
+    _check_params,
+    _Entries,
+    _finite_float,
+    _finite_number,
+    _fits,
+    _hint_name,
+    _json_default,
+    _MissingEntry,
+    _no_constant,
+    _shown,
+    check_params,
+    load_detector,
+    read_model_arrays,
+    read_model_info,
+)
+from morphlab.detectors.registry import (  # noqa: F401  (register_detector: re-exported)
+    DETECTORS,
+    detector_name,
+    register_detector,
+)
 
 log = logging.getLogger(__name__)
 
-#: Detectors; plug-ins use the ``morphlab.detectors`` entry-point group.
-DETECTORS: Registry = Registry(
-    "detector",
-    "morphlab.detectors",
-    builtins=(
-        "morphlab.detectors.lbp_svm",
-        "morphlab.detectors.freq_logreg",
-        "morphlab.detectors.cnn",
-        "morphlab.detectors.embedding_diff",
-        "morphlab.detectors.deep_svm",
-    ),
-)
-
-#: Class decorator: ``@register_detector("lbp-svm")``. Registering a name twice raises.
-register_detector = DETECTORS.register
-
 BONA_FIDE, MORPH = 0, 1
 SINGLE_IMAGE, DIFFERENTIAL = "single-image", "differential"
-
-MODEL_FORMAT = "morphlab-detector"
-#: Version of the model-folder layout written by :meth:`Detector.save`.
-MODEL_FORMAT_VERSION = 1
-MODEL_JSON, MODEL_ARRAYS = "detector.json", "arrays.npz"
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -109,102 +122,6 @@ def create_detector(name_or_class: str | type, **params: Any) -> "Detector":
     if not isinstance(det, Detector):
         raise TypeError(f"{name_or_class!r} is not a morphlab detector (got {type(det).__name__})")
     return det
-
-
-def detector_name(cls: type) -> str:
-    """The name a detector class is known by: its registry name, else ``cls.name``."""
-    return getattr(cls, "registry_name", None) or getattr(cls, "name", "") or cls.__qualname__
-
-
-# -- input validation ------------------------------------------------------------------
-def _check_crop(x: Any, where: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(
-            f"{where}: expected an aligned RGB uint8 face crop of shape (H, W, 3), got "
-            f"{a.dtype} {a.shape} (use morphlab.detectors.preprocess.align_faces)"
-        )
-    return a
-
-
-def check_images(images: Any, *, what: str = "images") -> np.ndarray:
-    """Validate an S-MAD batch and return it as one ``(N, H, W, 3)`` uint8 array.
-
-    Raises:
-        ValueError: empty batch, a crop that is not RGB uint8 ``(H, W, 3)``, or crops of
-            different sizes.
-    """
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        batch = [images[i] for i in range(len(images))]
-    elif isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim < 4):
-        raise ValueError(
-            f"{what}: expected a sequence of aligned face crops or an (N, H, W, 3) uint8 "
-            f"array, got {type(images).__name__} {getattr(images, 'shape', '')}".rstrip()
-        )
-    else:
-        batch = list(images)
-    if not batch:
-        raise ValueError(f"{what}: no images given")
-    crops = [_check_crop(x, f"{what}[{i}]") for i, x in enumerate(batch)]
-    shapes = {c.shape for c in crops}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"{what}: all crops must have one size, got {sorted(shapes)}; align them with "
-            "morphlab.detectors.preprocess.align_faces(size=...)"
-        )
-    return np.stack(crops)
-
-
-def check_pairs(pairs: Any, *, what: str = "pairs") -> np.ndarray:
-    """Validate a D-MAD batch and return it as one ``(N, 2, H, W, 3)`` uint8 array.
-
-    Each pair is ``(suspected, live)``; both crops must share one size.
-    """
-    if isinstance(pairs, np.ndarray):
-        if pairs.ndim != 5 or pairs.shape[1] != 2:
-            raise ValueError(
-                f"{what}: expected (suspected, live) pairs as an (N, 2, H, W, 3) uint8 array "
-                f"or a sequence of 2-tuples, got an array of shape {pairs.shape}"
-            )
-        flat = check_images(pairs.reshape((-1,) + pairs.shape[2:]), what=what)
-        return flat.reshape(pairs.shape)
-    items = list(pairs)
-    if not items:
-        raise ValueError(f"{what}: no pairs given")
-    for i, p in enumerate(items):
-        if isinstance(p, np.ndarray) and p.ndim == 4 and p.shape[0] == 2:
-            continue
-        if not isinstance(p, (tuple, list)) or len(p) != 2:
-            raise ValueError(f"{what}[{i}]: expected a (suspected, live) pair of face crops")
-    flat = check_images([c for p in items for c in p], what=what)
-    return flat.reshape((len(items), 2) + flat.shape[1:])
-
-
-def check_labels(labels: Any, n: int) -> np.ndarray:
-    """Validate training labels: ``n`` values in {0, 1} with both classes present.
-
-    Returns:
-        ``(n,)`` int64 array (1 = morph, 0 = bona fide).
-    """
-    if labels is None:
-        raise ValueError("fit needs labels (1 = morph, 0 = bona fide); got None")
-    y = np.asarray(labels)
-    if y.ndim != 1 or y.size != n:
-        raise ValueError(f"got {n} training samples but labels of shape {y.shape}")
-    if y.dtype == bool:
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "iuf" or not np.isin(y, (0, 1)).all():
-        bad = sorted({str(v) for v in np.unique(y)} - {"0", "1", "0.0", "1.0"})[:5]
-        raise ValueError(f"labels must be 0 (bona fide) or 1 (morph); found {', '.join(bad)}")
-    y = y.astype(np.int64)
-    n_morph = int(y.sum())
-    if n_morph == 0 or n_morph == n:
-        missing = "morph (label 1)" if n_morph == 0 else "bona fide (label 0)"
-        raise ValueError(
-            f"training data has a single class: all {n} samples are "
-            f"{'bona fide' if n_morph == 0 else 'morphs'}; add {missing} samples"
-        )
-    return y
 
 
 def initial_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -613,21 +530,6 @@ class Detector(ABC):
         return det
 
 
-class _MissingEntry(KeyError):
-    """A saved state or array a detector asked for is not in the model folder."""
-
-
-class _Entries(dict):
-    """A dict whose missing keys raise :class:`_MissingEntry` naming the file."""
-
-    def __init__(self, data: dict, where: str) -> None:
-        super().__init__(data)
-        self._where = where
-
-    def __missing__(self, key: Any) -> Any:
-        raise _MissingEntry(f"{self._where} {key!r}")
-
-
 class SingleImageDetector(Detector):
     """S-MAD: ``fit(images, labels)``, ``decision_function(images)``.
 
@@ -653,222 +555,3 @@ class DifferentialDetector(Detector):
 
     def _check_X(self, X: Any, what: str) -> np.ndarray:
         return check_pairs(X, what=f"{what}: pairs")
-
-
-# -- model folders ---------------------------------------------------------------------
-#: Largest ``detector.json`` read (the arrays live in ``arrays.npz``).
-MAX_MODEL_JSON_BYTES = 64 << 20
-
-
-def _finite_float(text: str) -> float:
-    v = float(text)
-    if not np.isfinite(v):
-        raise ValueError(f"number {text} is out of range (infinite)")
-    return v
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-def _finite_number(v: Any) -> Optional[float]:
-    """``float(v)`` if ``v`` is a finite JSON number (not a bool), else ``None``."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:
-        return None
-    return f if np.isfinite(f) else None
-
-
-def _shown(v: Any) -> str:
-    text = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def read_model_info(directory: str | Path) -> dict[str, Any]:
-    """The parsed ``detector.json`` of a model folder, after format checks.
-
-    Checks: valid UTF-8 JSON (no ``NaN``/``Infinity``/out-of-range numbers, bounded size
-    and nesting), the format name and version, and the types of the fields every model
-    has (``threshold`` a finite number, ``params``/``state`` objects, …).
-
-    Raises:
-        FileNotFoundError: no ``detector.json`` in ``directory``.
-        ValueError: not a morphlab detector folder, a newer format version, or a damaged
-            description; the message names the file and the problem.
-    """
-    path = Path(directory) / MODEL_JSON
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: not found; {directory} is not a detector model folder "
-            "(train one with `morphlab detect train`)"
-        )
-    size = path.stat().st_size
-    if size > MAX_MODEL_JSON_BYTES:
-        raise ValueError(f"{path}: {size:,} bytes, too large for a model description "
-                         f"(limit {MAX_MODEL_JSON_BYTES:,}); not a morphlab detector model")
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8"), parse_float=_finite_float,
-                         parse_constant=_no_constant)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (not UTF-8 text: {exc.reason})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: not a morphlab detector model (JSON nested too deeply)") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a morphlab detector model (format {_shown(doc.get('format'))})"
-                         if isinstance(doc, dict) else f"{path}: not a morphlab detector model")
-    version = doc.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: model format version {_shown(version)} is newer than this morphlab "
-            f"understands ({MODEL_FORMAT_VERSION}); upgrade morphlab"
-            if isinstance(version, int) and not isinstance(version, bool) else
-            f"{path}: \"format_version\" must be an integer, got {_shown(version)}"
-        )
-    for key in ("detector", "params", "threshold", "state"):
-        if key not in doc:
-            raise ValueError(f"{path}: incomplete model description (no {key!r})")
-    if not isinstance(doc["detector"], str) or not doc["detector"]:
-        raise ValueError(f"{path}: \"detector\" must be a detector name, got {_shown(doc['detector'])}")
-    if _finite_number(doc["threshold"]) is None:
-        raise ValueError(f"{path}: \"threshold\" must be a finite number, got {_shown(doc['threshold'])}")
-    for key in ("params", "state"):
-        if not isinstance(doc[key], dict):
-            raise ValueError(f"{path}: {key!r} must be a JSON object, got {_shown(doc[key])}")
-    sv = doc.get("state_version", 1)
-    if isinstance(sv, bool) or not isinstance(sv, int):
-        raise ValueError(f"{path}: \"state_version\" must be an integer, got {_shown(sv)}")
-    for key, kinds in (("arrays_sha256", (str,)), ("metadata", (dict,)), ("n_train", (dict,))):
-        if doc.get(key) is not None and not isinstance(doc[key], kinds):
-            raise ValueError(f"{path}: {key!r} must be a {'string' if kinds == (str,) else 'JSON object'}, "
-                             f"got {_shown(doc[key])}")
-    return doc
-
-
-def read_model_arrays(directory: str | Path, doc: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays of a model folder, checked against ``doc["arrays_sha256"]`` when recorded.
-
-    Read with ``allow_pickle=False``; only numeric arrays of finite values are accepted.
-
-    Raises:
-        FileNotFoundError: no ``arrays.npz``.
-        ValueError: checksum mismatch, not an ``.npz`` archive, object arrays, NaN or
-            infinite values (the message names the file).
-    """
-    import zipfile
-
-    from morphlab.io import sha256_bytes
-
-    path = Path(directory) / MODEL_ARRAYS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing model arrays (an incomplete model folder)")
-    blob = path.read_bytes()
-    if doc.get("arrays_sha256") and sha256_bytes(blob) != doc["arrays_sha256"]:
-        raise ValueError(f"{path}: does not match {MODEL_JSON} (checksum differs)")
-    unchecked = "" if doc.get("arrays_sha256") else f"; {MODEL_JSON} records no checksum"
-    if not zipfile.is_zipfile(io.BytesIO(blob)):
-        raise ValueError(f"{path}: not a NumPy .npz archive (corrupt or replaced{unchecked})")
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{path}: holds object arrays (pickled Python objects), which "
-                             "morphlab never loads; not a morphlab model file") from None
-        raise ValueError(f"{path}: corrupt .npz archive ({exc}{unchecked})") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
-        raise ValueError(f"{path}: corrupt .npz archive ({type(exc).__name__}: {exc}{unchecked})") from None
-    for k, v in arrays.items():
-        if v.dtype.kind not in "biufc":
-            raise ValueError(f"{path}: array {k!r} has dtype {v.dtype}, not a number type")
-        if v.dtype.kind in "fc" and not np.isfinite(v).all():
-            raise ValueError(f"{path}: array {k!r} holds NaN or infinite values")
-    return arrays
-
-
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a parameter's type hint (unknown hints: yes)."""
-    import collections.abc
-    import types
-    import typing
-
-    if hint is Any:
-        return True
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool) or (type(value) is int and value in (0, 1))
-    if hint is int:
-        return (isinstance(value, int) and not isinstance(value, bool)) or \
-            (isinstance(value, float) and value.is_integer())
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if hint in (list, tuple) or origin in (list, tuple, collections.abc.Sequence):
-        if not isinstance(value, (list, tuple)):
-            return False
-        inner = [a for a in args if a is not Ellipsis]
-        return len(inner) != 1 or all(_fits(v, inner[0]) for v in value)
-    return True
-
-
-def _hint_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-
-
-def check_params(cls: type, params: dict[str, Any], path: Path) -> None:
-    """Refuse hyper-parameters whose JSON type cannot be what ``cls.__init__`` declares
-    (integral floats pass for ints, ints for floats; unknown hints pass).
-
-    Raises:
-        ValueError: ``"{path}: parameter 'x' = … does not fit 'name' (expected int)"``.
-    """
-    import typing
-
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # unresolvable annotations: nothing to check against
-        return
-    for key, value in params.items():
-        if key in hints and not _fits(value, hints[key]):
-            raise ValueError(f"{path}: parameter {key!r} = {_shown(value)} does not fit "
-                             f"{detector_name(cls)!r} (expected {_hint_name(hints[key])})")
-
-
-_check_params = check_params  # the name morphlab.experiments.config imports
-
-
-def load_detector(directory: str | Path) -> Detector:
-    """Load any registered detector's model folder (the class is found by its name).
-
-    Only registered classes are ever instantiated; nothing in the folder is executed.
-    """
-    doc = read_model_info(directory)
-    try:
-        cls = DETECTORS.get(doc["detector"])
-    except KeyError as exc:
-        raise ValueError(
-            f"{directory}: saved by detector {doc['detector']!r}, which is not installed "
-            f"({exc.args[0]})"
-        ) from None
-    return cls.load(directory)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
