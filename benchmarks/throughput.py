@@ -42,12 +42,17 @@ import argparse
 import csv
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the per-triangle warp + blend of LearnOpenCV's recipe: one copy, in landmark_morph.py
+from landmark_morph import _morph_triangle  # noqa: E402
 
 DATA = Path(os.environ.get("MORPHLAB_TEST_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data")) / "frll"
@@ -86,26 +91,6 @@ def _ref_delaunay(size: tuple[int, int], points: np.ndarray) -> list[tuple[int, 
     return tris
 
 
-def _ref_morph_triangle(img1, img2, out, t1, t2, t, alpha):
-    r1, r2, r = cv2.boundingRect(np.float32([t1])), cv2.boundingRect(np.float32([t2])), \
-        cv2.boundingRect(np.float32([t]))
-    t1r = [(p[0] - r1[0], p[1] - r1[1]) for p in t1]
-    t2r = [(p[0] - r2[0], p[1] - r2[1]) for p in t2]
-    tr = [(p[0] - r[0], p[1] - r[1]) for p in t]
-    mask = np.zeros((r[3], r[2], 3), dtype=np.float32)
-    cv2.fillConvexPoly(mask, np.int32(tr), (1.0, 1.0, 1.0), 16, 0)
-    p1 = img1[r1[1]:r1[1] + r1[3], r1[0]:r1[0] + r1[2]]
-    p2 = img2[r2[1]:r2[1] + r2[3], r2[0]:r2[0] + r2[2]]
-    size = (r[2], r[3])
-    w1 = cv2.warpAffine(p1, cv2.getAffineTransform(np.float32(t1r), np.float32(tr)), size, None,
-                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    w2 = cv2.warpAffine(p2, cv2.getAffineTransform(np.float32(t2r), np.float32(tr)), size, None,
-                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    patch = (1.0 - alpha) * w1 + alpha * w2
-    roi = out[r[1]:r[1] + r[3], r[0]:r[0] + r[2]]
-    roi[...] = roi * (1 - mask) + patch * mask
-
-
 def reference_pair(path_a: Path, path_b: Path, out_png: Path, detector, predictor,
                    alpha: float = 0.5) -> None:
     """Decode, detect, triangulate, warp + blend per triangle, write: one morph."""
@@ -117,7 +102,7 @@ def reference_pair(path_a: Path, path_b: Path, out_png: Path, detector, predicto
     pts = (1 - alpha) * p1 + alpha * p2
     out = np.zeros(img1.shape, dtype=img1.dtype)
     for i, j, k in _ref_delaunay((img1.shape[1], img1.shape[0]), pts):
-        _ref_morph_triangle(img1, img2, out, [p1[i], p1[j], p1[k]], [p2[i], p2[j], p2[k]],
+        _morph_triangle(img1, img2, out, [p1[i], p1[j], p1[k]], [p2[i], p2[j], p2[k]],
                             [pts[i], pts[j], pts[k]], alpha)
     cv2.imwrite(str(out_png), np.uint8(np.clip(out, 0, 255)))
 
