@@ -64,6 +64,20 @@ def deprecation(old: str, new: str) -> None:
                f"use {new}", err=True)
 
 
+class FolderOrOldCsv(click.Path):
+    """``-o/--out DIR`` (a folder); a value ending in ``.csv`` is the deprecated
+    ``-o FILE.csv`` and passes through unchecked, for the command to keep its meaning
+    with a warning (``pairs``, ``detect score``)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.lower().endswith(".csv"):
+            return value
+        return super().convert(value, param, ctx)
+
+
 class Option(click.Option):
     """A click option that may be *required after aliases*: ``required=True`` is checked
     only once the hidden deprecated aliases have had their say (click would otherwise

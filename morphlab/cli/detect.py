@@ -8,6 +8,7 @@ import click
 
 from morphlab.cli import main
 from morphlab.cli._conventions import (
+    FolderOrOldCsv,
     deprecated_alias,
     executor_options,
     jobs_option,
@@ -168,19 +169,6 @@ def _check_score_csv(csv, overwrite: bool) -> None:
                                 "to replace them, or choose another file") from None
 
 
-class _FolderOrOldCsv(click.Path):
-    """``-o/--out DIR`` of ``detect score``: a folder; a value ending in ``.csv`` is the
-    deprecated spelling of ``--csv FILE`` and passes through unchecked."""
-
-    def __init__(self) -> None:
-        super().__init__(file_okay=False)
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.lower().endswith(".csv"):
-            return value
-        return super().convert(value, param, ctx)
-
-
 #: The scores file ``detect score -o DIR`` writes.
 SCORES_CSV = "scores.csv"
 
@@ -196,7 +184,7 @@ morphlab detect score work/model attacks/ --csv s.csv --executor ray -j 4""")
 @click.option("--csv", "csv_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write the scores as CSV to FILE [default: print them].")
 @deprecated_alias("--output", dest="csv_file", new="--csv", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", type=_FolderOrOldCsv(), default=None, metavar="DIR",
+@click.option("-o", "--out", "out_dir", type=FolderOrOldCsv(), default=None, metavar="DIR",
               help=f"Write the scores to DIR/{SCORES_CSV} (a value ending in .csv is the "
                    "deprecated spelling of --csv).")
 @click.option("--overwrite", is_flag=True,

@@ -11,22 +11,18 @@ from typing import Optional
 import click
 
 from morphlab.cli import main
-from morphlab.cli._conventions import deprecated_alias, deprecation, jobs_option, seed_option
+from morphlab.cli._conventions import (
+    FolderOrOldCsv,
+    deprecated_alias,
+    deprecation,
+    jobs_option,
+    seed_option,
+)
 from morphlab.cli.generate import parse_param
 from morphlab.datasets.pairs import PAIRS_FILE, STRATEGIES
 
 
 log = logging.getLogger(__name__)
-
-
-class _FolderOrOldCsv(click.Path):
-    """``-o DIR`` (a folder); a value ending in ``.csv`` is the old ``-o FILE.csv``,
-    passed through unchecked so that :func:`pairs` can keep its meaning with a warning."""
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.lower().endswith(".csv"):
-            return value
-        return super().convert(value, param, ctx)
 
 
 def _pairs_target(out_dir: Optional[str], pairs_file: Optional[str]) -> tuple[Path, Optional[Path]]:
@@ -56,7 +52,7 @@ morphlab generate work/pairs -g landmark -o work/morphs        # reads work/pair
 morphlab pairs morphlab/sample/frll/neutral --strategy similar --fr lbph -j 2 \\
     --pairs-file work/similar.csv""")
 @click.argument("dataset_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option("-o", "--out", "out_dir", default=None, type=_FolderOrOldCsv(file_okay=False),
+@click.option("-o", "--out", "out_dir", default=None, type=FolderOrOldCsv(),
               metavar="DIR",
               help=f"Folder for the pairs file {PAIRS_FILE} and its protocol "
                    f"{PAIRS_FILE}.json [default: {PAIRS_FILE} in the current folder].")
