@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from morphlab import __version__
+from morphlab.generators.batches import _error_text
 from morphlab.generators.runner import (
     MANIFEST_NAME,
     RUN_NAME,
@@ -89,8 +90,7 @@ class _Item:
 
 
 def _error(exc: Exception, name: str) -> dict:
-    msg = str(exc).strip().replace("\n", " ")
-    return {"name": name, "error": f"{type(exc).__name__}: {msg}"}
+    return {"name": name, "error": _error_text(exc)}
 
 
 def compute(task: tuple) -> dict:
