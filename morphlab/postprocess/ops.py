@@ -459,7 +459,7 @@ def parse_op(spec: Union[str, Operator], *, warn: bool = True) -> Operator:
     params: dict[str, Any] = {}
     given: dict[str, str] = {}  # current name → the deprecated spelling used
     for item in items:
-        key, sep, raw = item.partition("=")
+        _, sep, raw = item.partition("=")
         key = _key(item)
         if not sep or not key:
             raise ValueError(f"{spec!r}: expected name:key=value,key=value; got {item!r}")
@@ -520,7 +520,7 @@ def cache_spec(spec: str) -> str:
     pieces = []
     for piece in body.split(","):
         key_text, sep, rest = piece.partition("=")
-        key = key_text.strip().replace("-", "_")
+        key = _key(piece)
         if sep and key in old_of:
             piece = key_text.replace(key_text.strip(), old_of[key], 1) + sep + rest
         pieces.append(piece)
