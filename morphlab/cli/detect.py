@@ -355,11 +355,12 @@ def detect_calibrate(model_dir, bona_fide, attacks, live, variants, pattern, con
     score and detect eval use and state it.
     """
     from morphlab.detect import calibrate_detector
+    from morphlab.metrics.intervals import rate
 
     data = _presentations(bona_fide, attacks, live, variants, pattern, contributors)
     r = calibrate_detector(model_dir, data, bpcer=bpcer, apcer=apcer, allow_overlap=allow_overlap,
                            progress=not no_progress, jobs=jobs, use_cache=not no_cache)
-    got = ", ".join(f"{k} {100 * v['rate']:.2f}% ({v['k']}/{v['n']})" for k, v in r["achieved"].items())
+    got = ", ".join(f"{k} {rate(v['k'], v['n']).format(2)}" for k, v in r["achieved"].items())
     click.echo(f"threshold {r['previous']['threshold']:.6g} -> {r['threshold']:.6g} at "
                f"{r['operating_point']} on {r['n_bona_fide']} bona fide / {r['n_attack']} attacks "
                f"({len(r['subjects'])} identities): {got}; saved in {model_dir}")
