@@ -192,6 +192,14 @@ def test_atomic_write_fsyncs_the_folder_after_the_rename(tmp_path: Path, monkeyp
     atomic_write_text(tmp_path / "sub" / "f.txt", "x")
     assert events == [("file", None), ("rename", None), ("dir", os.path.realpath(tmp_path / "sub"))]
     assert (tmp_path / "sub" / "f.txt").read_text() == "x"
+    # durable=False (cache entries): the same rename, no fsync at all
+    from morphlab.io import atomic_open
+
+    events.clear()
+    with atomic_open(tmp_path / "sub" / "g.bin", "wb", durable=False) as fh:
+        fh.write(b"y")
+    assert events == [("rename", None)]
+    assert (tmp_path / "sub" / "g.bin").read_bytes() == b"y"
 
 
 @pytest.mark.parametrize("level", ["fpng", "fast", 0, 3, 9])
