@@ -152,10 +152,22 @@ def crop_settings_key(backend: FaceBackend, size: int) -> str:
             f"opencv={cv2.__version__}|numpy={np.__version__}")
 
 
+#: The landmark backend of an :func:`align_faces` worker process (:func:`_init_align_worker`).
+_WORKER_BACKEND: Union[FaceBackend, str, None] = None
+
+
+def _init_align_worker(backend: Union[FaceBackend, str]) -> None:
+    """A worker process of :func:`align_faces`: the backend arrives once, not with every
+    task (an unpickled instance would load its model again for each image)."""
+    global _WORKER_BACKEND
+    _WORKER_BACKEND = backend
+
+
 def _align_one(task: tuple) -> tuple:
     """One cache miss of :func:`align_faces` (run here or in a worker process).
 
-    ``task``: ``(index, path, size, backend, cache_dir, use_cache)``. Returns
+    ``task``: ``(index, path, size, backend, cache_dir, use_cache)``, ``backend`` None in
+    a worker process (it has the one :func:`_init_align_worker` gave). Returns
     ``(index, crop, None, None)`` or ``(index, None, kind, reason)``.
     """
     from morphlab.face.base import FaceError
@@ -163,6 +175,10 @@ def _align_one(task: tuple) -> tuple:
     from morphlab.io import ImageError, read_image
 
     i, p, size, backend, cache_dir, use_cache = task
+    if backend is None:
+        if _WORKER_BACKEND is None:
+            raise RuntimeError("align_faces worker used before _init_align_worker")
+        backend = _WORKER_BACKEND
     p = Path(p)
     try:
         try:
@@ -262,9 +278,13 @@ def align_faces(
                 crop_cache.save_crop(path, crop, sha, key)
             bar.update(1)
 
-        tasks = [(i, str(paths[i]), int(size), backend, cache_dir, use_cache) for i in misses]
-        run_tasks(_align_one, tasks, done, jobs=jobs,
-                  crash_message="a worker process died while aligning faces")
+        # run_tasks runs in this process when jobs <= 1 or for one task; workers get the
+        # backend once, through their initializer
+        here = jobs <= 1 or len(misses) <= 1
+        tasks = [(i, str(paths[i]), int(size), backend if here else None, cache_dir, use_cache)
+                 for i in misses]
+        run_tasks(_align_one, tasks, done, jobs=jobs, initializer=_init_align_worker,
+                  initargs=(backend,), crash_message="a worker process died while aligning faces")
     crops, ok, index, failures, kinds = [], [], [], [], {}
     for i, crop, kind, reason in results:
         p = paths[i]

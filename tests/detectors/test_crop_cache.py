@@ -168,3 +168,16 @@ def test_entries_are_written_atomically_without_fsync(tmp_path, monkeypatch):
     assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # no temporary file left
     assert np.array_equal(crop_cache.load_crop(entry, "ab" * 32, "key", SIZE), crop)
     assert crop_cache.load_crop(entry, "cd" * 32, "key", SIZE) is None  # another image's key
+
+
+def test_parallel_alignment_sends_the_backend_once_per_worker(images, tmp_path, monkeypatch):
+    from morphlab.face.dlib_backend import DlibBackend
+
+    sent = []  # pickles of the backend instance (made in this process)
+    monkeypatch.setattr(DlibBackend, "__getstate__",
+                        lambda self: sent.append(1) or dict(self.__dict__), raising=False)
+    be = create_backend("dlib")
+    assert isinstance(be, DlibBackend)
+    out = align_faces(images, size=SIZE, backend=be, jobs=2, use_cache=False, progress=False)
+    assert len(out.paths) == 4
+    assert 1 <= len(sent) <= 2  # once per worker, not once per image (6)
