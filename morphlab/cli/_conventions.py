@@ -154,7 +154,7 @@ class Command(click.Command):
 
     Args:
         example: the worked example shown at the end of ``--help`` (a few lines of shell;
-            ``tests/cli/test_conventions.py`` checks that every option it uses exists).
+            ``tests/test_cli_conventions.py`` checks that every option it uses exists).
     """
 
     def __init__(self, *args: Any, example: Optional[str] = None, **kwargs: Any) -> None:
