@@ -109,11 +109,11 @@ def match_colour(
         return cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
 
     ys, xs = _roi(mask)
-    ay, ax = _roi(apply_to) if apply_to is not None else (slice(0, None), slice(0, None))
+    H, W = image.shape[:2]
+    ay, ax = _roi(apply_to) if apply_to is not None else (slice(0, H), slice(0, W))
     lab_apply = lab(image[ay, ax])
     # the statistics' box inside the converted one: reuse it (cvtColor is per pixel)
-    inside = all(a.start <= b.start and (a.stop is None or (b.stop or 0) <= a.stop)
-                 for a, b in ((ay, ys), (ax, xs)))
+    inside = all(a.start <= b.start and b.stop <= a.stop for a, b in ((ay, ys), (ax, xs)))
     lab_i = (lab_apply[ys.start - ay.start: ys.stop - ay.start,
                        xs.start - ax.start: xs.stop - ax.start]
              if inside else lab(image[ys, xs]))
