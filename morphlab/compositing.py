@@ -211,7 +211,7 @@ def poisson_composite(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, *,
 def _clone_rhs_kernel(fg, bg, mask, inner, rhs):
     """Right-hand side of OpenCV's ``NORMAL_CLONE`` Poisson system on one rectangle.
 
-    Plain Python, compiled by :func:`_clone_kernel` (numba). The guidance field at pixel
+    Plain Python, compiled by :func:`_clone_kernels` (numba). The guidance field at pixel
     ``q`` is the forward difference of the source (``fg`` inside ``mask``, 0 outside, as
     OpenCV copies it) where ``inner`` (the mask eroded by 3 px), else of ``bg``; the
     right-hand side at an interior pixel is its backward-difference divergence minus the
