@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from morphlab.metrics.intervals import rate
+
 #: ``metadata["threshold"]["source"]`` of a model's threshold: the D-EER point of its own
 #: training scores (:func:`train_detector`), or set on held-out data (:func:`calibrate_detector`).
 TRAINING_DEER, CALIBRATED = "training D-EER", "calibrated"
@@ -23,7 +25,7 @@ def threshold_origin(metadata: Optional[dict[str, Any]]) -> str:
                 f"{th.get('n_attack', '?')} attacks); not calibrated on held-out data — "
                 "`morphlab detect calibrate` sets one that transfers")
     ach = th.get("achieved") or {}
-    got = ", ".join(f"{k} {_pct_text(v['rate'])} ({v['k']}/{v['n']})" for k, v in ach.items()
+    got = ", ".join(f"{k} {rate(v['k'], v['n']).format()}" for k, v in ach.items()
                     if isinstance(v, dict) and {"rate", "k", "n"} <= set(v))
     return (f"calibrated at {th.get('operating_point', '?')} on {th.get('n_bona_fide', '?')} bona fide / "
             f"{th.get('n_attack', '?')} attacks of {len(th.get('subjects') or [])} held-out identities"

@@ -191,3 +191,15 @@ def test_calibration_replaces_only_what_morphlab_wrote(trained, split_sample, tm
     # and image folders inside the model folder are refused before any work
     with pytest.raises(ValueError):
         calibrate_detector(trained, build_presentations([trained], [te["attacks"]]), progress=False)
+
+
+def test_a_calibrated_threshold_states_its_rates_with_n_and_interval():
+    from morphlab.metrics.intervals import rate
+
+    meta = {"threshold": {"source": CALIBRATED, "operating_point": "BPCER=10 %",
+                          "n_bona_fide": 10, "n_attack": 8, "subjects": ["001", "002"],
+                          "achieved": {"BPCER": rate(1, 10).to_dict(),
+                                       "APCER": rate(0, 8).to_dict()}}}
+    assert threshold_origin(meta) == (
+        "calibrated at BPCER=10 % on 10 bona fide / 8 attacks of 2 held-out identities "
+        "(there: BPCER 10.0 % [1.8, 40.4] (1/10), APCER 0.0 % [0.0, 32.4] (0/8))")
