@@ -17,13 +17,7 @@ from click.testing import CliRunner
 from morphlab.cli import main
 from morphlab.generators.runner import RunConflictError
 from morphlab.io import write_image
-from morphlab.postprocess import cache_spec, ops, parse_op, postprocess_set, same_ops
-
-
-@pytest.fixture
-def fresh_warnings(monkeypatch):
-    """Each deprecation warns once per process: start from none warned."""
-    monkeypatch.setattr(ops, "_WARNED", set())
+from morphlab.postprocess import cache_spec, parse_op, postprocess_set, same_ops
 
 
 def _photos(root: Path, n: int = 3) -> Path:
@@ -37,7 +31,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
 
 
-def test_q_is_a_deprecated_spelling_of_quality(fresh_warnings):
+def test_q_is_a_deprecated_spelling_of_quality():
     with pytest.warns(FutureWarning, match=r"jpeg:q= is deprecated .*: use jpeg:quality="):
         old = parse_op("jpeg:q=75")
     assert old == parse_op("jpeg:quality=75") and old.spec() == "jpeg:quality=75"
@@ -73,7 +67,7 @@ def _as_old_version(folder: Path, quality: int) -> None:
 
 
 @pytest.mark.parametrize("spelling", ["jpeg:q=50", "jpeg:quality=50"])
-def test_a_set_made_with_q_resumes_under_either_spelling(tmp_path, spelling, fresh_warnings):
+def test_a_set_made_with_q_resumes_under_either_spelling(tmp_path, spelling):
     photos = _photos(tmp_path / "photos")
     full = tmp_path / "full"
     postprocess_set(photos, full, ["jpeg:quality=50"], progress=False)
@@ -97,7 +91,7 @@ def test_a_set_made_with_q_resumes_under_either_spelling(tmp_path, spelling, fre
         postprocess_set(photos, part, ["jpeg:quality=60"], resume=True, progress=False)
 
 
-def test_cli_op_quality_and_the_deprecated_q(tmp_path, fresh_warnings):
+def test_cli_op_quality_and_the_deprecated_q(tmp_path):
     photos = _photos(tmp_path / "photos", n=2)
     new = CliRunner().invoke(main, ["postprocess", str(photos), "-o", str(tmp_path / "a"),
                                     "--op", "jpeg:quality=80", "--no-progress"])
@@ -113,10 +107,7 @@ def test_cli_op_quality_and_the_deprecated_q(tmp_path, fresh_warnings):
     assert a == b  # the same set, recorded the same way
 
 
-def test_cli_out_dir_is_a_deprecated_spelling_of_out(tmp_path, monkeypatch):
-    from morphlab.cli import _conventions
-
-    monkeypatch.setattr(_conventions, "_WARNED", set())
+def test_cli_out_dir_is_a_deprecated_spelling_of_out(tmp_path):
     photos = _photos(tmp_path / "photos", n=2)
     r = CliRunner().invoke(main, ["postprocess", str(photos), "--out-dir", str(tmp_path / "old"),
                                   "--op", "jpeg:quality=80", "--no-progress"])
