@@ -336,6 +336,26 @@ def test_pairs_file_is_not_silently_replaced(sample_dir: Path, tmp_path: Path):
     assert res.exit_code == 0 and out.read_bytes() != before
 
 
+def test_pairs_overwrite_never_replaces_a_file_morphlab_did_not_write(sample_dir: Path,
+                                                                      tmp_path: Path):
+    """--overwrite replaces a pairs file morphlab wrote, never the user's own pairs.csv (or
+    one edited since morphlab wrote it)."""
+    mine = tmp_path / "pairs.csv"
+    mine.write_text("pair_id,subject_a,image_a,subject_b,image_b\n")
+    base = ["pairs", str(sample_dir / "neutral"), "-o", str(tmp_path), "--overwrite"]
+    res = CliRunner().invoke(main, base)
+    assert res.exit_code == 1 and "pairs.csv" in res.output, res.output
+    assert mine.read_text() == "pair_id,subject_a,image_a,subject_b,image_b\n"
+    assert not (tmp_path / "pairs.csv.json").exists()
+    mine.unlink()
+    assert CliRunner().invoke(main, base).exit_code == 0  # now morphlab's own
+    assert CliRunner().invoke(main, base + ["--seed", "3"]).exit_code == 0  # replaced
+    with open(mine, "a") as fh:
+        fh.write("# my note\n")  # edited by hand: no longer what morphlab wrote
+    res = CliRunner().invoke(main, base + ["--seed", "4"])
+    assert res.exit_code == 1 and mine.read_text().endswith("# my note\n")
+
+
 def test_generate_alpha_accepts_auto_and_numbers():
     from morphlab.cli.generate import _AlphaType
     from morphlab.generators.landmark import LandmarkMorph

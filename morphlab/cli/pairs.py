@@ -112,8 +112,8 @@ def pairs(dataset_dir: str, out_dir: Optional[str], pairs_file: Optional[str], s
     score, higher = more similar) and its protocol file names the system.
     """
     from morphlab.datasets.loaders import load_dataset
-    from morphlab.datasets.pairs import make_pairs, write_pairs
-    from morphlab.outdir import locked_folder
+    from morphlab.datasets.pairs import make_pairs, sidecar_path, write_pairs
+    from morphlab.outdir import check_outputs, locked_folder, record_owned
 
     if all_pairs and (per_subject is not None or n_pairs is not None):
         raise click.UsageError("--all takes every admissible pair; it excludes --per-subject and -n")
@@ -143,7 +143,11 @@ def pairs(dataset_dir: str, out_dir: Optional[str], pairs_file: Optional[str], s
     )
     with locked_folder(folder) if folder is not None else contextlib.nullcontext():
         _refuse_other_pairs(output, pairset.protocol, overwrite)
+        names = [output.name, sidecar_path(output).name]
+        if overwrite:  # replaces only a pairs file (and protocol) morphlab wrote there
+            check_outputs(output.parent, names, overwrite=True)
         side = write_pairs(pairset, output)
+        record_owned(output.parent, names)
     counts = pairset.protocol["counts"]
     ranked = pairset.protocol.get("similarity")
     by = f" by {ranked['system']} similarity" if ranked else ""

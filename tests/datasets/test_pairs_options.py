@@ -227,8 +227,8 @@ def test_out_is_a_folder_of_pairs_csv_and_its_protocol(sample_dir: Path, tmp_pat
     res = _pairs(sample_dir, "--loader", "frll", "-n", 3, "-o", out)
     assert res.output.strip().endswith(f"to {out / 'pairs.csv'}; protocol in "
                                        f"{out / 'pairs.csv.json'}")
-    assert sorted(p.name for p in out.iterdir()) == [".morphlab.lock", "pairs.csv",
-                                                     "pairs.csv.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".morphlab-owned.json", ".morphlab.lock",
+                                                     "pairs.csv", "pairs.csv.json"]
     assert "Warning" not in res.output
     assert json.loads((out / "pairs.csv.json").read_text())["counts"]["pairs"] == 3
     assert len(read_pairs(out)) == 3  # the folder stands for its pairs file
@@ -243,7 +243,9 @@ def test_default_is_pairs_csv_in_the_current_folder(sample_dir: Path, tmp_path: 
     monkeypatch.chdir(tmp_path)
     res = _pairs(sample_dir, "--loader", "frll", "-n", 2)
     assert "to pairs.csv; protocol in pairs.csv.json" in res.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv", "pairs.csv.json"]
+    # no lock file; the record of what morphlab wrote, so --overwrite replaces only that
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".morphlab-owned.json", "pairs.csv",
+                                                          "pairs.csv.json"]
 
 
 def test_a_locked_pairs_folder_is_refused(sample_dir: Path, tmp_path: Path):
@@ -273,7 +275,8 @@ def test_old_spellings_of_the_pairs_file_still_work_and_warn(sample_dir: Path, t
     assert res.output.startswith(f"Warning: {old} is deprecated and will be removed in the "
                                  "next release: use --pairs-file FILE or -o FOLDER\n")
     assert len(_rows(out)) == 2 and (tmp_path / "old.csv.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.csv", "old.csv.json"]  # no lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".morphlab-owned.json", "old.csv",
+                                                          "old.csv.json"]  # no lock
     # an existing old.csv is no folder either: the same again is the same file, warned once
     res = _pairs(sample_dir, "--loader", "frll", "-n", 2, option, out)
     assert "Warning" not in res.output
