@@ -402,8 +402,9 @@ DEFAULT_PNG_COMPRESSION = 3
 PNG_FAST = "fast"
 #: The fpng encoder (https://github.com/richgel999/fpng, PyPI ``fpng``): a standard,
 #: lossless 24-bit PNG any decoder reads, ~8x faster than :data:`PNG_FAST` on 1350²
-#: photos (6 vs 49 ms) and slightly smaller (1.18 vs 1.26 MB). The default of new attack
-#: sets; it holds the GIL, so it runs in the encode threads of each worker process.
+#: photos (``benchmarks/throughput.py``'s "PNG encode" stage: 13 vs 108 ms for two) and
+#: smaller (1.20 vs 1.27 MB). The default of new attack sets; it holds the GIL, so it
+#: runs in the encode threads of each worker process.
 PNG_FPNG = "fpng"
 #: The presets (besides zlib levels 0-9).
 PNG_PRESETS = (PNG_FAST, PNG_FPNG)
